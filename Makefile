@@ -1,0 +1,61 @@
+# Converge - every target sets itself up: a fresh clone needs only `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
+
+.PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean
+
+help:
+	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
+	@echo "make test      lint, type-check, template checks and every test"
+	@echo "make lint      ruff;  make typecheck  mypy;  make schemas  regenerate events/schemas"
+	@echo "make build     sam build (needs SAM CLI and python3.13);  make deploy  sam deploy"
+
+$(STAMP): requirements-dev.txt layers/common/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m localcloud demo
+
+test: lint typecheck template-check
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy layers/common/python/converge localcloud tests
+	@for d in functions/*/; do echo "mypy $$d"; MYPYPATH=layers/common/python:$$d $(VENV)/bin/mypy $$d || exit 1; done
+
+template-check: $(STAMP)
+	$(VENV)/bin/cfn-lint template.yaml
+
+schemas: $(STAMP)
+	PYTHONPATH=layers/common/python $(PY) -m converge.schemas events/schemas
+
+build:
+	PYENV_VERSION=3.13.0:3.12.1 sam build
+
+deploy: build
+	sam deploy --guided
+
+deploy-localstack: build
+	sam deploy --config-env localstack
+
+invoke: $(STAMP)
+	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT)
+
+serve: $(STAMP)
+	$(PY) -m localcloud serve
+
+clean:
+	rm -rf $(VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""Inbox consumer scaffold: SQS batch -> typed events -> a route per event type, with partial batch responses.
+
+Every record ends as one of: applied, skipped (stale or duplicate: the stored version is as new or newer),
+or a batch item failure with its reason logged (malformed, unknown, or a failure while applying). Failed
+records go back to the inbox and, after the queue's maxReceiveCount, to the service DLQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from converge.envelope import parse_eventbridge_json
+from converge.errors import MalformedEventError, UnknownEventError
+from converge.events import DomainEvent
+from converge.observability import logger, metrics
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    STALE = "stale"  # the stored state is as new or newer: a duplicate or an out-of-order delivery
+
+
+Route = Callable[[DomainEvent], Outcome]
+
+
+class InboxConsumer:
+    """Routes inbox records to handlers by event type (routing is data, not an if/elif ladder)."""
+
+    def __init__(self, routes: Mapping[str, Route]) -> None:
+        self.routes = dict(routes)
+        # All records failing is reported as such (every id listed), not raised as a function error.
+        self.processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def record_handler(self, record: SQSRecord) -> Outcome:
+        try:
+            event = parse_eventbridge_json(record.body)
+            route = self.routes.get(event.event_type)
+            if route is None:
+                raise UnknownEventError(f"{event.event_type} is not consumed here")
+        except (MalformedEventError, UnknownEventError) as exc:
+            logger.warning(
+                "rejected inbox record",
+                extra={"message_id": record.message_id, "reason": str(exc), "error": type(exc).__name__},
+            )
+            metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+            raise
+        logger.append_keys(correlation_id=event.metadata.correlation_id, event_id=event.metadata.event_id)
+        try:
+            outcome = route(event)
+        except Exception as exc:
+            # Logged here with the event's identity; BatchProcessor turns it into a batch item failure.
+            logger.exception("failed to apply event", extra={"event_type": event.event_type, "reason": str(exc)})
+            raise
+        finally:
+            logger.remove_keys(["correlation_id", "event_id"])
+        if outcome is Outcome.APPLIED:
+            metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
+            lag_ms = (datetime.now(UTC) - event.metadata.occurred_at).total_seconds() * 1000
+            metrics.add_metric(name="ConvergenceLag", unit=MetricUnit.Milliseconds, value=max(lag_ms, 0.0))
+        else:
+            metrics.add_metric(name="EventsSkippedStale", unit=MetricUnit.Count, value=1)
+            logger.info("skipped stale event", extra={"event_type": event.event_type})
+        return outcome
+
+    def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+        return process_partial_response(
+            event=event, record_handler=self.record_handler, processor=self.processor, context=context
+        )

@@ -1,0 +1,112 @@
+"""Building and parsing the event envelope.
+
+Producers build events from the table items they write (the item's `event_type` says which event a write is);
+consumers parse EventBridge events delivered through SQS back into typed `DomainEvent`s.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError, create_model
+
+from converge.errors import MalformedEventError, UnknownEventError
+from converge.events import EVENT_TYPES, SCHEMA_VERSION, DomainEvent, EventSpec, Metadata, event_id_for
+
+# Attributes every entity item carries besides its state (see docs/events.md, "Items").
+ITEM_EVENT_TYPE = "event_type"
+ITEM_VERSION = "version"
+ITEM_CORRELATION_ID = "correlation_id"
+ITEM_UPDATED_AT = "updated_at"
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def spec_for(event_type: str) -> EventSpec:
+    """The registry entry of an event type, or UnknownEventError."""
+    try:
+        return EVENT_TYPES[event_type]
+    except KeyError:
+        raise UnknownEventError(f"unknown event type {event_type!r}") from None
+
+
+def event_from_item(item: dict[str, Any]) -> DomainEvent | None:
+    """The domain event a table item's current state represents, or None if the item is not an entity.
+
+    Used by the stream publisher (item = the record's NewImage) and by the reconciler (item = current state),
+    so both produce the same event, with the same deterministic id, for the same entity version.
+    """
+    event_type = item.get(ITEM_EVENT_TYPE)
+    if not event_type:
+        return None
+    spec = spec_for(str(event_type))
+    try:
+        data = spec.model.model_validate(item)
+        entity_id = str(item[spec.id_field])
+        version = int(item[ITEM_VERSION])
+        metadata = Metadata(
+            event_id=event_id_for(spec.entity, entity_id, version),
+            event_type=str(event_type),
+            schema_version=SCHEMA_VERSION,
+            entity=spec.entity,
+            entity_id=entity_id,
+            entity_version=version,
+            correlation_id=str(item.get(ITEM_CORRELATION_ID) or f"{spec.entity}:{entity_id}"),
+            occurred_at=item.get(ITEM_UPDATED_AT) or datetime.now(UTC),
+            producer=spec.producer,
+        )
+    except ValidationError as exc:
+        raise MalformedEventError(f"item of {event_type} is not a valid event: {_reason(exc)}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEventError(f"item of {event_type} lacks {exc}") from exc
+    return DomainEvent(metadata=metadata, data=data)
+
+
+def parse_detail(detail_type: str, detail: Any) -> DomainEvent:
+    """Validate an EventBridge `detail` against the contract of `detail_type`."""
+    spec = spec_for(detail_type)
+    if not isinstance(detail, dict):
+        raise MalformedEventError("detail is not a JSON object")
+    try:
+        metadata = Metadata.model_validate(detail.get("metadata"))
+        data = spec.model.model_validate(detail.get("data"))
+    except ValidationError as exc:
+        raise MalformedEventError(f"{detail_type}: {_reason(exc)}") from exc
+    if metadata.event_type != detail_type:
+        raise MalformedEventError(
+            f"metadata.event_type {metadata.event_type!r} differs from detail-type {detail_type!r}"
+        )
+    if metadata.entity != spec.entity or metadata.entity_id != getattr(data, spec.id_field):
+        raise MalformedEventError(f"{detail_type}: metadata.entity/entity_id do not name the payload's entity")
+    return DomainEvent(metadata=metadata, data=data)
+
+
+def parse_eventbridge_json(body: str) -> DomainEvent:
+    """Parse an SQS message body holding a whole EventBridge event (what a rule's SQS target delivers)."""
+    try:
+        event = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise MalformedEventError(f"body is not JSON: {exc}") from exc
+    if not isinstance(event, dict) or "detail-type" not in event or "detail" not in event:
+        raise MalformedEventError("body is not an EventBridge event (no detail-type/detail)")
+    return parse_detail(str(event["detail-type"]), event["detail"])
+
+
+def detail_json_schema(event_type: str) -> dict[str, Any]:
+    """JSON Schema of the `detail` of one event type, generated from the models."""
+    spec = spec_for(event_type)
+    detail_model = create_model(event_type, metadata=(Metadata, ...), data=(spec.model, ...))
+    schema = detail_model.model_json_schema()
+    schema["$id"] = f"https://converge.example/schemas/{event_type}.json"
+    schema["description"] = (spec.model.__doc__ or "").strip()
+    schema["x-source"] = spec.source
+    schema["x-entity"] = spec.entity
+    return schema

@@ -1,0 +1,190 @@
+"""The event contract: envelope metadata and one typed payload per event type.
+
+Events carry state with a version: applying the newest event of an entity alone yields the right projection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+# Event ids are uuid5(EVENT_ID_NAMESPACE, "<entity>:<entity_id>:<version>"): a re-published event keeps its id.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c3f2e-9a57-4d0b-8c1e-5e2f0b7c4a11")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "RESERVED"
+    FAILED = "FAILED"
+    RELEASED = "RELEASED"
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: Identifier
+    quantity: Annotated[int, Field(ge=1, le=10_000)]
+
+
+class Metadata(BaseModel):
+    """What every event says about itself (the `metadata` half of `detail`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Annotated[str, Field(min_length=1, max_length=64)]
+    event_type: str
+    schema_version: Literal[1]
+    entity: Literal["order", "product", "reservation"]
+    entity_id: Identifier
+    entity_version: Annotated[int, Field(ge=1)]
+    correlation_id: Annotated[str, Field(min_length=1, max_length=128)]
+    occurred_at: datetime
+    producer: Literal["orders", "inventory"]
+
+
+class EventData(BaseModel):
+    """Base of every payload; subclasses name the entity and the producer."""
+
+    # Table items carry more attributes (keys, version, ...) than the payload: they are ignored, not errors.
+    model_config = ConfigDict(extra="ignore")
+
+
+class OrderData(EventData):
+    order_id: Identifier
+    customer_id: Identifier
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)]
+    status: OrderStatus
+    reason: str | None = None
+    shortages: list[Identifier] = Field(default_factory=list)
+
+
+class ProductData(EventData):
+    product_id: Identifier
+    on_hand: Quantity
+    reserved: Quantity
+    available: Quantity
+
+
+class ReservationData(EventData):
+    order_id: Identifier
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)]
+    status: ReservationStatus
+    reason: str | None = None
+    shortages: list[Identifier] = Field(default_factory=list)
+
+
+class OrderPlaced(OrderData):
+    """An order was accepted and awaits a stock reservation."""
+
+
+class OrderConfirmed(OrderData):
+    """Every line of the order is reserved."""
+
+
+class OrderRejected(OrderData):
+    """The order could not be reserved; `reason` says why."""
+
+
+class OrderCancelled(OrderData):
+    """The customer cancelled the order; any reservation is to be released."""
+
+
+class StockUpdated(ProductData):
+    """A product's stock changed (set, adjusted, reserved or released)."""
+
+
+class StockReserved(ReservationData):
+    """Every line of an order was reserved in one transaction."""
+
+
+class StockReservationFailed(ReservationData):
+    """No line was reserved because at least one product lacked stock (`shortages`)."""
+
+
+class StockReleased(ReservationData):
+    """An order's reservation was released (or the order was cancelled before it was reserved)."""
+
+
+class EventSpec(BaseModel):
+    """Where an event type comes from: its payload model, entity, producer and the id field."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    model: type[EventData]
+    entity: Literal["order", "product", "reservation"]
+    producer: Literal["orders", "inventory"]
+    id_field: str
+
+    @property
+    def source(self) -> str:
+        return f"converge.{self.producer}"
+
+
+def _spec(model: type[EventData], entity: Literal["order", "product", "reservation"]) -> EventSpec:
+    producer: Literal["orders", "inventory"] = "orders" if entity == "order" else "inventory"
+    id_field = {"order": "order_id", "product": "product_id", "reservation": "order_id"}[entity]
+    return EventSpec(model=model, entity=entity, producer=producer, id_field=id_field)
+
+
+# The registry is data: event type -> spec. Routing, schema export and docs all read it.
+EVENT_TYPES: dict[str, EventSpec] = {
+    "OrderPlaced": _spec(OrderPlaced, "order"),
+    "OrderConfirmed": _spec(OrderConfirmed, "order"),
+    "OrderRejected": _spec(OrderRejected, "order"),
+    "OrderCancelled": _spec(OrderCancelled, "order"),
+    "StockUpdated": _spec(StockUpdated, "product"),
+    "StockReserved": _spec(StockReserved, "reservation"),
+    "StockReservationFailed": _spec(StockReservationFailed, "reservation"),
+    "StockReleased": _spec(StockReleased, "reservation"),
+}
+
+ORDER_EVENT_BY_STATUS = {
+    OrderStatus.PENDING: "OrderPlaced",
+    OrderStatus.CONFIRMED: "OrderConfirmed",
+    OrderStatus.REJECTED: "OrderRejected",
+    OrderStatus.CANCELLED: "OrderCancelled",
+}
+RESERVATION_EVENT_BY_STATUS = {
+    ReservationStatus.RESERVED: "StockReserved",
+    ReservationStatus.FAILED: "StockReservationFailed",
+    ReservationStatus.RELEASED: "StockReleased",
+}
+
+
+class DomainEvent(BaseModel):
+    """An event as it travels in EventBridge `detail`: `{"metadata": ..., "data": ...}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: Metadata
+    data: EventData
+
+    @property
+    def event_type(self) -> str:
+        return self.metadata.event_type
+
+    def detail(self) -> dict[str, Any]:
+        return {"metadata": self.metadata.model_dump(mode="json"), "data": self.data.model_dump(mode="json")}
+
+    @property
+    def source(self) -> str:
+        return EVENT_TYPES[self.event_type].source
+
+
+def event_id_for(entity: str, entity_id: str, version: int) -> str:
+    """Deterministic event id: the same entity version always yields the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{entity}:{entity_id}:{version}"))

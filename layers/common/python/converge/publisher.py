@@ -1,0 +1,72 @@
+"""Stream publisher: DynamoDB stream records -> domain events -> PutEvents, with partial batch responses.
+
+Each INSERT/MODIFY record whose NewImage carries an `event_type` becomes one event (built by
+`envelope.event_from_item`, so its id is deterministic). Records that are not entity changes (REMOVE, items
+without `event_type`) are skipped. A record whose event cannot be built or sent is reported as a batch item
+failure: Lambda checkpoints at the lowest failed sequence number and retries from there (bisecting, then
+sending the batch's metadata to the OnFailure destination once retries are exhausted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBRecordEventName,
+)
+
+from converge.bus import EventSender, to_entry
+from converge.dynamo import plain
+from converge.envelope import event_from_item
+from converge.errors import ConvergeError
+from converge.observability import logger, metrics
+
+
+@dataclass
+class PublishResult:
+    published: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)  # sequence numbers
+
+    def response(self) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failures]}
+
+
+def publish_records(records: list[DynamoDBRecord], sender: EventSender, bus_name: str) -> PublishResult:
+    """Translate and send a batch of stream records; returns what was published and what failed."""
+    result = PublishResult()
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for record in records:
+        sequence = record.dynamodb.sequence_number if record.dynamodb else None
+        if record.dynamodb is None or sequence is None:
+            continue
+        if record.event_name == DynamoDBRecordEventName.REMOVE:
+            result.skipped += 1
+            continue
+        try:
+            event = event_from_item(plain(record.dynamodb.new_image))
+        except ConvergeError as exc:
+            logger.error("stream record is not a valid event", extra={"sequence_number": sequence, "reason": str(exc)})
+            result.failures.append(sequence)
+            continue
+        if event is None:
+            result.skipped += 1
+            continue
+        entries.append((sequence, to_entry(event, bus_name)))
+
+    report = sender.send(entries)
+    assert report.failed is not None
+    for failed in report.failed:
+        logger.error("event not accepted by the bus", extra={"sequence_number": failed.key, "reason": failed.reason})
+        result.failures.append(failed.key)
+    result.published = report.sent
+    metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=report.sent)
+    if report.resent:
+        metrics.add_metric(name="PutEventsEntriesResent", unit=MetricUnit.Count, value=report.resent)
+    if result.failures:
+        metrics.add_metric(name="PublishFailures", unit=MetricUnit.Count, value=len(result.failures))
+    result.failures.sort(key=int)
+    return result

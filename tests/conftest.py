@@ -1,0 +1,28 @@
+"""Test-wide setup: fake AWS credentials, moto-friendly settings, the layer on sys.path."""
+
+from __future__ import annotations
+
+import os
+
+# Set before boto3/botocore are imported anywhere, so no test can reach a real account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # botocore >= 1.44 routes DynamoDB Streams by account id; moto answers 404 unless this is off.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "Converge",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+from localcloud.loader import ensure_layer_on_path
+
+ensure_layer_on_path()
+
+pytest_plugins = ["tests.support.fixtures"]

@@ -1,0 +1,158 @@
+"""A moto stack for handler tests: tables built from template.yaml's own properties, the bus, a tap queue.
+
+Table schemas are read from the template (never re-declared here), so a test cannot pass against a table
+that differs from the deployed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from converge import aws
+from converge.dynamo import from_item, to_item
+from converge.settings import settings
+from localcloud.context import LambdaContext
+from localcloud.loader import load_handler
+from localcloud.template import FunctionSpec, function_specs, load_template, resources_of_type
+
+TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexes")
+
+
+@dataclass
+class Stack:
+    """Physical names of what a test stack holds, and helpers to look at it."""
+
+    tables: dict[str, str] = field(default_factory=dict)  # logical id -> table name
+    queues: dict[str, str] = field(default_factory=dict)  # logical id -> queue url
+    bus_name: str = "converge-test-bus"
+    tap_queue_url: str = ""
+    template: dict[str, Any] = field(default_factory=dict)
+
+    # ----------------------------------------------------------- lookups
+    def resolve(self, value: Any) -> Any:
+        """Resolve the intrinsics a function environment uses (Ref/GetAtt/If) against this stack."""
+        if not isinstance(value, dict):
+            return value
+        if "Ref" in value:
+            ref = value["Ref"]
+            if ref in self.tables:
+                return self.tables[ref]
+            if ref in self.queues:
+                return self.queues[ref]
+            return self.template.get("Parameters", {}).get(ref, {}).get("Default", ref)
+        if "Fn::GetAtt" in value:
+            target, attribute = value["Fn::GetAtt"]
+            if (target, attribute) == ("Bus", "Name"):
+                return self.bus_name
+            raise KeyError(f"unresolved GetAtt {target}.{attribute}")
+        if "Fn::If" in value:
+            condition, _when_true, when_false = value["Fn::If"]
+            if condition == "IsTracingEnabled":
+                return self.resolve(when_false)
+            raise KeyError(f"unresolved condition {condition}")
+        raise KeyError(f"unresolved intrinsic {value}")
+
+    def environment(self, spec: FunctionSpec) -> dict[str, str]:
+        return {k: str(self.resolve(v)) for k, v in spec.environment.items()}
+
+    def table(self, logical_id: str) -> str:
+        return self.tables[logical_id]
+
+    def get_item(self, logical_id: str, pk: str, sk: str) -> dict[str, Any] | None:
+        response = boto3.client("dynamodb").get_item(
+            TableName=self.tables[logical_id], Key=to_item({"pk": pk, "sk": sk})
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    def scan(self, logical_id: str) -> list[dict[str, Any]]:
+        client = boto3.client("dynamodb")
+        items: list[dict[str, Any]] = []
+        for page in client.get_paginator("scan").paginate(TableName=self.tables[logical_id]):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def put_item(self, logical_id: str, item: dict[str, Any]) -> None:
+        boto3.client("dynamodb").put_item(TableName=self.tables[logical_id], Item=to_item(item))
+
+    def events_on_bus(self) -> list[dict[str, Any]]:
+        """Every event the bus delivered to the tap queue since the last call (whole EventBridge events)."""
+        sqs = boto3.client("sqs")
+        events: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.tap_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return events
+            for message in messages:
+                events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.tap_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def create_stack() -> Stack:
+    """Create, in the current moto backend, the template's tables and queues plus the bus and a tap."""
+    template = load_template()
+    stack = Stack(template=template)
+    dynamodb = boto3.client("dynamodb")
+    for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        props = {k: v for k, v in resource["Properties"].items() if k in TABLE_PROPERTIES}
+        if "StreamSpecification" in props:
+            props["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        name = f"test-{logical_id}"
+        dynamodb.create_table(TableName=name, **props)
+        stack.tables[logical_id] = name
+    sqs = boto3.client("sqs")
+    for logical_id in resources_of_type(template, "AWS::SQS::Queue"):
+        stack.queues[logical_id] = sqs.create_queue(QueueName=f"test-{logical_id}")["QueueUrl"]
+    events = boto3.client("events")
+    events.create_event_bus(Name=stack.bus_name)
+    stack.tap_queue_url = sqs.create_queue(QueueName="test-bus-tap")["QueueUrl"]
+    tap_arn = sqs.get_queue_attributes(QueueUrl=stack.tap_queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="tap", EventBusName=stack.bus_name, EventPattern=json.dumps({"source": [{"prefix": "converge."}]})
+    )
+    events.put_targets(Rule="tap", EventBusName=stack.bus_name, Targets=[{"Id": "tap", "Arn": tap_arn}])
+    return stack
+
+
+class FunctionRunner:
+    """Invokes the template's functions in-process with the environment the template gives them."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.specs = function_specs(stack.template)
+
+    @contextmanager
+    def _environment(self, spec: FunctionSpec) -> Iterator[None]:
+        env = self.stack.environment(spec)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        settings.cache_clear()
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            settings.cache_clear()
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        spec = self.specs[logical_id]
+        with self._environment(spec):
+            handler = load_handler(spec.code_dir, spec.handler)
+            return handler(event, LambdaContext(function_name=logical_id, timeout_seconds=spec.timeout))
+
+
+def reset_caches() -> None:
+    aws.reset_clients()
+    settings.cache_clear()
