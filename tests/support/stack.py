@@ -156,3 +156,22 @@ class FunctionRunner:
 def reset_caches() -> None:
     aws.reset_clients()
     settings.cache_clear()
+
+
+def lambda_stream_event(stack: Stack, logical_id: str) -> dict[str, Any]:
+    """Every record in the table's stream so far, shaped as Lambda's DynamoDB event source delivers them."""
+    table = boto3.client("dynamodb").describe_table(TableName=stack.tables[logical_id])["Table"]
+    stream_arn = table["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams")
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for record in streams.get_records(ShardIterator=iterator, Limit=1000)["Records"]:
+            shaped: dict[str, Any] = {**record, "eventSourceARN": stream_arn}
+            dynamodb = dict(record["dynamodb"])
+            dynamodb["ApproximateCreationDateTime"] = int(dynamodb["ApproximateCreationDateTime"].timestamp())
+            shaped["dynamodb"] = dynamodb
+            records.append(shaped)
+    return {"Records": records}

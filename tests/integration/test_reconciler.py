@@ -1,0 +1,132 @@
+"""The reconciler under moto: lagging projections are republished from state; DLQs are drained by kind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from converge.envelope import event_from_item, parse_detail
+from tests.support.events import domain_event, eventbridge_event
+from tests.support.stack import FunctionRunner, Stack
+
+SCHEDULED = json.loads(
+    (Path(__file__).resolve().parents[2] / "events" / "ReconcilerFunction.scheduled.json").read_text()
+)
+NOW = "2026-11-28T10:00:00+00:00"
+
+
+def product(pid: str, version: int, on_hand: int = 10) -> dict[str, Any]:
+    return {
+        "pk": f"PRODUCT#{pid}", "sk": "PRODUCT", "product_id": pid, "on_hand": on_hand, "reserved": 0,
+        "available": on_hand, "version": version, "event_type": "StockUpdated", "correlation_id": "c", "updated_at": NOW,
+    }  # fmt: skip
+
+
+def order(oid: str, status: str, version: int) -> dict[str, Any]:
+    event_type = {"PENDING": "OrderPlaced", "CONFIRMED": "OrderConfirmed"}[status]
+    return {
+        "pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "customer_id": "cust", "status": status,
+        "lines": [{"product_id": "p1", "quantity": 1}], "version": version, "event_type": event_type,
+        "correlation_id": "c", "updated_at": NOW,
+    }  # fmt: skip
+
+
+def queue_depth(url: str) -> int:
+    attrs = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def receive_all(url: str) -> list[dict[str, Any]]:
+    return (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+        .get("Messages", [])
+    )
+
+
+def test_consistent_system_republishes_nothing(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a product whose availability projection is current
+    stack.put_item("InventoryTable", product("p1", 2))
+    stack.put_item(
+        "NotificationsTable", {"pk": "AVAILABILITY#p1", "sk": "AVAILABILITY", "product_id": "p1", "version": 2}
+    )
+    # WHEN the scheduled reconciler runs
+    report = functions.invoke("ReconcilerFunction", SCHEDULED)
+    # THEN it found nothing and put nothing on the bus
+    assert report["republished"] == 0
+    assert set(report["found"].values()) == {0}
+    assert stack.events_on_bus() == []
+
+
+def test_lagging_projections_are_republished_with_the_publishers_event_ids(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN availability one version behind, and a placed order inventory never saw
+    stack.put_item("InventoryTable", product("p1", 3, on_hand=7))
+    stack.put_item(
+        "NotificationsTable", {"pk": "AVAILABILITY#p1", "sk": "AVAILABILITY", "product_id": "p1", "version": 2}
+    )
+    stack.put_item("OrdersTable", order("o1", "PENDING", 1))
+    # WHEN the reconciler runs
+    report = functions.invoke("ReconcilerFunction", SCHEDULED)
+    # THEN it reports both and republishes the current state, as the same events the publisher would emit
+    assert report["found"]["availability"] == 1
+    assert report["found"]["reservations"] == 1
+    assert report["republished"] == 2
+    published = {e["detail-type"]: parse_detail(e["detail-type"], e["detail"]) for e in stack.events_on_bus()}
+    assert set(published) == {"StockUpdated", "OrderPlaced"}
+    assert published["StockUpdated"].metadata.entity_version == 3
+    assert published["StockUpdated"].data.model_dump()["available"] == 7
+    expected = event_from_item(stack.get_item("InventoryTable", "PRODUCT#p1", "PRODUCT") or {})
+    assert expected is not None
+    assert published["StockUpdated"].metadata.event_id == expected.metadata.event_id
+
+
+def test_dead_letters_are_redriven_parked_or_acknowledged_by_kind(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN the orders DLQ holding a valid event, a non-JSON body, an event redriven too often,
+    #       and a stream mapping's OnFailure record
+    sqs = boto3.client("sqs")
+    dlq, inbox = stack.queues["OrdersDLQ"], stack.queues["OrdersInbox"]
+    reserved = domain_event(
+        "StockReserved", {"order_id": "o9", "lines": [{"product_id": "p1", "quantity": 1}], "status": "RESERVED"}
+    )
+    valid_body = json.dumps(eventbridge_event(reserved))
+    sqs.send_message(QueueUrl=dlq, MessageBody=valid_body)
+    sqs.send_message(QueueUrl=dlq, MessageBody="{not json")
+    sqs.send_message(
+        QueueUrl=dlq,
+        MessageBody=valid_body,
+        MessageAttributes={"converge-redrives": {"DataType": "Number", "StringValue": "3"}},
+    )
+    on_failure = {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 4},
+        "DDBStreamBatchInfo": {"shardId": "shardId-1", "startSequenceNumber": "100", "endSequenceNumber": "120"},
+    }
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(on_failure))
+    # WHEN the reconciler runs
+    report = functions.invoke("ReconcilerFunction", SCHEDULED)
+    # THEN the valid event is back in its inbox with its redrive counted, the stream record is acknowledged,
+    #      and the two poison messages stay in the DLQ
+    assert report["dead_letters"] == {"stream_batch": 1, "event": 1, "poison": 2}
+    redriven = receive_all(inbox)
+    assert [m["Body"] for m in redriven] == [valid_body]
+    assert redriven[0]["MessageAttributes"]["converge-redrives"]["StringValue"] == "1"
+    assert queue_depth(dlq) == 2
+
+
+def test_reconciler_fixture_runs_a_pass(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN the committed scheduled-event fixture and an order confirmed but never notified
+    stack.put_item("OrdersTable", order("o2", "CONFIRMED", 2))
+    stack.put_item("InventoryTable", {**product("p1", 2), "pk": "RESERVATION#o2", "sk": "RESERVATION", "order_id": "o2",
+                                      "status": "RESERVED", "lines": [{"product_id": "p1", "quantity": 1}],
+                                      "event_type": "StockReserved"})  # fmt: skip
+    # WHEN the reconciler is invoked with it
+    report = functions.invoke("ReconcilerFunction", SCHEDULED)
+    # THEN the confirmation is republished for notifications
+    assert report["found"]["notifications"] == 1
+    assert [e["detail-type"] for e in stack.events_on_bus()] == ["OrderConfirmed"]
