@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class FlakyBus:
         self.failing_calls = failing_calls
         self.calls: list[int] = []
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+    def put_events(self, *, Entries: Sequence[Any]) -> dict[str, Any]:
         self.calls.append(len(Entries))
         failing = self.failing_calls > 0
         self.failing_calls -= 1

@@ -21,7 +21,8 @@ NOW = "2026-11-28T10:00:00+00:00"
 def product(pid: str, version: int, on_hand: int = 10) -> dict[str, Any]:
     return {
         "pk": f"PRODUCT#{pid}", "sk": "PRODUCT", "product_id": pid, "on_hand": on_hand, "reserved": 0,
-        "available": on_hand, "version": version, "event_type": "StockUpdated", "correlation_id": "c", "updated_at": NOW,
+        "available": on_hand, "version": version, "event_type": "StockUpdated", "correlation_id": "c",
+        "updated_at": NOW,
     }  # fmt: skip
 
 
@@ -34,6 +35,10 @@ def order(oid: str, status: str, version: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def availability(pid: str, version: int) -> dict[str, Any]:
+    return {"pk": f"AVAILABILITY#{pid}", "sk": "AVAILABILITY", "product_id": pid, "version": version}
+
+
 def queue_depth(url: str) -> int:
     attrs = boto3.client("sqs").get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -41,7 +46,7 @@ def queue_depth(url: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def receive_all(url: str) -> list[dict[str, Any]]:
+def receive_all(url: str) -> list[Any]:
     return (
         boto3.client("sqs")
         .receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])

@@ -170,8 +170,8 @@ def lambda_stream_event(stack: Stack, logical_id: str) -> dict[str, Any]:
         )["ShardIterator"]
         for record in streams.get_records(ShardIterator=iterator, Limit=1000)["Records"]:
             shaped: dict[str, Any] = {**record, "eventSourceARN": stream_arn}
-            dynamodb = dict(record["dynamodb"])
-            dynamodb["ApproximateCreationDateTime"] = int(dynamodb["ApproximateCreationDateTime"].timestamp())
+            dynamodb: dict[str, Any] = dict(record["dynamodb"])
+            dynamodb["ApproximateCreationDateTime"] = int(record["dynamodb"]["ApproximateCreationDateTime"].timestamp())
             shaped["dynamodb"] = dynamodb
             records.append(shaped)
     return {"Records": records}

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from converge.events import DomainEvent
-
-if TYPE_CHECKING:
-    from mypy_boto3_events import EventBridgeClient
 
 MAX_ENTRIES_PER_CALL = 10
 MAX_BYTES_PER_CALL = 256 * 1024
@@ -59,6 +56,12 @@ def chunks(entries: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple
         yield batch
 
 
+class PutEventsClient(Protocol):
+    """What the sender needs of an EventBridge client (boto3's, or an in-memory one in benchmarks)."""
+
+    def put_events(self, *, Entries: Sequence[Any]) -> Mapping[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class FailedEntry:
     key: str
@@ -82,7 +85,7 @@ class EventSender:
 
     def __init__(
         self,
-        client: EventBridgeClient,
+        client: PutEventsClient,
         *,
         max_attempts: int = 3,
         base_delay: float = 0.05,
@@ -114,7 +117,7 @@ class EventSender:
             for batch in chunks(pending):
                 report.calls += 1
                 try:
-                    response = self._client.put_events(Entries=[e for _, e in batch])  # type: ignore[misc]
+                    response = self._client.put_events(Entries=[e for _, e in batch])
                 except ClientError as exc:
                     code = exc.response.get("Error", {}).get("Code", "")
                     if code not in RETRYABLE_CALL_ERRORS:
