@@ -105,6 +105,10 @@ def detail_json_schema(event_type: str) -> dict[str, Any]:
     spec = spec_for(event_type)
     detail_model = create_model(event_type, metadata=(Metadata, ...), data=(spec.model, ...))
     schema = detail_model.model_json_schema()
+    # One schema per type: pin metadata.event_type to this type's name.
+    schema["properties"]["metadata"] = {
+        "allOf": [schema["properties"]["metadata"], {"properties": {"event_type": {"const": event_type}}}]
+    }
     schema["$id"] = f"https://converge.example/schemas/{event_type}.json"
     schema["description"] = (spec.model.__doc__ or "").strip()
     schema["x-source"] = spec.source
