@@ -14,7 +14,7 @@ help:
 	@echo "make lint      ruff;  make typecheck  mypy;  make schemas  regenerate events/schemas"
 	@echo "make build     sam build (needs SAM CLI and python3.13);  make deploy  sam deploy"
 
-$(STAMP): requirements-dev.txt layers/common/requirements.txt
+$(STAMP): requirements-dev.txt layers/common/python/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
