@@ -39,7 +39,12 @@ def make_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[Any]:
         errors = [
-            {"field": _field(err.get("loc", ())), "message": str(err.get("msg", "invalid")), "type": err.get("type")}
+            {
+                # A JSON decode error's loc is ("body", <offset>): the field at fault is the body itself.
+                "field": "body" if err.get("type") == "json_invalid" else _field(err.get("loc", ())),
+                "message": str(err.get("msg", "invalid")),
+                "type": err.get("type"),
+            }
             for err in exc.errors()
         ]
         fields = ", ".join(e["field"] for e in errors)

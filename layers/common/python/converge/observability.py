@@ -7,6 +7,7 @@ so it is imported only when POWERTOOLS_TRACE_DISABLED is false.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,6 +16,9 @@ from aws_lambda_powertools import Logger, Metrics
 F = TypeVar("F", bound=Callable[..., Any])
 
 METRICS_NAMESPACE = "Converge"
+
+# Read-only API calls add no metric; Powertools would print a UserWarning on every such invocation.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "converge"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))

@@ -1,0 +1,317 @@
+"""InventoryTable adapter: product and reservation items, conditional writes, ClientErrors in domain terms.
+
+Every rule that concurrent writers could break is a DynamoDB condition, evaluated by DynamoDB in the same
+request as the write (no read-modify-write): `available` is stored because conditions have no arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from converge import aws
+from converge.dynamo import cancellation_codes, from_item, is_conditional_check_failure, to_item
+from converge.events import OrderLine, ReservationStatus
+from converge.settings import settings
+
+import domain
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+PRODUCT_SK = "PRODUCT"
+RESERVATION_SK = "RESERVATION"
+CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason code (the single-item error ends in Exception)
+
+
+def product_key(product_id: str) -> dict[str, Any]:
+    return to_item({"pk": f"PRODUCT#{product_id}", "sk": PRODUCT_SK})
+
+
+def reservation_key(order_id: str) -> dict[str, Any]:
+    return to_item({"pk": f"RESERVATION#{order_id}", "sk": RESERVATION_SK})
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What every write stamps on the item besides its state (docs/items.md)."""
+
+    correlation_id: str
+    updated_at: str
+
+    @classmethod
+    def now(cls, correlation_id: str) -> WriteContext:
+        return cls(correlation_id, datetime.now(UTC).isoformat())
+
+    def values(self, event_type: str) -> dict[str, Any]:
+        return to_item(
+            {":event_type": event_type, ":correlation_id": self.correlation_id, ":updated_at": self.updated_at}
+        )
+
+
+# Appended to every product update; the values come from WriteContext.values(domain.PRODUCT_EVENT).
+STAMP = "event_type = :event_type, correlation_id = :correlation_id, updated_at = :updated_at"
+
+
+def _table() -> str:
+    return settings().table_name
+
+
+def _level(item: Any) -> domain.StockLevel:
+    plain = from_item(item)
+    return domain.StockLevel(
+        product_id=str(plain["product_id"]),
+        on_hand=int(plain["on_hand"]),
+        reserved=int(plain["reserved"]),
+        version=int(plain["version"]),
+    )
+
+
+# ---------------------------------------------------------------- products
+def get_product(product_id: str) -> domain.StockLevel | None:
+    item = aws.dynamodb().get_item(TableName=_table(), Key=product_key(product_id), ConsistentRead=True).get("Item")
+    return _level(item) if item else None
+
+
+def set_stock(product_id: str, on_hand: int, context: WriteContext) -> domain.StockLevel:
+    """Set on-hand, creating the product (version 1) if missing; StockConflict if it would go below reserved.
+
+    One upsert: `available` is recomputed from the stored `reserved` by DynamoDB, and the condition
+    `reserved <= :on_hand` is checked against the same state the update applies to.
+    """
+    try:
+        response = aws.dynamodb().update_item(
+            TableName=_table(),
+            Key=product_key(product_id),
+            UpdateExpression=(
+                "SET product_id = :product_id, on_hand = :on_hand, reserved = if_not_exists(reserved, :zero),"
+                " available = :on_hand - if_not_exists(reserved, :zero),"
+                f" version = if_not_exists(version, :zero) + :one, {STAMP}"
+            ),
+            ConditionExpression="attribute_not_exists(pk) OR reserved <= :on_hand",
+            ExpressionAttributeValues={
+                **to_item({":product_id": product_id, ":on_hand": on_hand, ":zero": 0, ":one": 1}),
+                **context.values(domain.PRODUCT_EVENT),
+            },
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        if not is_conditional_check_failure(exc):
+            raise
+        # The condition only fails on an existing product, returned as it was when it failed.
+        old = exc.response.get("Item")
+        if old:
+            _level(old).set_on_hand(on_hand)  # raises the conflict this state explains
+        raise domain.StockConflict(f"product {product_id}: stock changed concurrently, retry") from exc
+    return _level(response["Attributes"])
+
+
+def adjust_stock(product_id: str, delta: int, context: WriteContext) -> domain.StockLevel:
+    """Add a signed delta to on-hand in one UpdateItem (ADD), so concurrent adjustments never lose one.
+
+    ProductNotFound if the product does not exist; StockConflict if on-hand would drop below reserved (or 0)
+    or exceed the event contract's maximum.
+    """
+    if delta < 0:
+        # on_hand + delta >= reserved  <=>  available >= -delta (which also keeps on_hand >= 0).
+        condition, bound = "attribute_exists(pk) AND available >= :bound", -delta
+    else:
+        condition, bound = "attribute_exists(pk) AND on_hand <= :bound", domain.MAX_ON_HAND - delta
+    try:
+        response = aws.dynamodb().update_item(
+            TableName=_table(),
+            Key=product_key(product_id),
+            UpdateExpression=f"ADD on_hand :delta, available :delta, version :one SET {STAMP}",
+            ConditionExpression=condition,
+            ExpressionAttributeValues={
+                **to_item({":delta": delta, ":bound": bound, ":one": 1}),
+                **context.values(domain.PRODUCT_EVENT),
+            },
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        if not is_conditional_check_failure(exc):
+            raise
+        old = exc.response.get("Item")
+        if not old:
+            raise domain.ProductNotFound(product_id) from exc
+        raise domain.adjustment_conflict(product_id, delta, _level(old)) from exc
+    return _level(response["Attributes"])
+
+
+# ---------------------------------------------------------------- reservations
+def _reservation_item(reservation: domain.Reservation, context: WriteContext) -> dict[str, Any]:
+    return to_item(
+        {
+            "pk": f"RESERVATION#{reservation.order_id}",
+            "sk": RESERVATION_SK,
+            "order_id": reservation.order_id,
+            "lines": [line.model_dump() for line in reservation.lines],
+            "status": reservation.status.value,
+            "reason": reservation.reason,
+            "shortages": list(reservation.shortages),
+            "version": reservation.version,
+            "event_type": reservation.event_type,
+            "correlation_id": context.correlation_id,
+            "updated_at": context.updated_at,
+        }
+    )
+
+
+def _reservation(item: dict[str, Any]) -> domain.Reservation:
+    plain = from_item(item)
+    return domain.Reservation(
+        order_id=str(plain["order_id"]),
+        lines=tuple(OrderLine.model_validate(line) for line in plain["lines"]),
+        status=ReservationStatus(plain["status"]),
+        reason=plain.get("reason"),
+        shortages=tuple(plain.get("shortages") or ()),
+        version=int(plain["version"]),
+    )
+
+
+def get_reservation(order_id: str) -> domain.Reservation | None:
+    item = aws.dynamodb().get_item(TableName=_table(), Key=reservation_key(order_id), ConsistentRead=True).get("Item")
+    return _reservation(item) if item else None
+
+
+def put_new_reservation(reservation: domain.Reservation, context: WriteContext) -> bool:
+    """Write a reservation that must not exist yet (FAILED, or a RELEASED tombstone); False if one exists."""
+    try:
+        aws.dynamodb().put_item(
+            TableName=_table(),
+            Item=_reservation_item(reservation, context),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _stock_change(product_id: str, quantity: int, context: WriteContext, *, reserve: bool) -> TransactWriteItemTypeDef:
+    if reserve:
+        change, condition = "reserved = reserved + :q, available = available - :q", "available >= :q"
+    else:
+        # Giving back more than is reserved would mean the stored state is already wrong: refuse, do not clamp.
+        change, condition = "reserved = reserved - :q, available = available + :q", "reserved >= :q"
+    return {
+        "Update": {
+            "TableName": _table(),
+            "Key": product_key(product_id),
+            "UpdateExpression": f"SET {change}, version = version + :one, {STAMP}",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": {
+                **to_item({":q": quantity, ":one": 1}),
+                **context.values(domain.PRODUCT_EVENT),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def _refused(exc: ClientError, product_ids: Sequence[str]) -> dict[str, Any]:
+    """Product id -> its item as it was (None if absent), for every product update whose condition failed.
+
+    The transaction's first item is the reservation; the product updates follow in `product_ids` order.
+    """
+    reasons = (exc.response.get("CancellationReasons") or [])[1:]
+    return {
+        product_id: reason.get("Item") or None
+        for product_id, reason in zip(product_ids, reasons, strict=False)
+        if reason.get("Code") == CONDITION_FAILED
+    }
+
+
+def _is_cancelled(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "TransactionCanceledException"
+
+
+def reserve(reservation: domain.Reservation, context: WriteContext) -> None:
+    """Reserve every line and record the RESERVED reservation, or change nothing (one transaction).
+
+    ReservationExists if the order already has a reservation (redelivery, or a cancellation's tombstone);
+    InsufficientStock with the shortages if some product lacks stock or does not exist.
+    """
+    quantities = reservation.quantities
+    items: list[TransactWriteItemTypeDef] = [
+        {
+            "Put": {
+                "TableName": _table(),
+                "Item": _reservation_item(reservation, context),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        *(_stock_change(p, q, context, reserve=True) for p, q in quantities.items()),
+    ]
+    try:
+        aws.dynamodb().transact_write_items(TransactItems=items)
+    except ClientError as exc:
+        if not _is_cancelled(exc):
+            raise
+        codes = cancellation_codes(exc)
+        if codes and codes[0] == CONDITION_FAILED:
+            raise domain.ReservationExists(reservation.order_id) from exc
+        refused = _refused(exc, list(quantities))
+        if not refused:
+            raise  # cancelled for another reason (conflict, throttling): SQS retries the record
+        stock = {pid: _level(item) if item else None for pid, item in refused.items()}
+        refused_lines = [line for line in reservation.lines if line.product_id in refused]  # shortages_of merges
+        raise domain.InsufficientStock(domain.shortages_of(refused_lines, stock)) from exc
+
+
+def release(reservation: domain.Reservation, context: WriteContext) -> None:
+    """Mark a RESERVED reservation RELEASED and give its quantities back, in one transaction.
+
+    ConcurrentModification if the reservation changed since it was read; InvariantViolation if a product
+    holds less reserved stock than the reservation gives back.
+    """
+    released = reservation.released()
+    quantities = reservation.quantities
+    items: list[TransactWriteItemTypeDef] = [
+        {
+            "Update": {
+                "TableName": _table(),
+                "Key": reservation_key(reservation.order_id),
+                "UpdateExpression": (
+                    "SET #status = :released, version = :next, event_type = :event_type,"
+                    " correlation_id = :correlation_id, updated_at = :updated_at REMOVE reason"
+                ),
+                "ConditionExpression": "#status = :reserved AND version = :expected",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    **to_item(
+                        {
+                            ":released": released.status.value,
+                            ":reserved": reservation.status.value,
+                            ":next": released.version,
+                            ":expected": reservation.version,
+                        }
+                    ),
+                    **context.values(released.event_type),
+                },
+            }
+        },
+        *(_stock_change(p, q, context, reserve=False) for p, q in quantities.items()),
+    ]
+    try:
+        aws.dynamodb().transact_write_items(TransactItems=items)
+    except ClientError as exc:
+        if not _is_cancelled(exc):
+            raise
+        codes = cancellation_codes(exc)
+        if codes and codes[0] == CONDITION_FAILED:
+            raise domain.ConcurrentModification(f"reservation {reservation.order_id} changed") from exc
+        refused = _refused(exc, list(quantities))
+        if refused:
+            raise domain.InvariantViolation(
+                f"reservation {reservation.order_id}: products {sorted(refused)} hold less reserved stock"
+            ) from exc
+        raise

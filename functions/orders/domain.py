@@ -1,0 +1,209 @@
+"""The rules of the orders service: the status machine (as data), placing and cancelling orders. No boto3.
+
+Status machine: PENDING -> CONFIRMED | REJECTED; PENDING | CONFIRMED -> CANCELLED. Nothing else moves, so a
+late or duplicate reservation outcome can never move an order backwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from converge.events import ORDER_EVENT_BY_STATUS, Identifier, OrderLine, OrderStatus
+
+# order_id = uuid5(IDEMPOTENCY_NAMESPACE, "<customer_id>:<Idempotency-Key>"): a retried POST addresses the same item.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("3b8f2d4c-7e61-4a0f-9c25-1d6e8a4b7f30")
+
+MAX_LINES = 50
+
+# The status machine as data: status -> the statuses it may move to.
+TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
+    OrderStatus.CONFIRMED: frozenset({OrderStatus.CANCELLED}),
+    OrderStatus.REJECTED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+# Inventory's reservation outcome (event type) -> the status it moves a PENDING order to.
+RESERVATION_OUTCOMES: Mapping[str, OrderStatus] = {
+    "StockReserved": OrderStatus.CONFIRMED,
+    "StockReservationFailed": OrderStatus.REJECTED,
+}
+
+
+class OrderNotFoundError(Exception):
+    """No order has this id."""
+
+
+class TransitionNotAllowedError(Exception):
+    """The order's status does not allow the requested change."""
+
+    def __init__(self, order_id: str, current: OrderStatus, target: OrderStatus) -> None:
+        super().__init__(f"order {order_id} is {current.value} and cannot become {target.value}")
+        self.order_id = order_id
+        self.current = current
+        self.target = target
+
+
+class IdempotencyKeyReusedError(Exception):
+    """An Idempotency-Key was sent again with a different body."""
+
+
+class ConcurrentUpdateError(Exception):
+    """The order changed between our read and our conditional write."""
+
+
+def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: OrderStatus) -> frozenset[OrderStatus]:
+    """Every status an order may be in to move to `target` (the condition of a blind conditional write)."""
+    return frozenset(status for status, targets in TRANSITIONS.items() if target in targets)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+# ----------------------------------------------------------------------------------------------- requests
+class RequestedLine(OrderLine):
+    # Strict: "5" or 5.0 or true is not a quantity; the API says so instead of guessing.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PlaceOrderRequest(BaseModel):
+    """Body of POST /orders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    customer_id: Identifier
+    lines: Annotated[list[RequestedLine], Field(min_length=1, max_length=MAX_LINES)]
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_product(cls, lines: list[RequestedLine]) -> list[RequestedLine]:
+        # Inventory reserves all lines in one transaction, which cannot touch the same product twice.
+        seen: set[str] = set()
+        for line in lines:
+            if line.product_id in seen:
+                raise ValueError(f"product {line.product_id} appears in more than one line")
+            seen.add(line.product_id)
+        return lines
+
+    def request_hash(self) -> str:
+        """SHA-256 of the canonical body: key order, whitespace and line order do not change it."""
+        canonical = {
+            "customer_id": self.customer_id,
+            "lines": sorted(
+                ({"product_id": line.product_id, "quantity": line.quantity} for line in self.lines),
+                key=lambda line: str(line["product_id"]),
+            ),
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
+    """Deterministic id for a keyed request (so the put is the idempotency record), a fresh one otherwise."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{customer_id}:{idempotency_key}"))
+
+
+# ----------------------------------------------------------------------------------------------- the order
+class Order(BaseModel):
+    """An order as stored (state plus the attributes every entity write carries)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    order_id: Identifier
+    customer_id: Identifier
+    lines: tuple[OrderLine, ...]
+    status: OrderStatus
+    reason: str | None = None
+    shortages: tuple[str, ...] = ()
+    created_at: str
+    request_hash: str | None = None
+    version: Annotated[int, Field(ge=1)]
+    correlation_id: str
+    updated_at: str
+
+    @property
+    def event_type(self) -> str:
+        return ORDER_EVENT_BY_STATUS[self.status]
+
+    def state(self) -> dict[str, Any]:
+        """The attributes of the stored item besides its key (event_type included, None values dropped)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["lines"] = [dict(line) for line in data["lines"]]
+        data["shortages"] = list(data["shortages"])
+        data["event_type"] = self.event_type
+        return data
+
+    def view(self) -> dict[str, Any]:
+        """What the API returns."""
+        data = self.model_dump(mode="json", exclude={"request_hash", "correlation_id"})
+        data["shortages"] = list(data["shortages"])
+        return data
+
+
+def place_order(request: PlaceOrderRequest, *, order_id: str, correlation_id: str, at: str) -> Order:
+    """A new PENDING order at version 1."""
+    return Order(
+        order_id=order_id,
+        customer_id=request.customer_id,
+        lines=tuple(OrderLine(product_id=line.product_id, quantity=line.quantity) for line in request.lines),
+        status=OrderStatus.PENDING,
+        created_at=at,
+        request_hash=request.request_hash(),
+        version=1,
+        correlation_id=correlation_id,
+        updated_at=at,
+    )
+
+
+def check_replay(existing: Order, request: PlaceOrderRequest) -> Order:
+    """The stored order a replayed keyed request stands for, or IdempotencyKeyReusedError if the body differs."""
+    if existing.request_hash != request.request_hash():
+        raise IdempotencyKeyReusedError(
+            f"Idempotency-Key already used for order {existing.order_id} with a different body"
+        )
+    return existing
+
+
+def transition(
+    order: Order,
+    target: OrderStatus,
+    *,
+    correlation_id: str,
+    at: str,
+    reason: str | None = None,
+    shortages: Sequence[str] = (),
+) -> Order:
+    """The order moved to `target` (version + 1), or TransitionNotAllowedError."""
+    if not can_transition(order.status, target):
+        raise TransitionNotAllowedError(order.order_id, order.status, target)
+    return order.model_copy(
+        update={
+            "status": target,
+            "reason": reason if reason is not None else order.reason,
+            "shortages": tuple(shortages) or order.shortages,
+            "version": order.version + 1,
+            "correlation_id": correlation_id,
+            "updated_at": at,
+        }
+    )
+
+
+def cancel(order: Order, *, correlation_id: str, at: str) -> Order:
+    """The cancelled order; an already cancelled order is returned unchanged (cancel is idempotent)."""
+    if order.status is OrderStatus.CANCELLED:
+        return order
+    return transition(order, OrderStatus.CANCELLED, correlation_id=correlation_id, at=at)

@@ -1,0 +1,182 @@
+"""The orders status machine, placing, cancelling and the idempotency request hash (no AWS)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from converge.envelope import event_from_item
+from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
+from localcloud.loader import load_module
+from localcloud.template import ROOT
+
+domain: Any = load_module(ROOT / "functions" / "orders", "domain")
+
+AT = "2026-11-28T11:00:00+00:00"
+ALLOWED = {
+    (OrderStatus.PENDING, OrderStatus.CONFIRMED),
+    (OrderStatus.PENDING, OrderStatus.REJECTED),
+    (OrderStatus.PENDING, OrderStatus.CANCELLED),
+    (OrderStatus.CONFIRMED, OrderStatus.CANCELLED),
+}
+ALL_PAIRS = list(itertools.product(OrderStatus, OrderStatus))
+
+
+def request(body: dict[str, Any]) -> Any:
+    return domain.PlaceOrderRequest.model_validate(body)
+
+
+def body(*lines: tuple[str, int], customer_id: str = "cust-1") -> dict[str, Any]:
+    return {"customer_id": customer_id, "lines": [{"product_id": p, "quantity": q} for p, q in lines]}
+
+
+def order_in(status: OrderStatus, version: int = 3) -> Any:
+    placed = domain.place_order(request(body(("p1", 2))), order_id="o-1", correlation_id="c-0", at=AT)
+    return placed.model_copy(update={"status": status, "version": version})
+
+
+# ----------------------------------------------------------------------------------------------- the machine
+@pytest.mark.parametrize(("current", "target"), sorted(ALLOWED))
+def test_allowed_transition_moves_the_order_and_bumps_the_version(current: OrderStatus, target: OrderStatus) -> None:
+    # GIVEN an order in `current` at version 3
+    order = order_in(current)
+    # WHEN it is moved to `target`
+    moved = domain.transition(order, target, correlation_id="c-1", at="2026-11-28T12:00:00+00:00")
+    # THEN it has the new status, the next version, the new correlation id and time, and the matching event type
+    assert (moved.status, moved.version) == (target, 4)
+    assert (moved.correlation_id, moved.updated_at) == ("c-1", "2026-11-28T12:00:00+00:00")
+    assert moved.event_type == ORDER_EVENT_BY_STATUS[target]
+
+
+@pytest.mark.parametrize(("current", "target"), [pair for pair in ALL_PAIRS if pair not in ALLOWED])
+def test_forbidden_transition_is_refused(current: OrderStatus, target: OrderStatus) -> None:
+    # GIVEN an order in `current`
+    order = order_in(current)
+    # WHEN it is moved to a status the machine does not allow from there
+    # THEN the move is refused, naming both statuses
+    with pytest.raises(domain.TransitionNotAllowedError) as refused:
+        domain.transition(order, target, correlation_id="c-1", at=AT)
+    assert (refused.value.current, refused.value.target) == (current, target)
+
+
+def test_machine_table_is_exactly_the_documented_one() -> None:
+    # GIVEN the transition table WHEN every pair is asked THEN exactly the documented four moves are allowed
+    assert {pair for pair in ALL_PAIRS if domain.can_transition(*pair)} == ALLOWED
+
+
+def test_reservation_outcomes_only_move_pending_orders() -> None:
+    # GIVEN the reservation outcomes WHEN their source statuses are asked THEN only PENDING can move
+    for target in domain.RESERVATION_OUTCOMES.values():
+        assert domain.sources_of(target) == {OrderStatus.PENDING}
+    assert domain.sources_of(OrderStatus.CANCELLED) == {OrderStatus.PENDING, OrderStatus.CONFIRMED}
+
+
+def test_a_decided_order_is_never_moved_backwards() -> None:
+    # GIVEN every status reachable after PENDING
+    for status in (OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED):
+        # WHEN the machine is asked for a way back to PENDING or to another reservation outcome
+        # THEN there is none
+        assert not domain.can_transition(status, OrderStatus.PENDING)
+        assert not domain.can_transition(status, OrderStatus.CONFIRMED)
+        assert not domain.can_transition(status, OrderStatus.REJECTED)
+
+
+# ----------------------------------------------------------------------------------------------- cancel
+@pytest.mark.parametrize("status", [OrderStatus.PENDING, OrderStatus.CONFIRMED])
+def test_cancel_of_an_open_order_cancels_it(status: OrderStatus) -> None:
+    # GIVEN a PENDING or CONFIRMED order WHEN it is cancelled THEN it is CANCELLED at the next version
+    cancelled = domain.cancel(order_in(status), correlation_id="c-9", at=AT)
+    assert (cancelled.status, cancelled.version, cancelled.event_type) == (OrderStatus.CANCELLED, 4, "OrderCancelled")
+
+
+def test_cancel_is_idempotent() -> None:
+    # GIVEN a cancelled order
+    order = order_in(OrderStatus.CANCELLED)
+    # WHEN it is cancelled again
+    again = domain.cancel(order, correlation_id="c-9", at=AT)
+    # THEN it is the very same order: no new version, no new write
+    assert again is order
+
+
+def test_cancel_of_a_rejected_order_is_refused() -> None:
+    # GIVEN a rejected order WHEN it is cancelled THEN the cancel is refused
+    with pytest.raises(domain.TransitionNotAllowedError):
+        domain.cancel(order_in(OrderStatus.REJECTED), correlation_id="c-9", at=AT)
+
+
+# ----------------------------------------------------------------------------------------------- placing
+def test_placed_order_is_pending_at_version_one_and_publishable() -> None:
+    # GIVEN a valid request WHEN an order is placed
+    order = domain.place_order(request(body(("p1", 2), ("p2", 1))), order_id="o-7", correlation_id="c-1", at=AT)
+    # THEN it is PENDING at version 1, and its stored state is a valid OrderPlaced event
+    assert (order.status, order.version) == (OrderStatus.PENDING, 1)
+    event = event_from_item(order.state())
+    assert event is not None
+    assert (event.event_type, event.metadata.entity_version, event.metadata.entity_id) == ("OrderPlaced", 1, "o-7")
+
+
+def test_order_id_is_derived_from_customer_and_key() -> None:
+    # GIVEN a customer and an idempotency key WHEN the id is derived twice THEN it is the same
+    assert domain.order_id_for("cust-1", "k") == domain.order_id_for("cust-1", "k")
+    # AND another customer with the same key, or no key at all, gets another id
+    assert domain.order_id_for("cust-2", "k") != domain.order_id_for("cust-1", "k")
+    assert domain.order_id_for("cust-1", None) != domain.order_id_for("cust-1", None)
+
+
+# ----------------------------------------------------------------------------------------------- request hash
+def test_request_hash_ignores_key_order_whitespace_and_line_order() -> None:
+    # GIVEN the same body written three ways
+    compact = '{"customer_id":"cust-1","lines":[{"product_id":"a","quantity":1},{"product_id":"b","quantity":2}]}'
+    spaced = (
+        '{ "lines": [ {"quantity": 1, "product_id": "a"}, {"quantity": 2, "product_id": "b"} ],\n'
+        '  "customer_id": "cust-1" }'
+    )
+    reordered = json.dumps(body(("b", 2), ("a", 1)))
+    # WHEN each is hashed THEN the hashes are equal
+    hashes = {request(json.loads(text)).request_hash() for text in (compact, spaced, reordered)}
+    assert len(hashes) == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [body(("a", 1), ("b", 3)), body(("a", 1)), body(("a", 1), ("c", 2)), body(("a", 1), ("b", 2), customer_id="x")],
+)
+def test_request_hash_changes_with_any_meaningful_difference(other: dict[str, Any]) -> None:
+    # GIVEN a body and one that differs in a quantity, a line, a product or the customer
+    # WHEN both are hashed THEN the hashes differ
+    assert request(body(("a", 1), ("b", 2))).request_hash() != request(other).request_hash()
+
+
+def test_replay_with_the_same_body_returns_the_stored_order_and_a_different_body_is_refused() -> None:
+    # GIVEN an order placed from a body
+    placed = domain.place_order(request(body(("a", 1))), order_id="o-1", correlation_id="c", at=AT)
+    # WHEN the same body is replayed THEN the stored order stands
+    assert domain.check_replay(placed, request(body(("a", 1)))) is placed
+    # WHEN another body comes with the same key THEN it is refused
+    with pytest.raises(domain.IdempotencyKeyReusedError):
+        domain.check_replay(placed, request(body(("a", 2))))
+
+
+# ----------------------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"lines": [{"product_id": "a", "quantity": 1}]}, "customer_id"),
+        ({"customer_id": "c", "lines": []}, "lines"),
+        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": "1"}]}, "lines.0.quantity"),
+        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": 10_001}]}, "lines.0.quantity"),
+        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": True}]}, "lines.0.quantity"),
+        ({"customer_id": "c", "lines": [{"product_id": "a b", "quantity": 1}]}, "lines.0.product_id"),
+        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": 1}] * 2}, "lines"),
+        ({"customer_id": "c", "lines": [{"product_id": f"p{i}", "quantity": 1} for i in range(51)]}, "lines"),
+    ],
+)
+def test_invalid_requests_name_the_field(bad: dict[str, Any], field: str) -> None:
+    # GIVEN an invalid body WHEN it is validated THEN the error names the offending field
+    with pytest.raises(ValidationError) as invalid:
+        request(bad)
+    assert field in {".".join(str(p) for p in err["loc"]) for err in invalid.value.errors()}
