@@ -1,0 +1,232 @@
+"""The HTTP API: routes from the template's HttpApi events, API Gateway payload format 2.0, a local server.
+
+Routing follows API Gateway HTTP APIs: an exact route wins over a route with path variables, `{name+}` is a greedy
+variable, `ANY` matches every method, `$default` catches what no route matches; no match is 404 `Not Found`.
+A function error is 500 `Internal Server Error`. A response without `statusCode` is a 200 whose body is the JSON of
+what the function returned (payload format 2.0's inference rule).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from localcloud.cloud import LocalCloud
+
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str  # logical id
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+    def _pattern(self) -> re.Pattern[str]:
+        parts = []
+        for segment in self.path.strip("/").split("/"):
+            greedy = re.fullmatch(r"\{(\w+)\+\}", segment)
+            variable = re.fullmatch(r"\{(\w+)\}", segment)
+            if greedy:
+                parts.append(f"(?P<{greedy.group(1)}>.+)")
+            elif variable:
+                parts.append(f"(?P<{variable.group(1)}>[^/]+)")
+            else:
+                parts.append(re.escape(segment))
+        return re.compile("^/" + "/".join(parts) + "$")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.path == "$default":
+            return {}
+        if self.method not in ("ANY", method.upper()):
+            return None
+        found = self._pattern().match(path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
+
+    @property
+    def specificity(self) -> tuple[int, int, int]:
+        # exact routes first, then more literal segments, greedy last, $default never before a real route
+        variables = self.path.count("{")
+        return (self.path == "$default", "+}" in self.path, variables - len(self.path.split("/")))
+
+
+def routes_from_template(template: dict[str, Any]) -> list[Route]:
+    """Every HttpApi event of every AWS::Serverless::Function of the (SAM) template."""
+    routes = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            props = event.get("Properties", {})
+            method = str(props.get("Method", "ANY")).upper()
+            path = str(props.get("Path", "$default"))
+            routes.append(Route("ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method, path, logical_id))
+    return sorted(routes, key=lambda r: r.specificity)
+
+
+def find_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in routes:
+        params = route.match(method, path)
+        if params is not None:
+            return route, params
+    return None
+
+
+def v2_event(
+    route: Route,
+    params: dict[str, str],
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    api_id: str,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API request, payload format 2.0."""
+    now = datetime.now(UTC)
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
+    cookies = [c.strip() for c in lowered.pop("cookie", "").split(";") if c.strip()]
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": api_id,
+            "domainName": lowered.get("host", "localhost"),
+            "domainPrefix": lowered.get("host", "localhost").split(".")[0].split(":")[0],
+            "http": {
+                "method": method.upper(),
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": lowered.get("user-agent", "localcloud"),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route.route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if params:
+        event["pathParameters"] = params
+    if body:
+        try:
+            event["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            event["body"] = base64.b64encode(body).decode()
+            event["isBase64Encoded"] = True
+    return event
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+def to_http_response(response: Any, error: bool) -> HttpResponse:
+    """A function's payload format 2.0 response -> the HTTP response API Gateway sends."""
+    json_type = {"content-type": "application/json"}
+    if error:
+        return HttpResponse(500, json_type, b'{"message":"Internal Server Error"}')
+    if not isinstance(response, dict) or "statusCode" not in response:
+        return HttpResponse(200, json_type, json.dumps(response).encode())
+    headers = {str(k).lower(): str(v) for k, v in (response.get("headers") or {}).items()}
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers[str(name).lower()] = ",".join(str(v) for v in values)
+    if response.get("cookies"):
+        headers["set-cookie"] = "; ".join(response["cookies"])
+    raw = response.get("body")
+    if raw is None:
+        body = b""
+    elif response.get("isBase64Encoded"):
+        body = base64.b64decode(raw)
+    else:
+        body = str(raw).encode()
+    return HttpResponse(int(response["statusCode"]), headers, body)
+
+
+def not_found() -> HttpResponse:
+    return HttpResponse(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+
+
+class _Handler(BaseHTTPRequestHandler):
+    cloud: LocalCloud
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else None
+        response = self.cloud.http(
+            self.command, url.path, raw_query=url.query, headers=dict(self.headers.items()), body=body
+        )
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            if name not in ("content-length", "connection"):
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.cloud.log(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
+
+
+class ApiServer:
+    """The HTTP API on 127.0.0.1, like `sam local start-api`, served from a thread."""
+
+    def __init__(self, cloud: LocalCloud, host: str = "127.0.0.1", port: int = 3000) -> None:
+        handler = type("Handler", (_Handler,), {"cloud": cloud})
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="localcloud-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> ApiServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

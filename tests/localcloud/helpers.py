@@ -1,0 +1,57 @@
+"""Helpers of the localcloud tests: write stream records, read what functions received and what queues hold."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from localcloud.cloud import LocalCloud
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE_TEMPLATE = FIXTURES / "template.yaml"
+
+
+def put_records(cloud: LocalCloud, table: str, behaviours: list[str], prefix: str = "k") -> None:
+    """One stream record per behaviour ("ok", "fail" = reported failure, "crash" = function error), in order."""
+    for index, behaviour in enumerate(behaviours):
+        cloud.clients.dynamodb.put_item(
+            TableName=cloud.table_name(table),
+            Item={"pk": {"S": f"{prefix}{index}"}, "behaviour": {"S": behaviour}},
+        )
+
+
+def batches(cloud: LocalCloud, function: str) -> list[list[str]]:
+    """The keys of the stream records of each invocation of `function`, in order."""
+    return [
+        [r["dynamodb"]["Keys"]["pk"]["S"] for r in invocation.event["Records"]]
+        for invocation in cloud.runtime.history
+        if invocation.function == function
+    ]
+
+
+def drain(cloud: LocalCloud, queue: str) -> list[Any]:
+    """Every message body on `queue` (JSON-decoded), deleting them."""
+    bodies: list[Any] = []
+    while True:
+        messages = cloud.clients.sqs.receive_message(QueueUrl=cloud.queue_url(queue), MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            cloud.clients.sqs.delete_message(QueueUrl=cloud.queue_url(queue), ReceiptHandle=message["ReceiptHandle"])
+
+
+def request(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    """An HTTP request to a served API: (status, JSON body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    sent = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(sent, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")

@@ -1,0 +1,48 @@
+"""The command line: `invoke` prints what `sam local invoke` prints; `demo` converges and writes its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localcloud.__main__ import main
+from tests.localcloud.real import EVENTS_DIR, skip_while_services_are_missing
+
+pytestmark = skip_while_services_are_missing()
+
+API_FIXTURES = sorted(p for p in EVENTS_DIR.glob("*.json") if "routeKey" in json.loads(p.read_text()))
+
+
+@pytest.mark.skipif(not API_FIXTURES, reason="no API events/ fixtures yet")
+def test_the_invoke_command_prints_the_response_and_the_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN an API fixture
+    path = next((p for p in API_FIXTURES if "place" in p.name), API_FIXTURES[0])
+    # WHEN `python -m localcloud invoke <Function> --event <file>` runs
+    code = main(["invoke", path.name.split(".")[0], "--event", str(path)])
+    # THEN it exits 0, prints the response JSON on stdout and the function's log lines on stderr
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "statusCode" in json.loads(out)
+    assert "REPORT RequestId" in err
+    assert any(line.startswith("{") and ('"level"' in line or '"_aws"' in line) for line in err.splitlines())
+
+
+def test_the_demo_converges_and_writes_its_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a small scenario
+    # WHEN `python -m localcloud demo` runs it
+    code = main(["demo", "--products", "5", "--orders", "30", "--seed", "3", "--out", str(tmp_path)])
+    # THEN no entity diverges, and the report and a non-empty chart are written
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "demo-report.json").read_text())
+    assert code == 0, out
+    assert report["total_divergent"] == 0
+    assert report["divergent"] == {"availability": 0, "order_reservations": 0, "order_notifications": 0}
+    assert report["operations"]["place_order"] == 30
+    assert report["events"]["published"] > 0
+    assert report["events"]["applied"] > 0
+    assert report["reconciler_runs"] == 1
+    png = (tmp_path / "convergence.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert len(png) > 10_000

@@ -1,0 +1,148 @@
+"""The real template.yaml end to end on localcloud: a command in one service changes a projection in another."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud import convergence
+from localcloud.cloud import LocalCloud
+from localcloud.template import ROOT, load_template
+from tests.localcloud.real import REAL_TEMPLATE, skip_while_services_are_missing
+
+pytestmark = skip_while_services_are_missing()
+
+
+@pytest.fixture
+def real() -> Iterator[LocalCloud]:
+    with LocalCloud(REAL_TEMPLATE) as cloud:
+        yield cloud
+
+
+def _ok(response: Any) -> Any:
+    assert 200 <= response.status < 300, (response.status, response.body)
+    return response.json()
+
+
+def test_set_stock_becomes_availability_in_notifications(real: LocalCloud) -> None:
+    # GIVEN no availability for a product
+    assert real.http("GET", "/availability/sku-1").status == 404
+    # WHEN inventory's stock is set and the pipeline settles
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 7}))
+    real.run_until_quiet()
+    # THEN the notifications service shows the product's availability at the product's version
+    availability = _ok(real.http("GET", "/availability/sku-1"))
+    product = _ok(real.http("GET", "/products/sku-1"))
+    assert (availability["on_hand"], availability["available"]) == (7, 7)
+    assert availability["version"] == product["version"]
+
+
+def test_a_placed_order_is_confirmed_reserved_and_notified(real: LocalCloud) -> None:
+    # GIVEN stock for the product
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}))
+    real.run_until_quiet()
+    # WHEN an order is placed and the pipeline settles
+    order = _ok(
+        real.http("POST", "/orders", body={"customer_id": "cust-1", "lines": [{"product_id": "sku-1", "quantity": 2}]})
+    )
+    assert order["status"] == "PENDING"
+    real.run_until_quiet()
+    # THEN orders confirmed it, inventory reserved the stock, and the customer was notified
+    assert _ok(real.http("GET", f"/orders/{order['order_id']}"))["status"] == "CONFIRMED"
+    assert _ok(real.http("GET", "/products/sku-1"))["reserved"] == 2
+    notifications = json.dumps(_ok(real.http("GET", "/customers/cust-1/notifications")))
+    assert order["order_id"] in notifications
+    assert "ORDER_CONFIRMED" in notifications
+
+
+def _with_absolute_code_paths(template: dict[str, Any]) -> dict[str, Any]:
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str):
+                props[key] = str((ROOT / props[key]).resolve()) + "/"
+    return template
+
+
+def test_a_rule_pattern_broken_in_a_copy_of_the_template_stops_the_event(tmp_path: Path) -> None:
+    # GIVEN a copy of template.yaml whose notifications rule misspells StockUpdated
+    template = _with_absolute_code_paths(load_template(REAL_TEMPLATE))
+    pattern = template["Resources"]["NotificationsInboxRule"]["Properties"]["EventPattern"]
+    pattern["detail-type"] = [t if t != "StockUpdated" else "StockUpdatedTypo" for t in pattern["detail-type"]]
+    copy = tmp_path / "template.yaml"
+    copy.write_text(json.dumps(template))  # JSON is YAML
+    with LocalCloud(copy) as cloud:
+        # WHEN stock is set and the pipeline settles
+        _ok(cloud.http("PUT", "/products/sku-1/stock", body={"on_hand": 3}))
+        cloud.run_until_quiet()
+        # THEN the event was published but never reached the notifications inbox
+        assert cloud.runtime.metrics["EventsPublished"] >= 1
+        assert cloud.runtime.invocations["NotificationsConsumerFunction"] == 0
+        assert cloud.http("GET", "/availability/sku-1").status == 404
+
+
+def test_a_poison_stream_record_ends_in_the_dlq_after_the_configured_retries_and_the_rest_is_applied(
+    real: LocalCloud,
+) -> None:
+    # GIVEN a valid stock change and, after it in the same stream batch, an item that is not a valid event
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 4}))
+    real.clients.dynamodb.put_item(
+        TableName=real.table_name("InventoryTable"),
+        Item={"pk": {"S": "PRODUCT#poison"}, "sk": {"S": "PRODUCT"}, "event_type": {"S": "StockUpdated"}},
+    )
+    # WHEN the pipeline settles
+    real.run_until_quiet()
+    # THEN the valid change reached notifications, and the poison record's metadata is in the publisher's
+    # OnFailure queue after 1 + MaximumRetryAttempts invocations, as template.yaml configures
+    assert _ok(real.http("GET", "/availability/sku-1"))["on_hand"] == 4
+    stream = load_template(REAL_TEMPLATE)["Resources"]["InventoryPublisherFunction"]["Properties"]["Events"]["Stream"]
+    retries = stream["Properties"]["MaximumRetryAttempts"]
+    messages = real.clients.sqs.receive_message(QueueUrl=real.queue_url("InventoryDLQ"), MaxNumberOfMessages=10)
+    [failure] = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["requestContext"]["approximateInvokeCount"] == 1 + retries
+    assert failure["DDBStreamBatchInfo"]["batchSize"] == 1
+
+
+def test_the_schedule_fires_the_reconciler_which_repairs_a_lost_projection(real: LocalCloud) -> None:
+    # GIVEN availability projected for a product, then lost (as if its event never arrived)
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 9}))
+    real.run_until_quiet()
+    real.clients.dynamodb.delete_item(
+        TableName=real.table_name("NotificationsTable"),
+        Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
+    )
+    assert real.http("GET", "/availability/sku-1").status == 404
+    # WHEN the clock reaches the reconciler's schedule and the pipeline settles
+    assert real.advance(60) == []
+    fired = real.advance(300)
+    real.run_until_quiet()
+    # THEN the reconciler ran from its schedule and the projection is back
+    assert [i.function for i in fired] == ["ReconcilerFunction"]
+    assert all(i.ok for i in fired)
+    assert _ok(real.http("GET", "/availability/sku-1"))["on_hand"] == 9
+
+
+def _divergence(cloud: LocalCloud) -> dict[str, int]:
+    tables = [cloud.table_name(t) for t in ("OrdersTable", "InventoryTable", "NotificationsTable")]
+    return convergence.check(cloud.clients.dynamodb, *tables).counts
+
+
+def test_the_convergence_check_counts_divergent_entities_per_projection(real: LocalCloud) -> None:
+    # GIVEN a product and a confirmed order, fully propagated
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}))
+    _ok(real.http("POST", "/orders", body={"customer_id": "cust-1", "lines": [{"product_id": "sku-1", "quantity": 1}]}))
+    real.run_until_quiet()
+    assert _divergence(real) == {"availability": 0, "order_reservations": 0, "order_notifications": 0}
+    # WHEN a new order is placed but not propagated, and the product's availability is lost
+    _ok(real.http("POST", "/orders", body={"customer_id": "cust-2", "lines": [{"product_id": "sku-1", "quantity": 1}]}))
+    real.clients.dynamodb.delete_item(
+        TableName=real.table_name("NotificationsTable"),
+        Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
+    )
+    # THEN the PENDING order and the product count as divergent, each in its projection
+    assert _divergence(real) == {"availability": 1, "order_reservations": 1, "order_notifications": 0}

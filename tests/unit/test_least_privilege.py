@@ -1,0 +1,111 @@
+"""IAM in the translated template (what CloudFormation really gets): one role per function, no wildcards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from localcloud.deploy import load_and_translate
+from localcloud.template import TEMPLATE_PATH, function_specs
+
+# The only managed policies SAM may attach, each for a reason a reviewer can check:
+ALLOWED_MANAGED = {
+    # logs:CreateLogGroup/CreateLogStream/PutLogEvents for the function's own logs.
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    # Attached by SAM to every function with a Tracing setting; X-Ray's Put* actions have no resource-level scope.
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    # Attached by SAM for a DynamoDB stream event source (GetRecords, GetShardIterator, DescribeStream, ListStreams).
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
+    # Attached by SAM for an SQS event source (ReceiveMessage, DeleteMessage, GetQueueAttributes).
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+}
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    _, translated = load_and_translate(TEMPLATE_PATH)
+    return translated.template["Resources"]  # type: ignore[no-any-return]
+
+
+def statements(role: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for policy in role["Properties"].get("Policies", []):
+        statement = policy["PolicyDocument"]["Statement"]
+        yield from statement if isinstance(statement, list) else [statement]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def roles(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+
+
+def test_every_function_has_a_role_of_its_own(resources: dict[str, Any]) -> None:
+    role_of = {
+        name: r["Properties"]["Role"]["Fn::GetAtt"][0]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    assert set(role_of) == set(function_specs())
+    assert len(set(role_of.values())) == len(role_of)
+
+
+def test_no_action_has_a_wildcard(resources: dict[str, Any]) -> None:
+    offending = [
+        (name, action)
+        for name, role in roles(resources).items()
+        for statement in statements(role)
+        for action in as_list(statement["Action"])
+        if "*" in action
+    ]
+    assert offending == []
+
+
+def test_no_statement_grants_every_resource(resources: dict[str, Any]) -> None:
+    offending = [
+        (name, statement["Action"])
+        for name, role in roles(resources).items()
+        for statement in statements(role)
+        if any(r == "*" for r in as_list(statement.get("Resource", "*")))
+    ]
+    assert offending == []
+
+
+def test_only_reviewed_managed_policies_are_attached(resources: dict[str, Any]) -> None:
+    attached = {arn for role in roles(resources).values() for arn in role["Properties"].get("ManagedPolicyArns", [])}
+    assert attached <= ALLOWED_MANAGED
+
+
+def test_put_events_is_limited_to_the_bus_and_the_callers_own_sources(resources: dict[str, Any]) -> None:
+    # GIVEN every statement that allows events:PutEvents
+    grants = [
+        (name, statement)
+        for name, role in roles(resources).items()
+        for statement in statements(role)
+        if "events:PutEvents" in as_list(statement["Action"])
+    ]
+    # THEN each names the bus and an events:source condition, and each publisher may only use its own source
+    assert {name for name, _ in grants} == {
+        "OrdersPublisherFunctionRole",
+        "InventoryPublisherFunctionRole",
+        "ReconcilerFunctionRole",
+    }
+    sources = {}
+    for name, statement in grants:
+        assert statement["Resource"] == {"Fn::GetAtt": ["Bus", "Arn"]}, name
+        sources[name] = set(as_list(statement["Condition"]["StringEquals"]["events:source"]))
+    assert sources["OrdersPublisherFunctionRole"] == {"converge.orders"}
+    assert sources["InventoryPublisherFunctionRole"] == {"converge.inventory"}
+
+
+def test_api_and_consumer_functions_touch_only_their_own_table(resources: dict[str, Any]) -> None:
+    own = {"Orders": "OrdersTable", "Inventory": "InventoryTable", "Notifications": "NotificationsTable"}
+    for service, table in own.items():
+        for kind in ("Api", "Consumer"):
+            role = resources[f"{service}{kind}FunctionRole"]
+            for statement in statements(role):
+                if any(a.startswith("dynamodb:") for a in as_list(statement["Action"])):
+                    assert statement["Resource"] == {"Fn::GetAtt": [table, "Arn"]}, (service, kind)
