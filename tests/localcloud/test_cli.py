@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 
 from localcloud.__main__ import main
-from tests.localcloud.real import EVENTS_DIR, skip_while_services_are_missing
-
-pytestmark = skip_while_services_are_missing()
+from tests.localcloud.real import EVENTS_DIR
 
 API_FIXTURES = sorted(p for p in EVENTS_DIR.glob("*.json") if "routeKey" in json.loads(p.read_text()))
 
 
-@pytest.mark.skipif(not API_FIXTURES, reason="no API events/ fixtures yet")
 def test_the_invoke_command_prints_the_response_and_the_logs(capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN an API fixture
     path = next((p for p in API_FIXTURES if "place" in p.name), API_FIXTURES[0])

@@ -14,9 +14,7 @@ import pytest
 
 from localcloud.__main__ import invoke_file
 from localcloud.cloud import LocalCloud
-from tests.localcloud.real import EVENTS_DIR, REAL_TEMPLATE, skip_while_services_are_missing
-
-pytestmark = skip_while_services_are_missing()
+from tests.localcloud.real import EVENTS_DIR, REAL_TEMPLATE
 
 READS = ("get-", "list-")
 LATER_WRITES = ("cancel", "adjust")

@@ -12,9 +12,7 @@ import pytest
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.template import ROOT, load_template
-from tests.localcloud.real import REAL_TEMPLATE, skip_while_services_are_missing
-
-pytestmark = skip_while_services_are_missing()
+from tests.localcloud.real import REAL_TEMPLATE
 
 
 @pytest.fixture
