@@ -1,0 +1,126 @@
+"""Where the end-to-end scenarios run, chosen by environment:
+
+- default: localcloud (the template deployed in-process on moto, pipeline pumped between checks);
+- `CONVERGE_E2E_TARGET=localstack`: a stack deployed to LocalStack (`LOCALSTACK_ENDPOINT`, default
+  http://127.0.0.1:4566; stack `converge-local` or `AWS_SAM_STACK_NAME`), API reached through LocalStack's gateway;
+- `AWS_SAM_STACK_NAME=<stack>` (or `CONVERGE_E2E_TARGET=aws`): a deployed AWS stack; names come from its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any
+
+
+class Target(Protocol):
+    name: str
+    timeout: float
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply: ...
+
+    def settle(self) -> None:
+        """Let the pipeline move (localcloud pumps; a real stack moves by itself)."""
+
+
+class LocalcloudTarget:
+    name = "localcloud"
+    timeout = 30.0
+
+    def __init__(self) -> None:
+        from localcloud.cloud import LocalCloud
+
+        self.cloud = LocalCloud().start()
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+        response = self.cloud.http(method, path, body=body, headers=headers)
+        return Reply(response.status, response.json())
+
+    def settle(self) -> None:
+        self.cloud.run_until_quiet()
+
+    def close(self) -> None:
+        self.cloud.stop()
+
+
+class HttpTarget:
+    """A deployed stack reached over HTTP (AWS, or LocalStack's gateway)."""
+
+    timeout = 120.0
+
+    def __init__(self, name: str, base_url: str) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Reply(response.status, json.loads(response.read() or b"null"))
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, json.loads(error.read() or b"null"))
+
+    def settle(self) -> None:
+        time.sleep(1.0)
+
+    def close(self) -> None:
+        pass
+
+
+def _stack_outputs(stack_name: str, **client_kwargs: Any) -> dict[str, str]:
+    import boto3
+
+    stack = boto3.client("cloudformation", **client_kwargs).describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def open_target() -> LocalcloudTarget | HttpTarget:
+    kind = os.environ.get("CONVERGE_E2E_TARGET") or ("aws" if os.environ.get("AWS_SAM_STACK_NAME") else "localcloud")
+    if kind == "localcloud":
+        return LocalcloudTarget()
+    if kind == "aws":
+        outputs = _stack_outputs(os.environ["AWS_SAM_STACK_NAME"])
+        return HttpTarget("aws", outputs["ApiUrl"])
+    if kind == "localstack":
+        import localstack_client.session
+
+        endpoint = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
+        session = localstack_client.session.Session(localstack_host=endpoint.split("//", 1)[1].split(":")[0])
+        stack = session.client("cloudformation").describe_stacks(
+            StackName=os.environ.get("AWS_SAM_STACK_NAME", "converge-local")
+        )["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        api_id = outputs["ApiUrl"].split("//", 1)[1].split(".", 1)[0]
+        return HttpTarget("localstack", f"{endpoint}/_aws/execute-api/{api_id}/$default")
+    raise ValueError(f"unknown CONVERGE_E2E_TARGET {kind!r}")
+
+
+def eventually(target: Target, check: Callable[[], T | None], what: str) -> T:
+    """Settle and re-check until `check` returns something truthy, or fail after the target's timeout."""
+    deadline = time.monotonic() + target.timeout
+    while True:
+        target.settle()
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{target.name}: not within {target.timeout:.0f}s: {what}")
