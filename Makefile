@@ -15,13 +15,15 @@ PYENV_VERSION ?= 3.13.0:3.12.1
 export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean
+.PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
+	test-localstack
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
 	@echo "make test      lint, type-check, template checks and every test"
 	@echo "make lint      ruff;  make typecheck  mypy;  make schemas  regenerate events/schemas"
 	@echo "make build     sam build (needs SAM CLI and python3.13);  make deploy  sam deploy"
+	@echo "make test-localstack  deploy template.yaml to LocalStack on 127.0.0.1 and run tests/e2e against it"
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +73,11 @@ deploy: build
 
 deploy-localstack: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env localstack
+
+# LocalStack on this host (no Docker; installed into .tools/localstack from PyPI and npm by ops/localstack/install.sh):
+# start, deploy template.yaml through CloudFormation, tests/e2e against it, always stop. See docs/deploy.md.
+test-localstack: $(STAMP) $(SAM)
+	SAM=$(SAM) PYTHON=$(PY) bash ops/localstack/run.sh
 
 invoke: $(STAMP)
 	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT)

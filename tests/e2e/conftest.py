@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.targets import HttpTarget, LocalcloudTarget, open_target
+from tests.e2e.targets import HttpTarget, LocalcloudTarget, LocalstackTarget, open_target
 
 
 @pytest.fixture(scope="module")
-def target() -> Iterator[LocalcloudTarget | HttpTarget]:
+def target() -> Iterator[LocalcloudTarget | HttpTarget | LocalstackTarget]:
     opened = open_target()
     yield opened
     opened.close()

@@ -1,0 +1,1 @@
+"""Run LocalStack's Lambda functions as host Python processes (`LAMBDA_RUNTIME_EXECUTOR=host`), without Docker."""
