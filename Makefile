@@ -16,7 +16,7 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack
+	test-localstack reconcile-cost
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -78,6 +78,10 @@ deploy-localstack: build
 # start, deploy template.yaml through CloudFormation, tests/e2e against it, always stop. See docs/deploy.md.
 test-localstack: $(STAMP) $(SAM)
 	SAM=$(SAM) PYTHON=$(PY) bash ops/localstack/run.sh
+
+# Reconciliation read cost, incremental vs full sweep, at 100k entities (docs/CONSISTENCY.md).
+reconcile-cost: $(STAMP)
+	$(PY) -m tools.reconcile_cost --entities 100000 --drift 0 0.001 0.01
 
 invoke: $(STAMP)
 	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT)

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from converge import aws
 from converge.dynamo import cancellation_codes, from_item, is_conditional_check_failure, to_item
 from converge.events import OrderLine, ReservationStatus
+from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
 
 import domain
@@ -28,12 +29,20 @@ RESERVATION_SK = "RESERVATION"
 CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason code (the single-item error ends in Exception)
 
 
+def product_pk(product_id: str) -> str:
+    return f"PRODUCT#{product_id}"
+
+
+def reservation_pk(order_id: str) -> str:
+    return f"RESERVATION#{order_id}"
+
+
 def product_key(product_id: str) -> dict[str, Any]:
-    return to_item({"pk": f"PRODUCT#{product_id}", "sk": PRODUCT_SK})
+    return to_item({"pk": product_pk(product_id), "sk": PRODUCT_SK})
 
 
 def reservation_key(order_id: str) -> dict[str, Any]:
-    return to_item({"pk": f"RESERVATION#{order_id}", "sk": RESERVATION_SK})
+    return to_item({"pk": reservation_pk(order_id), "sk": RESERVATION_SK})
 
 
 @dataclass(frozen=True)
@@ -47,14 +56,22 @@ class WriteContext:
     def now(cls, correlation_id: str) -> WriteContext:
         return cls(correlation_id, datetime.now(UTC).isoformat())
 
-    def values(self, event_type: str) -> dict[str, Any]:
+    def values(self, event_type: str, pk: str) -> dict[str, Any]:
         return to_item(
-            {":event_type": event_type, ":correlation_id": self.correlation_id, ":updated_at": self.updated_at}
+            {
+                ":event_type": event_type,
+                ":correlation_id": self.correlation_id,
+                ":updated_at": self.updated_at,
+                ":recon_bucket": bucket_of(pk),
+            }
         )
 
 
-# Appended to every product update; the values come from WriteContext.values(domain.PRODUCT_EVENT).
-STAMP = "event_type = :event_type, correlation_id = :correlation_id, updated_at = :updated_at"
+# Appended to every entity update; the values come from WriteContext.values(event_type, pk). recon_bucket and
+# updated_at key the reconciler's changed-since index (converge.reconcile_index).
+STAMP = (
+    "event_type = :event_type, correlation_id = :correlation_id, updated_at = :updated_at, recon_bucket = :recon_bucket"
+)
 
 
 def _table() -> str:
@@ -95,7 +112,7 @@ def set_stock(product_id: str, on_hand: int, context: WriteContext) -> domain.St
             ConditionExpression="attribute_not_exists(pk) OR reserved <= :on_hand",
             ExpressionAttributeValues={
                 **to_item({":product_id": product_id, ":on_hand": on_hand, ":zero": 0, ":one": 1}),
-                **context.values(domain.PRODUCT_EVENT),
+                **context.values(domain.PRODUCT_EVENT, product_pk(product_id)),
             },
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -130,7 +147,7 @@ def adjust_stock(product_id: str, delta: int, context: WriteContext) -> domain.S
             ConditionExpression=condition,
             ExpressionAttributeValues={
                 **to_item({":delta": delta, ":bound": bound, ":one": 1}),
-                **context.values(domain.PRODUCT_EVENT),
+                **context.values(domain.PRODUCT_EVENT, product_pk(product_id)),
             },
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -149,7 +166,7 @@ def adjust_stock(product_id: str, delta: int, context: WriteContext) -> domain.S
 def _reservation_item(reservation: domain.Reservation, context: WriteContext) -> dict[str, Any]:
     return to_item(
         {
-            "pk": f"RESERVATION#{reservation.order_id}",
+            "pk": reservation_pk(reservation.order_id),
             "sk": RESERVATION_SK,
             "order_id": reservation.order_id,
             "lines": [line.model_dump() for line in reservation.lines],
@@ -160,6 +177,7 @@ def _reservation_item(reservation: domain.Reservation, context: WriteContext) ->
             "event_type": reservation.event_type,
             "correlation_id": context.correlation_id,
             "updated_at": context.updated_at,
+            BUCKET_ATTRIBUTE: bucket_of(reservation_pk(reservation.order_id)),
         }
     )
 
@@ -210,7 +228,7 @@ def _stock_change(product_id: str, quantity: int, context: WriteContext, *, rese
             "ConditionExpression": condition,
             "ExpressionAttributeValues": {
                 **to_item({":q": quantity, ":one": 1}),
-                **context.values(domain.PRODUCT_EVENT),
+                **context.values(domain.PRODUCT_EVENT, product_pk(product_id)),
             },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
@@ -280,10 +298,7 @@ def release(reservation: domain.Reservation, context: WriteContext) -> None:
             "Update": {
                 "TableName": _table(),
                 "Key": reservation_key(reservation.order_id),
-                "UpdateExpression": (
-                    "SET #status = :released, version = :next, event_type = :event_type,"
-                    " correlation_id = :correlation_id, updated_at = :updated_at REMOVE reason"
-                ),
+                "UpdateExpression": (f"SET #status = :released, version = :next, {STAMP} REMOVE reason"),
                 "ConditionExpression": "#status = :reserved AND version = :expected",
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": {
@@ -295,7 +310,7 @@ def release(reservation: domain.Reservation, context: WriteContext) -> None:
                             ":expected": reservation.version,
                         }
                     ),
-                    **context.values(released.event_type),
+                    **context.values(released.event_type, reservation_pk(reservation.order_id)),
                 },
             }
         },

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, to_item
 from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
+from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
 
 from domain import ConcurrentUpdateError, Order, sources_of
@@ -17,8 +18,12 @@ from domain import ConcurrentUpdateError, Order, sources_of
 SORT_KEY = "ORDER"
 
 
+def _pk(order_id: str) -> str:
+    return f"ORDER#{order_id}"
+
+
 def _key(order_id: str) -> dict[str, Any]:
-    return to_item({"pk": f"ORDER#{order_id}", "sk": SORT_KEY})
+    return to_item({"pk": _pk(order_id), "sk": SORT_KEY})
 
 
 def _table() -> str:
@@ -38,7 +43,12 @@ def create(order: Order) -> Order | None:
     try:
         aws.dynamodb().put_item(
             TableName=_table(),
-            Item={**_key(order.order_id), **to_item(order.state())},
+            Item={
+                **_key(order.order_id),
+                **to_item(order.state()),
+                # The reconciler's changed-since index (converge.reconcile_index).
+                **to_item({BUCKET_ATTRIBUTE: bucket_of(_pk(order.order_id))}),
+            },
             ConditionExpression="attribute_not_exists(pk)",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
@@ -68,7 +78,7 @@ def replace_state(current: Order, updated: Order) -> Order:
             Key=_key(current.order_id),
             UpdateExpression=(
                 "SET #status = :status, #version = :version, event_type = :event_type, "
-                "correlation_id = :correlation_id, updated_at = :updated_at"
+                "correlation_id = :correlation_id, updated_at = :updated_at, recon_bucket = :recon_bucket"
             ),
             ConditionExpression="#status = :expected_status AND #version = :expected_version",
             ExpressionAttributeNames={"#status": "status", "#version": "version"},
@@ -79,6 +89,7 @@ def replace_state(current: Order, updated: Order) -> Order:
                     ":event_type": updated.event_type,
                     ":correlation_id": updated.correlation_id,
                     ":updated_at": updated.updated_at,
+                    ":recon_bucket": bucket_of(_pk(current.order_id)),
                     ":expected_status": current.status.value,
                     ":expected_version": current.version,
                 }
@@ -114,6 +125,7 @@ def record_outcome(
         "event_type = :event_type",
         "correlation_id = :correlation_id",
         "updated_at = :updated_at",
+        "recon_bucket = :recon_bucket",
     ]
     values: dict[str, Any] = {
         ":status": target.value,
@@ -121,6 +133,7 @@ def record_outcome(
         ":event_type": ORDER_EVENT_BY_STATUS[target],
         ":correlation_id": correlation_id,
         ":updated_at": at,
+        ":recon_bucket": bucket_of(_pk(order_id)),
         **placeholders,
     }
     if reason is not None:

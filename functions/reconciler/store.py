@@ -1,23 +1,152 @@
-"""AWS adapters of the reconciler: table scans and dead-letter queues."""
+"""AWS adapters of the reconciler: reads of the source and projection tables (counted), its own state item,
+and the dead-letter queues."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from converge import aws
-from converge.dynamo import from_item
+from converge.dynamo import from_item, is_conditional_check_failure, to_item
+from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets
+
+from domain import ReconcilerState, Scope
 
 REDRIVES_ATTRIBUTE = "converge-redrives"
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_MAX_ATTEMPTS = 8
+STATE_KEY = {"pk": "RECONCILER", "sk": "STATE"}
 
 
-def scan_items(table_name: str) -> Iterator[dict[str, Any]]:
+@dataclass
+class ReadCost:
+    """What a pass read, per table role: items (as counted by Scan/Query/BatchGetItem), requests, capacity."""
+
+    items: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    capacity_units: float = 0.0
+
+    def add(self, role: str, items: int, consumed: Any) -> None:
+        self.items[role] = self.items.get(role, 0) + items
+        self.requests += 1
+        for entry in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
+            self.capacity_units += float(entry.get("CapacityUnits", 0.0))
+
+    @property
+    def total_items(self) -> int:
+        return sum(self.items.values())
+
+
+def scan_items(table_name: str, cost: ReadCost, role: str) -> Iterator[dict[str, Any]]:
     """Every item of a table (a full, paginated scan)."""
     paginator = aws.dynamodb().get_paginator("scan")
-    for page in paginator.paginate(TableName=table_name, ConsistentRead=True):
+    for page in paginator.paginate(TableName=table_name, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"):
+        cost.add(role, int(page.get("ScannedCount", 0)), page.get("ConsumedCapacity"))
         for item in page.get("Items", []):
             yield from_item(item)
+
+
+def changed_since(table_name: str, since: datetime, cost: ReadCost, role: str) -> Iterator[dict[str, Any]]:
+    """Every entity written at or after `since`, from the table's changed-since index (one Query per bucket).
+
+    The index is eventually consistent; the caller's overlap before `since` covers its propagation delay.
+    """
+    paginator = aws.dynamodb().get_paginator("query")
+    for bucket in all_buckets():
+        pages = paginator.paginate(
+            TableName=table_name,
+            IndexName=INDEX_NAME,
+            KeyConditionExpression="#bucket = :bucket AND #updated_at >= :since",
+            ExpressionAttributeNames={"#bucket": BUCKET_ATTRIBUTE, "#updated_at": UPDATED_AT_ATTRIBUTE},
+            ExpressionAttributeValues=to_item({":bucket": bucket, ":since": since.isoformat()}),
+            ReturnConsumedCapacity="TOTAL",
+        )
+        for page in pages:
+            cost.add(role, int(page.get("ScannedCount", 0)), page.get("ConsumedCapacity"))
+            for item in page.get("Items", []):
+                yield from_item(item)
+
+
+class IncompleteRead(RuntimeError):
+    """BatchGetItem kept returning unprocessed keys (throttling): the pass cannot compare what it did not read."""
+
+
+def batch_get(table_name: str, keys: Sequence[tuple[str, str]], cost: ReadCost, role: str) -> list[dict[str, Any]]:
+    """The items at `keys` that exist (strongly consistent), 100 keys per BatchGetItem, unprocessed keys retried."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_MAX_KEYS):
+        pending: list[Mapping[str, Any]] = [
+            to_item({"pk": pk, "sk": sk}) for pk, sk in keys[start : start + BATCH_GET_MAX_KEYS]
+        ]
+        for attempt in range(BATCH_GET_MAX_ATTEMPTS):
+            # Plain dict view: the typed response's nested TypedDicts make .get chains unreadable.
+            response: dict[str, Any] = dict(
+                aws.dynamodb().batch_get_item(
+                    RequestItems={table_name: {"Keys": pending, "ConsistentRead": True}},  # type: ignore[dict-item]
+                    ReturnConsumedCapacity="TOTAL",
+                )
+            )
+            items = response.get("Responses", {}).get(table_name, [])
+            cost.add(role, len(items), response.get("ConsumedCapacity"))
+            found.extend(from_item(item) for item in items)
+            pending = list(response.get("UnprocessedKeys", {}).get(table_name, {}).get("Keys", []))
+            if not pending:
+                break
+            time.sleep(min(0.05 * 2**attempt, 2.0))  # AWS: back off before resending unprocessed keys
+        if pending:
+            raise IncompleteRead(f"{len(pending)} keys of {table_name} still unprocessed")
+    return found
+
+
+# ---------------------------------------------------------------- the reconciler's own state
+class ConcurrentPass(RuntimeError):
+    """Another pass saved its state since this one read it; this pass leaves the watermark where that one put it."""
+
+
+def load_state(table_name: str) -> ReconcilerState:
+    response = aws.dynamodb().get_item(TableName=table_name, Key=to_item(STATE_KEY), ConsistentRead=True)
+    item = response.get("Item")
+    if not item:
+        return ReconcilerState()
+    plain = from_item(item)
+    return ReconcilerState(
+        watermark=datetime.fromisoformat(plain["watermark"]),
+        suspects=Scope(frozenset(plain.get("suspect_products", [])), frozenset(plain.get("suspect_orders", []))),
+        full_sweep_due=bool(plain.get("full_sweep_due", False)),
+        version=int(plain["version"]),
+    )
+
+
+def save_state(table_name: str, state: ReconcilerState, expected_version: int) -> None:
+    """Write the state if no other pass saved one since `expected_version` was read; ConcurrentPass if one did."""
+    if state.watermark is None:
+        raise ValueError("a saved state always has a watermark")
+    try:
+        aws.dynamodb().put_item(
+            TableName=table_name,
+            Item=to_item(
+                {
+                    **STATE_KEY,
+                    "watermark": state.watermark.isoformat(),
+                    "suspect_products": sorted(state.suspects.products),
+                    "suspect_orders": sorted(state.suspects.orders),
+                    "full_sweep_due": state.full_sweep_due,
+                    "version": state.version,
+                }
+            ),
+            ConditionExpression="attribute_not_exists(pk) OR #version = :expected",
+            ExpressionAttributeNames={"#version": "version"},
+            ExpressionAttributeValues=to_item({":expected": expected_version}),
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            raise ConcurrentPass(f"state moved past version {expected_version}") from exc
+        raise
 
 
 @dataclass(frozen=True)

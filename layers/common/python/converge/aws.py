@@ -1,21 +1,37 @@
-"""AWS clients, created lazily and once per container (not at import time)."""
+"""AWS clients, created lazily and once per container (not at import time).
+
+The clients come from one botocore session, not from boto3: a low-level client is the same either way, but
+importing boto3 also imports s3transfer and the resource layer (tens of milliseconds of a cold start), and one
+session lets a second and third client reuse the first one's loaded endpoint rules and partitions.
+"""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from botocore.session import Session
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sqs import SQSClient
 
+# Creating clients from one shared session is not thread-safe.
+_lock = threading.Lock()
+
+
+@cache
+def _session() -> Session:
+    from botocore.session import Session  # deferred: a handler that never calls AWS does not pay for it
+
+    return Session()
+
 
 @cache
 def _client(service: str) -> Any:
-    import boto3  # deferred: a handler that never calls AWS does not pay for it
-
-    return boto3.session.Session().client(service)  # type: ignore[call-overload]
+    with _lock:
+        return _session().create_client(service)
 
 
 def dynamodb() -> DynamoDBClient:
@@ -31,5 +47,6 @@ def sqs() -> SQSClient:
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests start a fresh moto backend; localcloud swaps endpoints)."""
+    """Forget cached clients and their session (tests start a fresh moto backend; localcloud swaps endpoints)."""
     _client.cache_clear()
+    _session.cache_clear()

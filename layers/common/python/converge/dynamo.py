@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+
+@cache
+def _codec() -> tuple[TypeSerializer, TypeDeserializer]:
+    # Importing boto3.dynamodb.types imports all of boto3; functions that never (de)serialise items (the stream
+    # publisher reads Powertools-deserialised images) skip it.
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
 
 
 def _plain(value: Any) -> Any:
@@ -26,12 +35,14 @@ def _plain(value: Any) -> Any:
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
     """Python dict -> DynamoDB attribute map (None values are left out)."""
-    return {k: _serializer.serialize(v) for k, v in data.items() if v is not None}
+    serializer = _codec()[0]
+    return {k: serializer.serialize(v) for k, v in data.items() if v is not None}
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     """DynamoDB attribute map -> Python dict with ints instead of Decimals."""
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+    deserializer = _codec()[1]
+    return {k: _plain(deserializer.deserialize(v)) for k, v in item.items()}
 
 
 def plain(value: Any) -> Any:

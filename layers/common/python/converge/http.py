@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -32,12 +33,38 @@ def error_response(status: HTTPStatus, message: str, **extra: Any) -> Response[A
     )
 
 
+def _not_an_object(raw: str | None) -> Response[Any] | None:
+    """400 naming the body if it is JSON but not an object. Powertools' validation unwraps a list for a
+    non-sequence parameter (it model-validates the first element), so `[order, 5]` would place `order`."""
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None  # not JSON: the validator answers 400 naming the body
+    if isinstance(parsed, dict):
+        return None
+    error = {"field": "body", "message": "Input should be a JSON object", "type": "dict_type"}
+    logger.info("rejected request", extra={"errors": [error]})
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid request: body", errors=[error])
+
+
+def _json_object_body(app: APIGatewayHttpResolver, next_middleware: Any) -> Response[Any]:
+    # Runs after validation succeeded (on the list's first element): refuse the list itself.
+    rejected = _not_an_object(app.current_event.body)
+    return rejected if rejected is not None else next_middleware(app)  # type: ignore[no-any-return]
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """An HTTP API v2 resolver that validates bodies with Pydantic and maps errors in one place."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    app.use(middlewares=[_json_object_body])
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[Any]:
+        # Validation failed on a list's first element: the error is the list, not that element's fields.
+        if (not_an_object := _not_an_object(app.current_event.body)) is not None:
+            return not_an_object
         errors = [
             {
                 # A JSON decode error's loc is ("body", <offset>): the field at fault is the body itself.

@@ -1,0 +1,446 @@
+"""Bad input, generated: malformed API bodies get a 400 naming the field; malformed inbox records fail alone.
+
+Hypothesis generates the inputs (derandomized, so every run feeds the same ones). Inbox batches mix malformed
+records with valid ones: the handler must answer with a partial batch response that lists exactly the
+malformed records, and every valid record of the same batch must be applied (its state is in the table).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from converge.dynamo import from_item, to_item
+from converge.events import EVENT_TYPES
+from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event
+from tests.support.stack import FunctionRunner, Stack
+
+FUZZ = settings(
+    derandomize=True,  # the same inputs on every run and every machine
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+LINES = [{"product_id": "fz-p1", "quantity": 1}]
+ORDER: dict[str, Any] = {"customer_id": "fz-cust", "lines": LINES}
+CONSUMED = {
+    "InventoryConsumerFunction": ("OrderPlaced", "OrderCancelled"),
+    "OrdersConsumerFunction": ("StockReserved", "StockReservationFailed"),
+    "NotificationsConsumerFunction": ("StockUpdated", "OrderConfirmed", "OrderRejected"),
+}
+DATA_OF: dict[str, dict[str, Any]] = {
+    "OrderPlaced": {"order_id": "fz-o", **ORDER, "status": "PENDING"},
+    "OrderCancelled": {"order_id": "fz-o", **ORDER, "status": "CANCELLED"},
+    "OrderConfirmed": {"order_id": "fz-o", **ORDER, "status": "CONFIRMED"},
+    "OrderRejected": {"order_id": "fz-o", **ORDER, "status": "REJECTED", "reason": "no stock"},
+    "StockReserved": {"order_id": "fz-o", "lines": LINES, "status": "RESERVED"},
+    "StockReservationFailed": {"order_id": "fz-o", "lines": LINES, "status": "FAILED", "shortages": ["fz-p1"]},
+    "StockReleased": {"order_id": "fz-o", "lines": LINES, "status": "RELEASED"},
+    "StockUpdated": {"product_id": "fz-o", "on_hand": 5, "reserved": 1, "available": 4},
+}
+# One valid EventBridge event per type, copied and broken by the mutations below.
+BASE = {t: eventbridge_event(domain_event(t, data, version=2)) for t, data in DATA_OF.items()}
+
+text = st.text(max_size=40)
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), text)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12
+)
+non_identifiers = st.one_of(
+    st.just(""),
+    st.integers(65, 70_000).map(lambda n: "i" * n),  # longer than any id may be
+    st.text(min_size=1, max_size=20).filter(
+        lambda s: any(not (c.isascii() and (c.isalnum() or c in "_.:-")) for c in s)
+    ),
+)
+not_int = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False), text, st.lists(st.integers(), max_size=2))
+
+
+def nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# ---------------------------------------------------------------- inbox records
+Mutation = Callable[[st.DrawFn, dict[str, Any]], str]
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event)
+
+
+def not_json(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    whole = _dumps(event)
+    return draw(st.one_of(text.map(lambda t: "<" + t), st.integers(1, len(whole) - 1).map(lambda n: whole[:n])))
+
+
+def not_an_object(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    return json.dumps(draw(st.one_of(json_scalars, st.lists(json_values, max_size=3))))
+
+
+def missing_envelope_part(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    del event[draw(st.sampled_from(["detail", "detail-type"]))]
+    return _dumps(event)
+
+
+def unknown_detail_type(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    event["detail-type"] = draw(text.filter(lambda t: t not in EVENT_TYPES))
+    return _dumps(event)
+
+
+def missing_metadata(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    detail = event["detail"]
+    what = draw(st.sampled_from(["metadata", "data", *[f"metadata.{k}" for k in detail["metadata"]]]))
+    if what.startswith("metadata."):
+        del detail["metadata"][what.split(".", 1)[1]]
+    else:
+        del detail[what]
+    return _dumps(event)
+
+
+def wrong_schema_version(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    # Not True or 1.0: pydantic's lax mode reads those as 1 (noted in the report to the contract owner).
+    event["detail"]["metadata"]["schema_version"] = draw(
+        st.one_of(st.integers().filter(lambda v: v != 1), st.sampled_from(["1", "v1", None, [1], {"v": 1}]))
+    )
+    return _dumps(event)
+
+
+def oversized_detail(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    detail = event["detail"]
+    how = draw(st.sampled_from(["padding", "entity_id", "correlation_id", "lines"]))
+    if how == "padding":  # more than EventBridge's 256 KB, in a field the envelope does not allow
+        detail["metadata"]["padding"] = "x" * draw(st.integers(256 * 1024, 300 * 1024))
+    elif how == "entity_id":
+        detail["metadata"]["entity_id"] = "e" * draw(st.integers(65, 5000))
+    elif how == "correlation_id":
+        detail["metadata"]["correlation_id"] = "c" * draw(st.integers(129, 5000))
+    elif "lines" in detail["data"]:
+        detail["data"]["lines"] = [{"product_id": f"p{i}", "quantity": 1} for i in range(draw(st.integers(51, 500)))]
+    else:
+        detail["data"]["on_hand"] = draw(st.integers(1_000_000_001, 10**30))
+    return _dumps(event)
+
+
+def wrong_entity(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    metadata = event["detail"]["metadata"]
+    how = draw(st.sampled_from(["other_id", "bad_id", "entity", "event_type"]))
+    if how == "other_id":  # the envelope names another entity than the payload
+        metadata["entity_id"] = "fz-other-" + draw(st.integers(0, 10**6).map(str))
+    elif how == "bad_id":
+        metadata["entity_id"] = draw(non_identifiers)
+    elif how == "entity":
+        metadata["entity"] = draw(st.sampled_from(["customer", "", "ORDER", "stock"]))
+    else:
+        metadata["event_type"] = draw(st.sampled_from(sorted(set(EVENT_TYPES) - {event["detail-type"]})))
+    return _dumps(event)
+
+
+def wrong_types(draw: st.DrawFn, event: dict[str, Any]) -> str:
+    detail = event["detail"]
+    field = draw(st.sampled_from(["entity_version", "occurred_at", "data", "payload_field", "metadata"]))
+    if field == "entity_version":
+        detail["metadata"]["entity_version"] = draw(
+            st.one_of(st.integers(max_value=0), st.sampled_from(["two", None, [2]]))
+        )
+    elif field == "occurred_at":
+        detail["metadata"]["occurred_at"] = draw(st.sampled_from(["yesterday", "", "2026-13-45T99:00:00Z", None, [1]]))
+    elif field == "data":
+        detail["data"] = draw(st.one_of(json_scalars, st.lists(json_scalars, max_size=3)))
+    elif field == "metadata":
+        detail["metadata"] = draw(st.one_of(json_scalars, st.lists(json_scalars, max_size=3)))
+    else:
+        key = draw(st.sampled_from(sorted(k for k in detail["data"] if k not in ("reason", "shortages"))))
+        detail["data"][key] = draw(st.one_of(st.dictionaries(text, json_scalars, max_size=2), st.just(nested(50))))
+    return _dumps(event)
+
+
+def not_consumed_here(draw: st.DrawFn, event: dict[str, Any], consumer: str) -> str:
+    """A valid event, of a type this consumer does not subscribe to (a misrouted rule)."""
+    return _dumps(copy.deepcopy(BASE[draw(st.sampled_from(sorted(set(BASE) - set(CONSUMED[consumer]))))]))
+
+
+MUTATIONS: list[Mutation] = [
+    not_json,
+    not_an_object,
+    missing_envelope_part,
+    unknown_detail_type,
+    missing_metadata,
+    wrong_schema_version,
+    oversized_detail,
+    wrong_entity,
+    wrong_types,
+]
+
+
+@st.composite
+def bad_record(draw: st.DrawFn, consumer: str) -> tuple[str, str]:
+    """(mutation name, SQS body) of a record the consumer must reject."""
+    event = copy.deepcopy(BASE[draw(st.sampled_from(CONSUMED[consumer]))])
+    if draw(st.integers(0, len(MUTATIONS))) == len(MUTATIONS):
+        return "not_consumed_here", not_consumed_here(draw, event, consumer)
+    mutation = draw(st.sampled_from(MUTATIONS))
+    return mutation.__name__, mutation(draw, event)
+
+
+@dataclass(frozen=True)
+class GoodRecord:
+    body: str
+    key: tuple[str, str]  # (pk, sk) of the item the record must leave in the consumer's table
+    expect: tuple[str, Any]  # (attribute, value) that item must hold
+
+
+class GoodRecords:
+    """Valid records whose effect can be seen in the consumer's table, each about a fresh entity.
+
+    One client, and one BatchGetItem per batch to check them: moto calls dominate the run's time.
+    """
+
+    TABLE_OF = {
+        "InventoryConsumerFunction": "InventoryTable",
+        "OrdersConsumerFunction": "OrdersTable",
+        "NotificationsConsumerFunction": "NotificationsTable",
+    }
+
+    def __init__(self, stack: Stack) -> None:
+        self.tables = stack.tables
+        self.ids = itertools.count()
+        self.client = boto3.client("dynamodb")
+
+    def make(self, consumer: str, count: int) -> list[GoodRecord]:
+        ids = [f"fz-good-{next(self.ids)}" for _ in range(count)]
+        if consumer == "InventoryConsumerFunction":
+            # A cancellation that overtook its placement leaves a RELEASED tombstone: one conditional put. (Not an
+            # OrderPlaced: moto copies every table on each transaction, which would make the run quadratic.)
+            return [
+                GoodRecord(self._body("OrderCancelled", {**DATA_OF["OrderCancelled"], "order_id": i}),
+                           (f"RESERVATION#{i}", "RESERVATION"), ("status", "RELEASED"))
+                for i in ids
+            ]  # fmt: skip
+        if consumer == "OrdersConsumerFunction":
+            # Reservation outcomes move orders that exist: place them first (PENDING).
+            pending = [{"pk": f"ORDER#{i}", "sk": "ORDER", "order_id": i, **ORDER, "status": "PENDING", "version": 1,
+                        "event_type": "OrderPlaced", "correlation_id": "fz"} for i in ids]  # fmt: skip
+            if pending:
+                puts = [{"PutRequest": {"Item": to_item(item)}} for item in pending]
+                self.client.batch_write_item(RequestItems={self.tables["OrdersTable"]: puts})  # type: ignore[dict-item]
+            return [
+                GoodRecord(self._body("StockReserved", {**DATA_OF["StockReserved"], "order_id": i}),
+                           (f"ORDER#{i}", "ORDER"), ("status", "CONFIRMED"))
+                for i in ids
+            ]  # fmt: skip
+        return [
+            GoodRecord(self._body("StockUpdated", {**DATA_OF["StockUpdated"], "product_id": i}, version=3),
+                       (f"AVAILABILITY#{i}", "AVAILABILITY"), ("version", 3))
+            for i in ids
+        ]  # fmt: skip
+
+    @staticmethod
+    def _body(event_type: str, data: dict[str, Any], version: int = 1) -> str:
+        return json.dumps(eventbridge_event(domain_event(event_type, data, version=version)))
+
+    def applied(self, consumer: str, records: list[GoodRecord]) -> list[bool]:
+        """For each record, whether its effect is in the consumer's table."""
+        if not records:
+            return []
+        table = self.tables[self.TABLE_OF[consumer]]
+        keys = [to_item({"pk": pk, "sk": sk}) for pk, sk in (r.key for r in records)]
+        response = self.client.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})  # type: ignore[dict-item]
+        items = {(i["pk"], i["sk"]): i for i in map(from_item, response["Responses"][table])}
+        return [items.get(r.key, {}).get(r.expect[0]) == r.expect[1] for r in records]
+
+
+BATCHES_PER_CONSUMER = 300
+BAD_PER_BATCH = st.integers(7, 9)  # and 10 minus that many good records
+
+
+def feeder(consumer: str, functions: FunctionRunner, good: GoodRecords, fed: Counter[str]) -> Callable[[], None]:
+    @settings(FUZZ, max_examples=BATCHES_PER_CONSUMER)
+    @given(
+        bad=BAD_PER_BATCH.flatmap(lambda n: st.lists(bad_record(consumer), min_size=n, max_size=n)),
+        order=st.randoms(use_true_random=False),
+    )
+    def feed(bad: list[tuple[str, str]], order: Any) -> None:
+        # GIVEN a batch of 10: malformed records and valid ones, shuffled
+        valid = good.make(consumer, 10 - len(bad))
+        records: list[tuple[str, GoodRecord | None]] = [(body, None) for _, body in bad] + [(r.body, r) for r in valid]
+        order.shuffle(records)
+        event = sqs_event([body for body, _ in records])
+        # WHEN the consumer handles it
+        response = functions.invoke(consumer, event)
+        # THEN it answers with a partial batch response naming exactly the malformed records
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        expected = {r["messageId"] for r, (_, ok) in zip(event["Records"], records, strict=True) if ok is None}
+        assert failed == expected
+        # AND every valid record of the batch was applied
+        assert all(good.applied(consumer, valid))
+        fed.update(name for name, _ in bad)
+
+    return feed  # type: ignore[no-any-return]
+
+
+def test_inbox_batches_report_every_malformed_record_and_apply_every_valid_one(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    good = GoodRecords(stack)
+    fed: Counter[str] = Counter()
+    for consumer in CONSUMED:
+        feeder(consumer, functions, good, fed)()
+    # THEN thousands of malformed records of every kind went through (at least 7 in each of 900 batches)
+    assert sum(fed.values()) >= 6_300, fed
+    assert set(fed) == {m.__name__ for m in MUTATIONS} | {"not_consumed_here"}, fed
+
+
+# ---------------------------------------------------------------- API bodies
+@st.composite
+def bad_order_body(draw: st.DrawFn) -> tuple[str, str]:
+    """(raw body, the field a 400 must name) for POST /orders."""
+    body: dict[str, Any] = copy.deepcopy(ORDER)
+    kind = draw(st.integers(0, 11))
+    if kind == 0:
+        return draw(st.one_of(text.map(lambda t: "{" + t).filter(_not_json), st.just(""))), "body"
+    if kind == 1:
+        return json.dumps(draw(st.one_of(json_scalars, st.lists(json_values, max_size=3)))), "body"
+    if kind == 2:
+        missing = draw(st.sampled_from(["customer_id", "lines"]))
+        del body[missing]
+        return json.dumps(body), missing
+    if kind == 3:
+        body["customer_id"] = draw(st.one_of(non_identifiers, not_int.filter(lambda v: not isinstance(v, str))))
+        return json.dumps(body), "customer_id"
+    if kind == 4:  # deep nesting where a string belongs
+        body["customer_id"] = nested(draw(st.integers(2, 400)))
+        return json.dumps(body), "customer_id"
+    if kind == 5:
+        body["lines"] = draw(
+            st.one_of(
+                st.just([]),
+                json_scalars,
+                st.dictionaries(text, json_scalars, max_size=3),
+                st.just([LINES[0], LINES[0]]),
+                st.integers(51, 300).map(lambda n: [{"product_id": f"p{i}", "quantity": 1} for i in range(n)]),
+            )
+        )
+        return json.dumps(body), "lines"
+    if kind == 6:
+        body["lines"] = [draw(st.one_of(json_scalars, st.lists(json_scalars, max_size=2)))]
+        return json.dumps(body), "lines.0"
+    if kind == 7:
+        quantity = draw(st.one_of(not_int, st.integers(max_value=0), st.integers(min_value=10_001)))
+        body["lines"] = [{"product_id": "fz-p1", "quantity": quantity}]
+        return json.dumps(body), "lines.0.quantity"
+    if kind == 8:
+        body["lines"] = [{"product_id": draw(st.one_of(non_identifiers, st.integers(), st.none())), "quantity": 1}]
+        return json.dumps(body), "lines.0.product_id"
+    if kind == 9:
+        line = {"product_id": "fz-p1", "quantity": 1}
+        del line[draw(st.sampled_from(["product_id", "quantity"]))]
+        body["lines"] = [line]
+        return json.dumps(body), "lines.0." + ("quantity" if "product_id" in line else "product_id")
+    taken = {"customer_id", "lines", "product_id", "quantity"}
+    extra = draw(st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True).filter(lambda k: k not in taken))
+    if kind == 10:
+        body[extra] = draw(json_values)
+        return json.dumps(body), extra
+    body["lines"] = [{"product_id": "fz-p1", "quantity": 1, extra: draw(json_values)}]
+    return json.dumps(body), f"lines.0.{extra}"
+
+
+@st.composite
+def bad_stock_body(draw: st.DrawFn, field: str) -> tuple[str, str]:
+    """(raw body, the field a 400 must name) for PUT .../stock (`on_hand`) or POST .../adjustments (`delta`)."""
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        return draw(st.one_of(text.map(lambda t: "{" + t).filter(_not_json), st.just(""))), "body"
+    if kind == 1:
+        return json.dumps(draw(st.one_of(json_scalars, st.lists(json_values, max_size=3)))), "body"
+    if kind == 2:
+        return json.dumps({}), field
+    if kind == 3:
+        extra = draw(st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True).filter(lambda k: k != field))
+        return json.dumps({field: 5, extra: draw(json_values)}), extra
+    low = 0 if field == "on_hand" else -1_000_000_000
+    out_of_range = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=1_000_000_001))
+    wrong = st.one_of(not_int, out_of_range, st.just(nested(draw(st.integers(2, 400)))))
+    if field == "delta":
+        wrong = st.one_of(wrong, st.just(0))
+    return json.dumps({field: draw(wrong)}), field
+
+
+def _not_json(raw: str) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return True
+    return False
+
+
+# With the inbox records (>= 6,300), more than 10,000 malformed inputs in all.
+ORDER_BODIES = 1_900
+STOCK_BODIES = 900  # per inventory route
+
+
+def assert_bad_request(response: dict[str, Any], field: str) -> None:
+    assert response["statusCode"] == 400, response
+    body = json.loads(response["body"])
+    assert field in [e["field"] for e in body["errors"]], body
+    assert field in body["message"]
+
+
+def test_api_bodies_that_break_the_contract_are_a_400_naming_the_field(stack: Stack, functions: FunctionRunner) -> None:
+    fed: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=ORDER_BODIES)
+    @given(case=bad_order_body())
+    def place(case: tuple[str, str]) -> None:
+        # GIVEN a malformed order WHEN it is posted THEN the answer is 400 naming the field
+        raw, field = case
+        assert_bad_request(functions.invoke("OrdersApiFunction", http_event("POST", "/orders", raw_body=raw)), field)
+        fed["POST /orders"] += 1
+
+    @settings(FUZZ, max_examples=STOCK_BODIES)
+    @given(case=bad_stock_body("on_hand"))
+    def set_stock(case: tuple[str, str]) -> None:
+        raw, field = case
+        event = http_event(
+            "PUT",
+            "/products/fz-p1/stock",
+            route="/products/{product_id}/stock",
+            path_parameters={"product_id": "fz-p1"},
+            raw_body=raw,
+        )
+        assert_bad_request(functions.invoke("InventoryApiFunction", event), field)
+        fed["PUT /products/{product_id}/stock"] += 1
+
+    @settings(FUZZ, max_examples=STOCK_BODIES)
+    @given(case=bad_stock_body("delta"))
+    def adjust(case: tuple[str, str]) -> None:
+        raw, field = case
+        event = http_event(
+            "POST",
+            "/products/fz-p1/stock/adjustments",
+            route="/products/{product_id}/stock/adjustments",
+            path_parameters={"product_id": "fz-p1"},
+            raw_body=raw,
+        )
+        assert_bad_request(functions.invoke("InventoryApiFunction", event), field)
+        fed["POST /products/{product_id}/stock/adjustments"] += 1
+
+    place()
+    set_stock()
+    adjust()
+    # THEN nothing was stored, and thousands of bodies were tried on each service
+    assert stack.scan("OrdersTable") == []
+    assert stack.scan("InventoryTable") == []
+    assert sum(fed.values()) == ORDER_BODIES + 2 * STOCK_BODIES, fed

@@ -1,0 +1,265 @@
+"""Reconciliation read cost: an incremental pass against a full sweep, over N entities with a fraction drifted.
+
+Runs the template's ReconcilerFunction in-process against moto (tables built from template.yaml), so the items
+read are what the reconciler's Scan/Query/BatchGetItem calls report. Wall times are moto's, not DynamoDB's.
+
+    .venv/bin/python -m tools.reconcile_cost --entities 100000 --drift 0 0.001 0.01
+
+The data set: half the entities are products (each with its availability projection), a quarter orders
+(CONFIRMED, each with its notifications outcome) and a quarter their reservations; all written an hour
+ago. After a first full pass sets the watermark, `drift` of the entities change "behind the projections'
+back" (a product's stock, an order cancelled) and both passes run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# Before boto3 is imported: never reach a real account, and let moto answer DynamoDB Streams calls.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+import boto3  # noqa: E402
+
+from localcloud.loader import ensure_layer_on_path  # noqa: E402
+
+ensure_layer_on_path()
+
+from converge.dynamo import to_item  # noqa: E402
+from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of  # noqa: E402
+
+BATCH_WRITE_MAX = 25
+RECONCILER = "ReconcilerFunction"
+
+
+@dataclass
+class Dataset:
+    products: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+
+    @property
+    def entities(self) -> int:
+        return len(self.products) + 2 * len(self.orders)  # an order and its reservation
+
+
+def _write_all(table_name: str, items: Sequence[dict[str, Any]]) -> None:
+    client = boto3.client("dynamodb")
+    for start in range(0, len(items), BATCH_WRITE_MAX):
+        requests = [{"PutRequest": {"Item": to_item(i)}} for i in items[start : start + BATCH_WRITE_MAX]]
+        unprocessed: dict[str, Any] = {table_name: requests}
+        while unprocessed:
+            unprocessed = dict(client.batch_write_item(RequestItems=unprocessed).get("UnprocessedItems") or {})
+
+
+def _entity(pk: str, sk: str, at: str, event_type: str, version: int, **state: Any) -> dict[str, Any]:
+    """A source item as the services write it: state, version, event_type, updated_at and its index bucket."""
+    return {"pk": pk, "sk": sk, **state, "version": version, "event_type": event_type, "correlation_id": "seed",
+            "updated_at": at, BUCKET_ATTRIBUTE: bucket_of(pk)}  # fmt: skip
+
+
+def product_item(pid: str, at: str, version: int = 2, on_hand: int = 10) -> dict[str, Any]:
+    return _entity(f"PRODUCT#{pid}", "PRODUCT", at, "StockUpdated", version, product_id=pid, on_hand=on_hand,
+                   reserved=1, available=on_hand - 1)  # fmt: skip
+
+
+def order_item(oid: str, at: str, status: str = "CONFIRMED", version: int = 2) -> dict[str, Any]:
+    event_type = {"CONFIRMED": "OrderConfirmed", "CANCELLED": "OrderCancelled"}[status]
+    return _entity(f"ORDER#{oid}", "ORDER", at, event_type, version, order_id=oid, customer_id=f"c{oid[-3:]}",
+                   lines=[{"product_id": "p000000", "quantity": 1}], status=status, created_at=at)  # fmt: skip
+
+
+def reservation_item(oid: str, at: str) -> dict[str, Any]:
+    return _entity(f"RESERVATION#{oid}", "RESERVATION", at, "StockReserved", 1, order_id=oid,
+                   lines=[{"product_id": "p000000", "quantity": 1}], status="RESERVED")  # fmt: skip
+
+
+def seed(tables: dict[str, str], entities: int, at: datetime) -> Dataset:
+    """Write `entities` source entities, every projection up to date, all last written at `at`."""
+    stamp = at.isoformat()
+    orders = entities // 4
+    data = Dataset(
+        products=[f"p{i:06d}" for i in range(entities - 2 * orders)], orders=[f"o{i:06d}" for i in range(orders)]
+    )
+    _write_all(tables["InventoryTable"], [product_item(p, stamp) for p in data.products])
+    _write_all(tables["InventoryTable"], [reservation_item(o, stamp) for o in data.orders])
+    _write_all(tables["OrdersTable"], [order_item(o, stamp) for o in data.orders])
+    _write_all(
+        tables["NotificationsTable"],
+        [
+            {
+                "pk": f"AVAILABILITY#{p}",
+                "sk": "AVAILABILITY",
+                "product_id": p,
+                "on_hand": 10,
+                "reserved": 1,
+                "available": 9,
+                "version": 2,
+                "updated_at": stamp,
+            }
+            for p in data.products
+        ]
+        + [
+            {
+                "pk": f"ORDER#{o}",
+                "sk": "ORDER",
+                "order_id": o,
+                "customer_id": f"c{o[-3:]}",
+                "status": "CONFIRMED",
+                "version": 2,
+            }
+            for o in data.orders
+        ],
+    )
+    return data
+
+
+def make_drift(
+    tables: dict[str, str], data: Dataset, fraction: float, at: datetime, seed: int = 7
+) -> set[tuple[str, str]]:
+    """Change `fraction` of the entities without touching their projections (as if their events were lost).
+
+    Returns the (projection, entity id) pairs a reconciliation pass must find: a product's availability, or
+    the reservation of an order cancelled while RESERVED.
+    """
+    count = round(fraction * data.entities)
+    rng = random.Random(seed)
+    chosen = rng.sample(
+        [("availability", p) for p in data.products] + [("reservations", o) for o in data.orders], count
+    )
+    stamp = at.isoformat()
+    _write_all(tables["InventoryTable"], [product_item(i, stamp, 3, 7) for kind, i in chosen if kind == "availability"])
+    _write_all(
+        tables["OrdersTable"], [order_item(i, stamp, "CANCELLED", 3) for kind, i in chosen if kind != "availability"]
+    )
+    return set(chosen)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """One INFO line per republished entity would dominate the measurement's time; metrics lines its output."""
+    from converge.observability import logger
+
+    level = logger.log_level
+    logger.setLevel(logging.WARNING)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def set_watermark(state_table: str, watermark: datetime) -> None:
+    """The state a successful pass at `watermark` leaves (what a first full sweep would write, without its cost)."""
+    item = {"pk": "RECONCILER", "sk": "STATE", "watermark": watermark.isoformat(), "suspect_products": [],
+            "suspect_orders": [], "full_sweep_due": False, "version": 1}  # fmt: skip
+    boto3.client("dynamodb").put_item(TableName=state_table, Item=to_item(item))
+
+
+def _timed(run: Any, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    report = run(RECONCILER, event)
+    return report, time.perf_counter() - started
+
+
+def measure(entities: int, drift: float) -> dict[str, Any]:
+    """Items read and wall time of an incremental pass and of a full sweep, `drift` of `entities` lagging."""
+    from moto import mock_aws
+
+    from tests.support.stack import FunctionRunner, create_stack, reset_caches
+
+    with mock_aws(), _quiet():
+        reset_caches()
+        stack = create_stack()
+        runner = FunctionRunner(stack)
+        now = datetime.now(UTC)
+        data = seed(stack.tables, entities, now - timedelta(hours=1))
+        set_watermark(stack.tables["ReconcilerStateTable"], now)
+        expected = make_drift(stack.tables, data, drift, datetime.now(UTC))
+        incremental, incremental_s = _timed(runner.invoke, {})
+        full, full_s = _timed(runner.invoke, {"mode": "full"})
+        stack.events_on_bus()  # drain the tap queue (republished events) before the backend goes
+    reset_caches()
+    expected_counts = {
+        "availability": sum(1 for kind, _ in expected if kind == "availability"),
+        "reservations": sum(1 for kind, _ in expected if kind == "reservations"),
+    }
+
+    def found(report: dict[str, Any]) -> dict[str, int]:
+        return {k: v for k, v in report["found"].items() if k in expected_counts}
+
+    return {
+        "entities": data.entities,
+        "drift": drift,
+        "drifted": len(expected),
+        "incremental": {
+            "mode": incremental["mode"],
+            "items_read": incremental["items_read"],
+            "items_read_by_table": incremental["items_read_by_table"],
+            "requests": incremental["read_requests"],
+            "seconds": round(incremental_s, 2),
+            "found": incremental["found"],
+            "found_all_drift": found(incremental) == expected_counts,
+        },
+        "full": {
+            "mode": full["mode"],
+            "items_read": full["items_read"],
+            "items_read_by_table": full["items_read_by_table"],
+            "requests": full["read_requests"],
+            "seconds": round(full_s, 2),
+            "found": full["found"],
+            "found_all_drift": found(full) == expected_counts,
+        },
+        "read_ratio": incremental["items_read"] / full["items_read"] if full["items_read"] else 0.0,
+    }
+
+
+def markdown(results: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| entities | drift | drifted | incremental: items read | full sweep: items read | incremental / full "
+        "| both found all drift | incremental wall (moto) | full wall (moto) |",
+        "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|",
+    ]
+    for r in results:
+        both = r["incremental"]["found_all_drift"] and r["full"]["found_all_drift"]
+        lines.append(
+            f"| {r['entities']:,} | {r['drift']:.1%} | {r['drifted']:,} | {r['incremental']['items_read']:,} "
+            f"| {r['full']['items_read']:,} | {r['read_ratio']:.3%} | {'yes' if both else 'NO'} "
+            f"| {r['incremental']['seconds']:.2f} s | {r['full']['seconds']:.2f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--drift", type=float, nargs="+", default=[0.0, 0.001, 0.01])
+    args = parser.parse_args(argv)
+    results = []
+    for fraction in args.drift:
+        started = time.perf_counter()
+        results.append(measure(args.entities, fraction))
+        print(f"drift {fraction:.1%}: measured in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(markdown(results))
+    return 0 if all(r["incremental"]["found_all_drift"] and r["full"]["found_all_drift"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
