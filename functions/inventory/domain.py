@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from converge.events import RESERVATION_EVENT_BY_STATUS, OrderLine, ReservationStatus
+from converge.events import REASON_MAX_LENGTH, RESERVATION_EVENT_BY_STATUS, OrderLine, ReservationStatus
 
 # The event contract bounds quantities (events.Quantity); a product beyond it could not be published.
 MAX_ON_HAND = 1_000_000_000
@@ -199,6 +199,20 @@ class Reservation:
         return Reservation(self.order_id, self.lines, ReservationStatus.RELEASED, None, (), self.version + 1)
 
 
+def summarise(parts: Sequence[str], limit: int = REASON_MAX_LENGTH) -> str:
+    """Join the parts of a reason, cut to the contract's length (the shortages list still names every product)."""
+    text = "; ".join(parts)
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    for part in parts:
+        tail = f"; and {len(parts) - len(kept) - 1} more"
+        if len("; ".join([*kept, part])) + len(tail) > limit:
+            break
+        kept.append(part)
+    return "; ".join(kept) + f"; and {len(parts) - len(kept)} more"
+
+
 def reserved(order_id: str, lines: Sequence[OrderLine]) -> Reservation:
     return Reservation(order_id, tuple(lines), ReservationStatus.RESERVED)
 
@@ -210,7 +224,7 @@ def failed(order_id: str, lines: Sequence[OrderLine], shortages: Sequence[Shorta
         order_id,
         tuple(lines),
         ReservationStatus.FAILED,
-        reason="; ".join(s.describe() for s in shortages),
+        reason=summarise([s.describe() for s in shortages]),
         shortages=tuple(s.product_id for s in shortages),
     )
 

@@ -9,6 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from converge.envelope import parse_detail
+from converge.errors import MalformedEventError
 from converge.events import EVENT_TYPES
 from converge.schemas import render_all
 from tests.support.events import domain_event, eventbridge_event
@@ -101,3 +103,20 @@ def test_docs_list_every_event_type() -> None:
 def test_eventbridge_event_builder_round_trips() -> None:
     event = domain_event("OrderPlaced", {**EXAMPLES["order"], "status": "PENDING"})
     assert eventbridge_event(event)["detail"] == event.detail()
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", 2])
+def test_schema_version_must_be_exactly_the_integer_one(version: Any) -> None:
+    # GIVEN a valid event whose schema_version is something that merely compares equal to 1 (or is another)
+    detail = example_detail("OrderPlaced")
+    detail["metadata"]["schema_version"] = version
+    # THEN consumers reject it
+    with pytest.raises(MalformedEventError):
+        parse_detail("OrderPlaced", detail)
+
+
+def test_reason_longer_than_the_contract_is_rejected() -> None:
+    detail = example_detail("OrderRejected")
+    detail["data"]["reason"] = "x" * 1001
+    with pytest.raises(MalformedEventError):
+        parse_detail("OrderRejected", detail)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from converge.events import OrderLine, ReservationStatus
+from converge.events import REASON_MAX_LENGTH, OrderLine, ReservationStatus
 from localcloud.loader import load_module
 from localcloud.template import ROOT
 
@@ -204,3 +204,19 @@ def test_a_tombstone_is_released_without_having_reserved() -> None:
         domain.CANCELLED_BEFORE_RESERVATION,
         "StockReleased",
     )
+
+
+def test_reason_of_many_shortages_stays_within_the_contract() -> None:
+    # GIVEN fifty shortages whose descriptions together exceed the contract's reason length
+    parts = [f"insufficient stock for product-{i:03d} (requested 9999, available 0)" for i in range(50)]
+    # WHEN they are summarised
+    reason = domain.summarise(parts)
+    # THEN the reason fits, starts with the first shortages and says how many more there are
+    assert len(reason) <= REASON_MAX_LENGTH
+    assert reason.startswith(parts[0])
+    kept = reason.count("insufficient stock")
+    assert reason.endswith(f"; and {50 - kept} more")
+
+
+def test_short_reasons_are_left_whole() -> None:
+    assert domain.summarise(["a", "b"]) == "a; b"

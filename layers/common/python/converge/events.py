@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 # Event ids are uuid5(EVENT_ID_NAMESPACE, "<entity>:<entity_id>:<version>"): a re-published event keeps its id.
@@ -55,6 +55,18 @@ class Metadata(BaseModel):
     occurred_at: datetime
     producer: Literal["orders", "inventory"]
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _exactly_the_integer(cls, value: object) -> object:
+        # Lax mode would take True or 1.0 for 1: a producer sending those does not follow the contract.
+        if type(value) is not int:
+            raise ValueError("schema_version must be the integer 1")
+        return value
+
+
+REASON_MAX_LENGTH = 1000
+Reason = Annotated[str, Field(max_length=REASON_MAX_LENGTH)]
+
 
 class EventData(BaseModel):
     """Base of every payload; subclasses name the entity and the producer."""
@@ -68,7 +80,7 @@ class OrderData(EventData):
     customer_id: Identifier
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)]
     status: OrderStatus
-    reason: str | None = None
+    reason: Reason | None = None
     shortages: list[Identifier] = Field(default_factory=list)
 
 
@@ -83,7 +95,7 @@ class ReservationData(EventData):
     order_id: Identifier
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)]
     status: ReservationStatus
-    reason: str | None = None
+    reason: Reason | None = None
     shortages: list[Identifier] = Field(default_factory=list)
 
 
