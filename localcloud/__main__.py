@@ -1,4 +1,4 @@
-"""`python -m localcloud demo|invoke|serve`: run template.yaml locally, no Docker, no AWS account."""
+"""`python -m localcloud demo|chaos|invoke|serve`: run template.yaml locally, no Docker, no AWS account."""
 
 from __future__ import annotations
 
@@ -7,24 +7,89 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from localcloud.faults import FaultPlan
 from localcloud.template import TEMPLATE_PATH
 
+FAULT_FLAGS = {
+    "handler_exception": "fraction of event-driven invocations that raise",
+    "handler_timeout": "fraction of event-driven invocations that time out",
+    "dynamodb_throttle": "fraction of DynamoDB request attempts throttled",
+    "events_throttle": "fraction of EventBridge request attempts throttled",
+    "throttle_scope": "throttle each request attempt (SDK retries) or the whole call",
+    "put_events_entry_failure": "fraction of PutEvents entries failed individually",
+    "lost_delivery": "fraction of inbox messages lost before their first delivery",
+    "duplicate_delivery": "fraction of inbox messages delivered twice",
+    "delayed_delivery": "fraction of inbox messages held back some polls",
+    "max_delay_polls": "longest delay, in polls",
+    "reorder": "shuffle every inbox batch",
+    "poison_rate": "fraction of inbox polls that also get a poison message",
+}
+
 PUMP_INTERVAL = 0.25  # Lambda polls a stream shard about four times a second
+
+
+def fault_plan(args: argparse.Namespace, default: FaultPlan | None) -> FaultPlan | None:
+    """The FaultPlan of the fault flags: `--faults chaos` (the chaos mix) or `none`, then any rate flag on top."""
+    base = FaultPlan.chaos(args.fault_seed) if args.faults == "chaos" else default
+    if args.faults == "none":
+        base = None
+    overrides = {name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name) is not None}
+    if not overrides:
+        return base
+    return replace(base or FaultPlan(seed=args.fault_seed), seed=args.fault_seed, **overrides)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from localcloud.demo import run_demo, summary
 
     report = run_demo(
-        args.products, args.orders, args.seed, Path(args.out), template=args.template, endpoint=args.endpoint
+        args.products,
+        args.orders,
+        args.seed,
+        Path(args.out),
+        template=args.template,
+        endpoint=args.endpoint,
+        faults=fault_plan(args, None),
     )
     print(summary(report))
     print(f"  wrote           {Path(args.out) / 'demo-report.json'}, {Path(args.out) / 'convergence.png'}")
     return 0 if report.total_divergent == 0 else 1
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from localcloud.chaos import ChaosReport, run_chaos, write
+
+    if args.render_from:
+        # Render the Markdown of an earlier run again (its JSON keeps the command that produced it).
+        report = ChaosReport.from_dict(json.loads(Path(args.render_from).read_text()))
+        write(report, Path(args.out) if args.out else None, None, report.command)
+        return 0 if report.ok else 1
+    plan = fault_plan(args, FaultPlan.chaos(args.fault_seed))
+    report = run_chaos(
+        args.orders,
+        args.products,
+        args.seed,
+        plan or FaultPlan(seed=args.fault_seed),
+        pass_mode=args.pass_mode,
+        template=args.template,
+        endpoint=args.endpoint,
+        progress=not args.quiet,
+    )
+    command = "python -m localcloud " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    write(report, Path(args.out) if args.out else None, Path(args.json) if args.json else None, command)
+    passes = ", ".join(f"pass {p.number}: {p.divergent}" for p in report.passes)
+    print(
+        f"chaos: {report.orders} orders, {report.products} products, seed {report.seed}: divergent after faults "
+        f"{report.divergent_after_faults}; {passes}; events lost {report.events_lost}; poison injected/parked "
+        f"{report.poison_injected}/{report.poison_parked}; {report.seconds.get('total', 0):.0f} s -> "
+        f"{'OK' if report.ok else 'FAILED'}"
+    )
+    return 0 if report.ok else 1
 
 
 def invoke_file(cloud: Any, function: str, event_path: Path) -> Any:
@@ -96,7 +161,25 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--orders", type=int, default=80)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", default="out")
+    add_fault_flags(demo)
     demo.set_defaults(run=_demo)
+
+    chaos = commands.add_parser("chaos", help="many orders under injected faults; report convergence")
+    chaos.add_argument("--orders", type=int, default=10_000)
+    chaos.add_argument("--products", type=int, default=200)
+    chaos.add_argument("--seed", type=int, default=7)
+    chaos.add_argument(
+        "--pass-mode",
+        choices=("scheduled", "full"),
+        default="scheduled",
+        help="each reconciliation pass is the 5-minute schedule's invocation (default) or a full sweep",
+    )
+    chaos.add_argument("--out", default="docs/RELIABILITY.md", help="Markdown report ('' for none)")
+    chaos.add_argument("--json", default="out/chaos-report.json", help="JSON report ('' for none)")
+    chaos.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    chaos.add_argument("--render-from", help="no run: write the Markdown of the JSON report of an earlier run")
+    add_fault_flags(chaos)
+    chaos.set_defaults(run=_chaos)
 
     invoke = commands.add_parser("invoke", help="invoke one function with an event file (sam local invoke)")
     invoke.add_argument("function", help="logical id of the function, e.g. OrdersApiFunction")
@@ -113,8 +196,25 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def add_fault_flags(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group("fault injection (localcloud/faults.py; rates are fractions 0..1)")
+    group.add_argument("--faults", choices=("none", "chaos"), help="start from no faults or the chaos mix")
+    group.add_argument("--fault-seed", type=int, default=0)
+    for name, help_text in FAULT_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "reorder":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif name == "throttle_scope":
+            group.add_argument(flag, choices=("attempt", "call"), default=None, help=help_text)
+        elif name == "max_delay_polls":
+            group.add_argument(flag, type=int, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=float, default=None, help=help_text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.argv = argv
     return int(args.run(args))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from datetime import UTC, datetime
@@ -11,10 +12,23 @@ class Clock:
     def __init__(self) -> None:
         self._offset = 0.0
         self._lock = threading.Lock()
+        # (wall-clock time of an advance, offset from then on): what this clock read at a past wall-clock time.
+        self._history: list[tuple[float, float]] = []
 
     def now(self) -> float:
         """Epoch seconds."""
         return time.time() + self._offset
+
+    @property
+    def offset(self) -> float:
+        """How far the caller has advanced this clock past wall-clock time, in seconds."""
+        return self._offset
+
+    def at_wall_time(self, wall: float) -> float:
+        """What this clock read when the wall clock read `wall` (epoch seconds): moto stamps what it creates with
+        wall-clock time, and localcloud's clock may have been advanced since."""
+        index = bisect.bisect_right(self._history, (wall, float("inf")))
+        return wall + (self._history[index - 1][1] if index else 0.0)
 
     def now_datetime(self) -> datetime:
         return datetime.fromtimestamp(self.now(), UTC)
@@ -22,6 +36,7 @@ class Clock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += seconds
+            self._history.append((time.time(), self._offset))
 
 
 def iso(epoch: float, *, millis: bool = False) -> str:

@@ -23,9 +23,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import deploy, destinations
+from localcloud import deploy, destinations, faults, motopatch
 from localcloud.clock import Clock, iso
 from localcloud.deploy import Translated
+from localcloud.faults import FaultInjector, FaultPlan
 from localcloud.httpapi import (
     HttpResponse,
     Route,
@@ -35,6 +36,7 @@ from localcloud.httpapi import (
     to_http_response,
     v2_event,
 )
+from localcloud.ledger import Ledger
 from localcloud.runtime import Function, Invocation, Runtime
 from localcloud.schedules import Schedule, ScheduleTarget
 from localcloud.sqs import SqsMapping, SqsMappingConfig, lambda_record
@@ -130,6 +132,8 @@ class LocalCloud:
         parameters: dict[str, Any] | None = None,
         echo_logs: bool = False,
         verbose: bool = False,
+        patch_moto: bool = True,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.endpoint = endpoint
@@ -137,6 +141,12 @@ class LocalCloud:
         self.parameters = parameters or {}
         self.echo_logs = echo_logs
         self.verbose = verbose
+        # moto's TransactWriteItems copies whole tables for its rollback (localcloud/motopatch.py).
+        self.patch_moto = patch_moto
+        # Fault injection (localcloud/faults.py): started after the deploy if a plan is given; cloud.faults.stop()
+        # ends it, cloud.faults.start(plan) (re)starts it.
+        self.faults = FaultInjector(faults)
+        self._faults_from_start = faults is not None
         self.clock = Clock()
         self._mock: Any = None
         self._server: Any = None
@@ -180,11 +190,15 @@ class LocalCloud:
                 self._saved_env[key] = os.environ.get(key)
                 os.environ[key] = value
         os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
+        if self.patch_moto:
+            motopatch.install()
         if not self.endpoint:
             from moto import mock_aws
 
             self._mock = mock_aws()
             self._mock.start()
+        # Before the layer's clients are re-created: the fault hooks are registered on every new botocore session.
+        faults.register(self.faults)
         _reset_layer_clients()
         self.clients = Clients(self.endpoint)
         try:
@@ -192,9 +206,13 @@ class LocalCloud:
         except BaseException:
             self.stop()
             raise
+        if self._faults_from_start:
+            self.faults.start()
         return self
 
     def stop(self) -> None:
+        self.faults.stop()
+        faults.unregister(self.faults)
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -254,6 +272,8 @@ class LocalCloud:
         self.deployment.physical.update(deploy.names_of(buses, outputs, plan))
 
         self.runtime = Runtime(self._functions(translated), self._base_environment(), echo_logs=self.echo_logs)
+        self.runtime.faults = self.faults
+        self.faults.published_listeners.append(self.runtime.ledger.on_published)
         self.routes = routes_from_template(sam_template)
         for logical_id, resource in plan.kept.items():
             kind = resource["Type"]
@@ -381,6 +401,11 @@ class LocalCloud:
             )
             self.async_targets.append(AsyncTarget(rule, function, url, target.get("Input")))
 
+    @property
+    def ledger(self) -> Ledger:
+        """What happened to every event put on the bus by a function (localcloud/ledger.py)."""
+        return self.runtime.ledger
+
     # ------------------------------------------------------------------------------------------------ lookups
     def physical(self, logical_id: str) -> str:
         return self.deployment.physical[logical_id]
@@ -414,7 +439,7 @@ class LocalCloud:
         config = self.async_configs.get(logical_id, AsyncConfig())
         attempts = 0
         while True:
-            invocation = self.runtime.invoke(logical_id, event)
+            invocation = self.runtime.invoke(logical_id, event, source="async")
             attempts += 1
             if invocation.ok or attempts > config.maximum_retry_attempts:
                 break

@@ -18,6 +18,7 @@ from typing import Any
 
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
+from localcloud.faults import FaultPlan
 from localcloud.runtime import Invocation
 from localcloud.template import TEMPLATE_PATH, load_template
 
@@ -173,8 +174,12 @@ class Demo:
         self.report.seconds_scenario = time.monotonic() - self.started
         converge_started = time.monotonic()
         bar.set_description("converging")
+        faulted = self.cloud.faults.active
+        self.cloud.faults.stop()
         while self.cloud.pump():
             self.sample("converging")
+        if faulted:
+            self._settle()
         bar.update(1)
         bar.set_description("reconciling")
         reconciled = self.cloud.advance(self._reconcile_period())
@@ -187,6 +192,18 @@ class Demo:
         bar.close()
         self._finish(final)
         return self.report
+
+    def _settle(self) -> None:
+        """After faults: failed messages come back after their visibility timeout (without firing schedules)."""
+        for _ in range(20):
+            busy = any(m.held or m.in_flight or m.depth() for m in self.cloud.sqs_mappings.values())
+            if not busy:
+                return
+            self.cloud.clock.advance(61)
+            for queue in self.cloud.sqs_mappings.values():
+                queue.release_due()
+            while self.cloud.pump():
+                self.sample("converging")
 
     def _reconcile_period(self) -> float:
         due = [s.next_due for s in self.cloud.schedules.values()]
@@ -300,9 +317,11 @@ def run_demo(
     template: Path = TEMPLATE_PATH,
     endpoint: str | None = None,
     progress: bool = True,
+    faults: FaultPlan | None = None,
 ) -> DemoReport:
-    """Run the scenario on a fresh in-process LocalCloud; writes demo-report.json and convergence.png to `out`."""
-    with LocalCloud(template, endpoint=endpoint) as cloud:
+    """Run the scenario on a fresh in-process LocalCloud; writes demo-report.json and convergence.png to `out`.
+    With `faults`, the scenario runs under them; they stop before the system converges."""
+    with LocalCloud(template, endpoint=endpoint, faults=faults) as cloud:
         report = Demo(cloud, products, orders, seed, progress).run()
     out.mkdir(parents=True, exist_ok=True)
     document = asdict(report)

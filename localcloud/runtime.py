@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from localcloud.context import LambdaContext
+from localcloud.faults import FaultInjector, InjectedTimeout
+from localcloud.ledger import Ledger
 from localcloud.loader import load_handler
 
 
@@ -126,6 +128,9 @@ class Runtime:
         self.metrics: defaultdict[str, float] = defaultdict(float)
         self.invocations: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.faults = FaultInjector()  # inactive unless the LocalCloud has a FaultPlan
+        self.ledger = Ledger()  # what happened to every event (localcloud/ledger.py)
+        self.faults.published_listeners.append(self.ledger.on_published)
 
     def by_arn(self, arn: str) -> Function:
         for function in self.functions.values():
@@ -175,7 +180,11 @@ class Runtime:
         ]
         for lg in loggers:
             for handler in lg.handlers:
-                if isinstance(handler, logging.StreamHandler) and handler.stream in (real, sys.__stdout__):
+                # A logger created during an earlier invocation (Powertools' Logger at a module's first import)
+                # holds that invocation's _Tee: it is this invocation's output too.
+                if not isinstance(handler, logging.StreamHandler):
+                    continue
+                if handler.stream in (real, sys.__stdout__) or isinstance(handler.stream, _Tee):
                     swapped.append((handler, handler.stream))
                     handler.setStream(tee)  # type: ignore[arg-type]
         sys.stdout = tee  # type: ignore[assignment]
@@ -198,11 +207,15 @@ class Runtime:
                 yield buffer
             finally:
                 sys.stdout = real
+                tee.buffer_ = None  # anything still holding it writes to the real stream from now on
                 for handler, stream in swapped:
                     handler.setStream(stream)
 
-    def invoke(self, logical_id: str, event: Any) -> Invocation:
-        """Run a function synchronously; exceptions become a FunctionError, as Lambda reports them."""
+    def invoke(self, logical_id: str, event: Any, *, source: str = "sync") -> Invocation:
+        """Run a function synchronously; exceptions become a FunctionError, as Lambda reports them.
+
+        `source` says who invokes: "sync" (HTTP API, invoke), "stream", "sqs" (event source mappings) or "async"
+        (schedules, rule targets); injected faults (localcloud/faults.py) apply to the event-driven ones."""
         function = self.functions[logical_id]
         with self.lock:
             for layer in function.layer_dirs:
@@ -217,12 +230,24 @@ class Runtime:
             invocation = Invocation(function=logical_id, request_id=context.aws_request_id, event=event)
             started = time.monotonic()
             with self._environment(function, context), self._capture() as buffer:
+                self.faults.begin(logical_id, source)
                 try:
                     handler = load_handler(function.code_dir, function.handler)
                     invocation.response = handler(event, context)
+                    owed = self.faults.end()
+                    if owed is not None:
+                        raise owed
+                except InjectedTimeout as exc:
+                    invocation.response = None
+                    invocation.error = FunctionError(
+                        "Sandbox.Timedout", f"Task timed out after {function.timeout:.2f} seconds ({exc})"
+                    )
                 # Whatever the handler raises is a function error, reported to the caller as Lambda does.
                 except Exception as exc:  # noqa: BLE001
+                    invocation.response = None
                     invocation.error = FunctionError(type(exc).__name__, str(exc), traceback.format_exception(exc)[-6:])
+                finally:
+                    self.faults.end()
             invocation.duration_ms = (time.monotonic() - started) * 1000
             if invocation.error is None and invocation.duration_ms > function.timeout * 1000:
                 # In-process code cannot be stopped; an overrun is reported as the timeout Lambda would report.

@@ -20,9 +20,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from localcloud.clock import Clock
+from localcloud.faults import Held
 from localcloud.runtime import Invocation, Runtime
 
 REGION = "us-east-1"
+HOLD_SECONDS = 36000  # a delayed message stays invisible (SQS caps the total at 12 h), released by polls
 
 
 @dataclass
@@ -96,6 +98,7 @@ class SqsMapping:
         _, _, _, _region, account, name = config.queue_arn.split(":", 5)
         self.queue_url: str = clients.sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
         self.in_flight: list[_InFlight] = []
+        self.held: list[Held] = []  # messages held back by an injected delay (localcloud/faults.py)
 
     def visibility_timeout(self) -> int:
         attributes = self.clients.sqs.get_queue_attributes(
@@ -131,16 +134,74 @@ class SqsMapping:
             except ClientError:
                 continue  # deleted or received again since (its old receipt handle no longer applies)
 
+    def _release_held(self) -> None:
+        """One poll has passed for every held message; those whose delay is over become visible again."""
+        still: list[Held] = []
+        for held in self.held:
+            held.polls_left -= 1
+            if held.polls_left > 0:
+                still.append(held)
+                continue
+            try:
+                self.clients.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=held.receipt_handle, VisibilityTimeout=0
+                )
+            except ClientError:
+                continue  # its receipt handle expired: the message is visible again anyway
+        self.held = still
+
+    def _inject(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Delivery faults between the bus and this inbox (lost, duplicated, delayed, reordered); the messages
+        to deliver now. Each message is also entered in the ledger."""
+        faults, ledger = self.runtime.faults, self.runtime.ledger
+        deliver: list[dict[str, Any]] = []
+        for message in messages:
+            if message["Body"] in faults.poison_bodies:
+                deliver.append(message)  # a poison message is its own fault: not an event, never lost or copied
+                continue
+            delivery = ledger.delivery(self.config.function, message["Body"])
+            first = message.get("Attributes", {}).get("ApproximateReceiveCount", "1") == "1"
+            fault = faults.delivery_faults(message, self.config.function) if first else None
+            if fault == "lost":
+                self.clients.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                if delivery is not None:
+                    delivery.lost += 1
+                continue
+            if fault == "delayed":
+                # Invisible on moto's clock for far longer than any run; released after some polls instead.
+                self.clients.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=HOLD_SECONDS
+                )
+                self.held.append(Held(message["ReceiptHandle"], faults.delay_polls()))
+                if delivery is not None:
+                    delivery.delayed += 1
+                continue
+            if fault == "duplicate":
+                self.clients.sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
+                if delivery is not None:
+                    delivery.duplicated += 1
+            if delivery is not None:
+                delivery.received += 1
+            deliver.append(message)
+        faults.shuffle(deliver, self.config.function)
+        return deliver
+
     def step(self) -> bool:
-        """Receive and deliver one batch; True if a batch was delivered."""
+        """Receive and deliver one batch; True if a batch was delivered (or messages are held back by a delay
+        fault, or a fault moved something)."""
         if not self.config.enabled:
             return False
         self.release_due()
-        messages = self._receive()
+        self._release_held()
+        poison = self.runtime.faults.poison(self.config.function)
+        if poison is not None:
+            self.clients.sqs.send_message(QueueUrl=self.queue_url, MessageBody=poison)
+        received = self._receive()
+        messages = self._inject(received)
         if not messages:
-            return False
+            return bool(received) or bool(self.held) or poison is not None
         event = {"Records": [lambda_record(m, self.config.queue_arn) for m in messages]}
-        invocation = self.runtime.invoke(self.config.function, event)
+        invocation = self.runtime.invoke(self.config.function, event, source="sqs")
         self.stats.invocations += 1
         failed_ids = self._failed_ids(invocation, [m["MessageId"] for m in messages])
         done = [m for m in messages if m["MessageId"] not in failed_ids]
@@ -151,12 +212,34 @@ class SqsMapping:
             self.clients.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         self.stats.delivered += len(done)
         self.stats.failed += len(messages) - len(done)
+        self._account(invocation, messages, failed_ids)
         if failed_ids:
             visible_at = self.clock.now() + self.visibility_timeout()
             self.in_flight.extend(
                 _InFlight(m["ReceiptHandle"], visible_at) for m in messages if m["MessageId"] in failed_ids
             )
         return True
+
+    def _account(self, invocation: Invocation, messages: list[dict[str, Any]], failed_ids: set[str]) -> None:
+        ledger, consumer = self.runtime.ledger, self.config.function
+        for message in messages:
+            if message["Body"] in self.runtime.faults.poison_bodies:
+                continue
+            delivery = ledger.delivery(consumer, message["Body"])
+            if delivery is None:
+                continue
+            if message["MessageId"] in failed_ids:
+                delivery.failed += 1
+            else:
+                delivery.processed += 1
+        # Applied vs stale per record is known only to the consumer: its metrics say how many of each.
+        # An invocation that failed after its work (an injected fault) still applied what its metrics say.
+        metrics = invocation.metrics
+        ledger.outcome(consumer, "applied", int(metrics.get("EventsApplied", 0)))
+        ledger.outcome(consumer, "skipped_stale", int(metrics.get("EventsSkippedStale", 0)))
+        ledger.outcome(consumer, "rejected", int(metrics.get("EventsRejected", 0)))
+        ledger.outcome(consumer, "failed_receives", len(failed_ids))
+        ledger.outcome(consumer, "function_errors", 0 if invocation.ok else 1)
 
     def _failed_ids(self, invocation: Invocation, message_ids: list[str]) -> set[str]:
         if invocation.error is not None:

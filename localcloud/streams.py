@@ -111,6 +111,10 @@ class StreamMapping:
         self.clock = clock
         self.stats = StreamStats()
         self.shards: dict[str, _Shard] = {}
+        # Sequence number -> when the record was written, on localcloud's clock. moto stamps records with wall-clock
+        # time, and localcloud's clock runs ahead by whatever was advanced: measured against it, every record
+        # written after an hour of advancing would look older than MaximumRecordAgeInSeconds and be discarded.
+        self._born: dict[str, float] = {}
         self._discover()
 
     @property
@@ -160,6 +164,12 @@ class StreamMapping:
         for record in self._read(shard):
             lambda_record = _plain(record)
             lambda_record["eventSourceARN"] = self.config.stream_arn
+            # The age counts from the precise creation time (the event carries it in whole seconds, as Lambda's).
+            created = record["dynamodb"].get("ApproximateCreationDateTime")
+            wall = created.timestamp() if isinstance(created, datetime) else None
+            self._born[lambda_record["dynamodb"]["SequenceNumber"]] = (
+                self.clock.at_wall_time(wall) if wall is not None else self._written(lambda_record)
+            )
             shard.buffer.append(lambda_record)
             shard.last_sequence = record["dynamodb"]["SequenceNumber"]
 
@@ -183,8 +193,17 @@ class StreamMapping:
         return moved
 
     # ------------------------------------------------------------------------------------------------ delivery
+    def _written(self, record: dict[str, Any]) -> float:
+        wall = record["dynamodb"].get("ApproximateCreationDateTime")
+        return self.clock.now() if wall is None else self.clock.at_wall_time(float(wall))
+
     def _age(self, record: dict[str, Any]) -> float:
-        return self.clock.now() - float(record["dynamodb"].get("ApproximateCreationDateTime", self.clock.now()))
+        sequence = record["dynamodb"]["SequenceNumber"]
+        return self.clock.now() - self._born.get(sequence, self._written(record))
+
+    def _forget(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self._born.pop(record["dynamodb"]["SequenceNumber"], None)
 
     def _expired(self, record: dict[str, Any]) -> bool:
         limit = self.config.maximum_record_age
@@ -204,18 +223,20 @@ class StreamMapping:
             if not segment.records:
                 shard.work.pop(0)
                 return True
-        invocation = self.runtime.invoke(self.config.function, {"Records": segment.records})
+        invocation = self.runtime.invoke(self.config.function, {"Records": segment.records}, source="stream")
         self.stats.invocations += 1
         segment.invokes += 1
         failed_from = self._failed_from(invocation, segment.records)
         if failed_from is None:
             self.stats.delivered += len(segment.records)
+            self._forget(segment.records)
             shard.work.pop(0)
             return True
         segment.last_error = invocation.error is not None
         if invocation.error is None or failed_from > 0:
             # A partial batch response: checkpoint before the lowest failed sequence number, retry the rest.
             self.stats.delivered += failed_from
+            self._forget(segment.records[:failed_from])
             segment.records = segment.records[failed_from:]
         elif self.config.bisect and len(segment.records) > 1:
             half = len(segment.records) // 2
@@ -255,6 +276,7 @@ class StreamMapping:
 
     def _discard(self, shard: _Shard, segment: _Segment, condition: str) -> None:
         self.stats.discarded += len(segment.records)
+        self._forget(segment.records)
         if not self.config.on_failure:
             return
         first, last = segment.records[0], segment.records[-1]

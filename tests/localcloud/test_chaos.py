@@ -1,0 +1,46 @@
+"""A small chaos run through the CLI: faults injected, then convergence proven and reported (the `make chaos` path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from localcloud.__main__ import main
+
+
+def test_a_small_chaos_run_converges_within_two_passes_and_loses_nothing(tmp_path: Path) -> None:
+    # GIVEN the chaos fault mix (with more poison than the default, so that some is surely injected)
+    markdown, report_json = tmp_path / "RELIABILITY.md", tmp_path / "chaos.json"
+    argv = [
+        "chaos",
+        "--orders", "120",
+        "--products", "12",
+        "--seed", "3",
+        "--faults", "chaos",
+        "--fault-seed", "3",
+        "--poison-rate", "0.05",
+        "--out", str(markdown),
+        "--json", str(report_json),
+        "--quiet",
+    ]  # fmt: skip
+    # WHEN the chaos command runs
+    exit_code = main(argv)
+    # THEN it succeeds: faults were injected, the flow alone left divergence, reconciliation removed it
+    report = json.loads(report_json.read_text())
+    assert exit_code == 0, report
+    injected = report["injected"]
+    for fault in ("handler_exception", "deliveries_lost", "deliveries_duplicated", "dynamodb_throttled_attempts"):
+        assert injected.get(fault, 0) > 0, fault
+    passes = report["passes"]
+    assert 1 <= len(passes) <= 2
+    assert passes[-1]["divergent"] == 0
+    # AND every event is accounted for, every injected poison message parked
+    assert report["events_lost"] == 0
+    assert report["poison_injected"] > 0
+    assert report["poison_parked"] == report["poison_injected"]
+    accounting = report["final"]["accounting"]
+    assert accounting["processed"] + accounting["parked"] + accounting["lost_superseded"] == accounting["deliveries"]
+    # AND the Markdown report names the command and the figures
+    text = markdown.read_text()
+    assert "python -m localcloud chaos --orders 120" in text
+    assert "| events lost | 0 | 0 |" in text
