@@ -90,7 +90,7 @@ class Report:
     republish_failures: int = 0
     anomalies: list[str] = field(default_factory=list)
     dead_letters: dict[str, int] = field(
-        default_factory=lambda: {kind.value: 0 for kind in DeadLetterKind},
+        default_factory=lambda: {**{kind.value: 0 for kind in DeadLetterKind}, "already_parked": 0},
     )
 
 
@@ -120,6 +120,7 @@ def repair(findings: Findings, sender: EventSender, bus_name: str, report: Repor
 
 def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str, report: Report) -> None:
     for dlq_url, inbox_url in cfg.dead_letter_queues.items():
+        parked: list[store.DeadLetter] = []
         for letter in store.receive_dead_letters(dlq_url):
             body: dict[str, Any] | None = None
             parse_error: str | None = None
@@ -131,11 +132,20 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
             except (ValueError, MalformedEventError, UnknownEventError) as exc:
                 parse_error = str(exc)
             verdict = judge_dead_letter(body, parse_error, letter.redrives)
-            report.dead_letters[verdict.kind.value] += 1
             extra = {"queue": dlq_url, "message_id": letter.message_id, "reason": verdict.reason}
             if verdict.kind is DeadLetterKind.POISON:
-                logger.warning("poison message parked", extra=extra)
-            elif verdict.kind is DeadLetterKind.STREAM_BATCH:
+                # Parked once: recorded with its reason in the state table, left in its DLQ for a person, and
+                # counted only the first time, however many passes see it again.
+                parked.append(letter)
+                if store.park(cfg.state_table, letter, verdict.reason, datetime.now(UTC).isoformat()):
+                    report.dead_letters[verdict.kind.value] += 1
+                    logger.warning("poison message parked", extra=extra)
+                else:
+                    report.dead_letters["already_parked"] += 1
+                    logger.info("poison message already parked", extra=extra)
+                continue
+            report.dead_letters[verdict.kind.value] += 1
+            if verdict.kind is DeadLetterKind.STREAM_BATCH:
                 logger.info("stream batch failure acknowledged", extra=extra)
                 store.acknowledge(letter)
             elif inbox_url:
@@ -147,6 +157,8 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
                 if not result.failed:
                     logger.info("redelivered dead letter through the bus", extra=extra)
                     store.acknowledge(letter)
+        # Only after the queue is drained: released earlier, this pass would receive them again.
+        store.release(parked)
 
 
 def full_snapshot(cfg: ReconcilerConfig, cost: store.ReadCost) -> Snapshot:

@@ -182,6 +182,55 @@ def receive_dead_letters(queue_url: str, max_batches: int = 100) -> Iterator[Dea
             )
 
 
+PARKED_PK = "PARKED"
+# A DLQ message is at most 256 KB; the parked record keeps enough of it to recognise, the DLQ keeps all of it.
+PARKED_BODY_CHARS = 64 * 1024
+
+
+def park(state_table: str, letter: DeadLetter, reason: str, parked_at: str) -> bool:
+    """Record a poison message once (queue, id, reason, body); the message itself stays in its DLQ.
+
+    Returns True the first time this message is parked, False when it already was (then nothing is counted again).
+    """
+    queue_name = letter.queue_url.rsplit("/", 1)[-1]
+    try:
+        aws.dynamodb().put_item(
+            TableName=state_table,
+            Item=to_item(
+                {
+                    "pk": PARKED_PK,
+                    "sk": f"{queue_name}#{letter.message_id}",
+                    "queue_url": letter.queue_url,
+                    "message_id": letter.message_id,
+                    "reason": reason,
+                    "body": letter.body[:PARKED_BODY_CHARS],
+                    "parked_at": parked_at,
+                }
+            ),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as exc:
+        if not is_conditional_check_failure(exc):
+            raise
+        return False
+    return True
+
+
+def release(letters: Sequence[DeadLetter]) -> None:
+    """Make parked messages visible again at the end of a pass, so people (python -m tools.dlq) and the next pass
+    see them at once instead of after the DLQ's visibility timeout."""
+    sqs = aws.sqs()
+    for start in range(0, len(letters), 10):
+        batch = letters[start : start + 10]
+        sqs.change_message_visibility_batch(
+            QueueUrl=batch[0].queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
+                for i, letter in enumerate(batch)
+            ],
+        )
+
+
 def redrive(letter: DeadLetter, inbox_url: str) -> None:
     """Send a dead letter back to its inbox (counting the redrive), then delete it from the DLQ."""
     sqs = aws.sqs()

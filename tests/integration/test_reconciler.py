@@ -117,11 +117,17 @@ def test_dead_letters_are_redriven_parked_or_acknowledged_by_kind(stack: Stack, 
     report = functions.invoke("ReconcilerFunction", SCHEDULED)
     # THEN the valid event is back in its inbox with its redrive counted, the stream record is acknowledged,
     #      and the two poison messages stay in the DLQ
-    assert report["dead_letters"] == {"stream_batch": 1, "event": 1, "poison": 2}
+    assert report["dead_letters"] == {"stream_batch": 1, "event": 1, "poison": 2, "already_parked": 0}
     redriven = receive_all(inbox)
     assert [m["Body"] for m in redriven] == [valid_body]
     assert redriven[0]["MessageAttributes"]["converge-redrives"]["StringValue"] == "1"
     assert queue_depth(dlq) == 2
+    # AND each poison message is recorded once, with its reason, for the DLQ tool to list
+    parked = [i for i in stack.scan("ReconcilerStateTable") if i["pk"] == "PARKED"]
+    assert sorted(p["reason"] for p in parked) == [
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "still failing after 3 redrives",
+    ]
 
 
 def test_reconciler_fixture_runs_a_pass(stack: Stack, functions: FunctionRunner) -> None:

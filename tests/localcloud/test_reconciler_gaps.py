@@ -1,7 +1,5 @@
-"""Gaps found while verifying that reconciliation repairs everything the fault model breaks (issue 4, part 3).
-
-Each test states what the system should do; it fails today (xfail, strict: it must start passing once fixed).
-"""
+"""Gaps found while verifying that reconciliation repairs everything the fault model breaks (issue 4, part 3),
+kept as regression tests once fixed."""
 
 from __future__ import annotations
 
@@ -31,11 +29,6 @@ def _dlq_time_passes(cloud: LocalCloud, queue: str) -> None:
         message.change_visibility(0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a parked poison message stays in its DLQ and is received, judged, logged and counted again by every "
-    "pass (PoisonMessagesParked grows by one per message every 5 minutes, for the 14 days of retention)",
-)
 def test_a_parked_poison_message_is_counted_once_however_many_passes_run(real: LocalCloud) -> None:
     # GIVEN one poison message that SQS moved to the orders DLQ
     real.faults.start(FaultPlan(seed=1, poison_rate=1.0, functions=("OrdersConsumerFunction",)))
@@ -56,3 +49,6 @@ def test_a_parked_poison_message_is_counted_once_however_many_passes_run(real: L
     metric = sum(invocation.metrics.get("PoisonMessagesParked", 0) for invocation in (first, second))
     assert sum(parked) == 1, parked
     assert metric == 1
+    assert second.response["dead_letters"]["already_parked"] == 1
+    # AND it is still in its DLQ for a person to look at
+    assert real.queue_depth("OrdersDLQ") == 1

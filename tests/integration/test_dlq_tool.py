@@ -1,0 +1,57 @@
+"""The DLQ tool: a person sees why a message was parked and sends it back once the cause is fixed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+
+from tests.support.events import domain_event, eventbridge_event
+from tests.support.stack import FunctionRunner, Stack
+from tools.dlq import DeadLetterQueues
+
+SCHEDULED = json.loads(
+    (Path(__file__).resolve().parents[2] / "events" / "ReconcilerFunction.scheduled.json").read_text()
+)
+
+
+def tool(stack: Stack) -> DeadLetterQueues:
+    return DeadLetterQueues(boto3.session.Session(), stack.queues, stack.bus_name, stack.table("ReconcilerStateTable"))
+
+
+def test_parked_poison_is_listed_with_its_reason_and_redriven_by_hand(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a message in the orders DLQ that the reconciler parked as poison
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=stack.queues["OrdersDLQ"], MessageBody="not json at all")
+    functions.invoke("ReconcilerFunction", SCHEDULED)
+    dlqs = tool(stack)
+    # WHEN a person looks at the DLQ
+    (letter,) = dlqs.letters("OrdersDLQ")
+    # THEN the tool shows the message with the reason it was parked for
+    assert letter.body == "not json at all"
+    assert letter.parked_reason is not None
+    assert "Expecting value" in letter.parked_reason
+    # WHEN the person redrives it
+    assert dlqs.redrive("OrdersDLQ") == 1
+    # THEN it is back in the orders inbox, gone from the DLQ, and no longer parked
+    inbox = sqs.receive_message(QueueUrl=stack.queues["OrdersInbox"]).get("Messages", [])
+    assert [m["Body"] for m in inbox] == ["not json at all"]
+    assert dlqs.depth("OrdersDLQ") == 0
+    assert dlqs.parked() == {}
+
+
+def test_delivery_dlq_messages_go_back_onto_the_bus(stack: Stack) -> None:
+    # GIVEN an event EventBridge could not deliver to an inbox
+    event = domain_event("OrderPlaced", {"order_id": "o1", "customer_id": "c1", "status": "PENDING",
+                                         "lines": [{"product_id": "p1", "quantity": 1}]})  # fmt: skip
+    boto3.client("sqs").send_message(
+        QueueUrl=stack.queues["DeliveryDLQ"], MessageBody=json.dumps(eventbridge_event(event))
+    )
+    # WHEN it is redriven by hand
+    moved = tool(stack).redrive("DeliveryDLQ")
+    # THEN it is on the bus again, unchanged
+    assert moved == 1
+    (redelivered,) = stack.events_on_bus()
+    assert redelivered["detail"] == event.detail()
+    assert redelivered["source"] == "converge.orders"

@@ -1,0 +1,186 @@
+"""Inspect and redrive the dead-letter queues of a deployed stack by hand.
+
+    python -m tools.dlq --stack converge list
+    python -m tools.dlq --stack converge show OrdersDLQ
+    python -m tools.dlq --stack converge redrive OrdersDLQ [--message-id ID ...]
+
+`--endpoint-url http://127.0.0.1:4566` targets LocalStack. Queues, inboxes, the bus and the reconciler's state table
+come from the stack's outputs. Redriving sends a service DLQ's messages back to the service's inbox (the delivery DLQ's
+back onto the bus), deletes them from the DLQ and forgets their parked record; the reconciler's redrive counter is
+reset, so a message fixed by a deployment gets its full number of tries again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+SERVICE_QUEUES = {
+    "OrdersDLQ": "OrdersInbox",
+    "InventoryDLQ": "InventoryInbox",
+    "NotificationsDLQ": "NotificationsInbox",
+}
+DELIVERY_DLQ = "DeliveryDLQ"
+PARKED_PK = "PARKED"
+
+
+@dataclass(frozen=True)
+class Letter:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    parked_reason: str | None
+
+
+class DeadLetterQueues:
+    """The stack's DLQs, where their messages go back to, and the reconciler's parked records."""
+
+    def __init__(self, session: Any, urls: dict[str, str], bus_name: str, state_table: str) -> None:
+        self.sqs = session.client("sqs")
+        self.events = session.client("events")
+        self.dynamodb = session.client("dynamodb")
+        self.urls = urls  # logical id of each DLQ and inbox -> queue url
+        self.bus_name = bus_name
+        self.state_table = state_table
+
+    @classmethod
+    def from_stack(cls, stack: str, session: Any) -> DeadLetterQueues:
+        described = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        names = [*SERVICE_QUEUES, *SERVICE_QUEUES.values(), DELIVERY_DLQ]
+        urls = {name: outputs[f"{name}Url"] for name in names}
+        return cls(session, urls, outputs["BusName"], outputs["ReconcilerStateTableName"])
+
+    def depth(self, dlq: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.urls[dlq],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def parked(self) -> dict[str, dict[str, Any]]:
+        """Parked record by "<queue name>#<message id>"."""
+        records: dict[str, dict[str, Any]] = {}
+        paginator = self.dynamodb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": PARKED_PK}},
+        ):
+            for item in page["Items"]:
+                records[item["sk"]["S"]] = {k: next(iter(v.values())) for k, v in item.items()}
+        return records
+
+    def letters(self, dlq: str, limit: int = 100, *, keep_hidden: bool = False) -> list[Letter]:
+        """Up to `limit` messages (hidden while they are read, visible again afterwards unless `keep_hidden`)."""
+        url = self.urls[dlq]
+        queue_name = url.rsplit("/", 1)[-1]
+        parked = self.parked()
+        found: list[Letter] = []
+        while len(found) < limit:
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=min(10, limit - len(found)), VisibilityTimeout=60,
+                AttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])  # fmt: skip
+            if not messages:
+                break
+            for m in messages:
+                record = parked.get(f"{queue_name}#{m['MessageId']}")
+                found.append(
+                    Letter(
+                        message_id=m["MessageId"],
+                        receipt_handle=m["ReceiptHandle"],
+                        body=m["Body"],
+                        receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "0")),
+                        parked_reason=record["reason"] if record else None,
+                    )
+                )
+        if not keep_hidden:
+            for start in range(0, len(found), 10):
+                self.sqs.change_message_visibility_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
+                        for i, letter in enumerate(found[start : start + 10])
+                    ],
+                )
+        return found
+
+    def redrive(self, dlq: str, message_ids: set[str] | None = None) -> int:
+        """Send messages (all, or those named) back where they came from; returns how many moved."""
+        url = self.urls[dlq]
+        queue_name = url.rsplit("/", 1)[-1]
+        moved = 0
+        letters = self.letters(dlq, limit=10_000, keep_hidden=True)
+        for letter in letters:
+            if message_ids is not None and letter.message_id not in message_ids:
+                self.sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0
+                )
+                continue
+            if dlq == DELIVERY_DLQ:
+                event = json.loads(letter.body)
+                entry = {
+                    "EventBusName": self.bus_name,
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                }
+                result = self.events.put_events(Entries=[entry])
+                if result.get("FailedEntryCount"):
+                    continue
+            else:
+                self.sqs.send_message(QueueUrl=self.urls[SERVICE_QUEUES[dlq]], MessageBody=letter.body)
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
+            self.dynamodb.delete_item(
+                TableName=self.state_table,
+                Key={"pk": {"S": PARKED_PK}, "sk": {"S": f"{queue_name}#{letter.message_id}"}},
+            )
+            moved += 1
+        return moved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.dlq", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", required=True, help="CloudFormation stack name")
+    parser.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:4566 for LocalStack")
+    parser.add_argument("--region", default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="depth of every DLQ and how many of its messages are parked")
+    show = sub.add_parser("show", help="the messages of one DLQ with their parked reason")
+    show.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ])
+    show.add_argument("--limit", type=int, default=20)
+    redrive = sub.add_parser("redrive", help="send a DLQ's messages back to their inbox (or the bus)")
+    redrive.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ])
+    redrive.add_argument("--message-id", action="append", help="only these messages (repeatable)")
+    args = parser.parse_args(argv)
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client boto3 creates
+    session = boto3.session.Session(region_name=args.region)
+    queues = DeadLetterQueues.from_stack(args.stack, session)
+    if args.command == "list":
+        parked = queues.parked()
+        for dlq in [*SERVICE_QUEUES, DELIVERY_DLQ]:
+            name = queues.urls[dlq].rsplit("/", 1)[-1]
+            count = sum(1 for key in parked if key.startswith(f"{name}#"))
+            print(f"{dlq:18} {queues.depth(dlq):6} messages, {count} parked as poison")
+    elif args.command == "show":
+        for letter in queues.letters(args.queue, args.limit):
+            reason = letter.parked_reason or "(not parked: transient, the reconciler redrives it)"
+            print(f"{letter.message_id}  received {letter.receive_count}x  {reason}\n    {letter.body[:300]}")
+    else:
+        ids = set(args.message_id) if args.message_id else None
+        print(f"redrove {queues.redrive(args.queue, ids)} message(s) from {args.queue}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
