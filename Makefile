@@ -16,13 +16,14 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost chaos
+	test-localstack reconcile-cost chaos bench bench-quick
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
 	@echo "make test      lint, type-check, template checks and every test"
 	@echo "make lint      ruff;  make typecheck  mypy;  make schemas  regenerate events/schemas"
 	@echo "make build     sam build (needs SAM CLI and python3.13);  make deploy  sam deploy"
+	@echo "make bench     benchmarks (--quick: make bench-quick), written to docs/BENCHMARKS.md"
 	@echo "make chaos     faults injected, then convergence measured (docs/RELIABILITY.md)"
 	@echo "make test-localstack  deploy template.yaml to LocalStack on 127.0.0.1 and run tests/e2e against it"
 
@@ -79,6 +80,13 @@ deploy-localstack: build
 # start, deploy template.yaml through CloudFormation, tests/e2e against it, always stop. See docs/deploy.md.
 test-localstack: $(STAMP) $(SAM)
 	SAM=$(SAM) PYTHON=$(PY) bash ops/localstack/run.sh
+
+# Benchmarks (docs/BENCHMARKS.md, out/bench.json): ratios against baselines measured in the same run.
+bench: $(STAMP)
+	$(PY) -m bench --out docs/BENCHMARKS.md --json out/bench.json
+
+bench-quick: $(STAMP)
+	$(PY) -m bench --quick --out docs/BENCHMARKS.md --json out/bench.json
 
 # Chaos run under faults (docs/RELIABILITY.md); `make chaos CHAOS_ORDERS=10000` for the full figure.
 CHAOS_ORDERS ?= 3000

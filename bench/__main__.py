@@ -1,0 +1,177 @@
+"""`python -m bench [--quick] [--out docs/BENCHMARKS.md] [--json out/bench.json] [--only a,b]`.
+
+Sizes per mode:
+- full:  cold init 9 runs, publisher 10 000 records, 30 of each operation, pipeline 1 000/3 000/10 000 operations,
+         reconciliation at 100 000 entities.
+- quick (< 5 minutes): cold init 5 runs, 2 000 records, 10 of each operation, pipeline 100/300 operations,
+         reconciliation at 10 000 entities.
+- tiny (the smoke test in `make test`): one run of two functions, 200 records, 2 of each operation,
+         one pipeline of 20 operations; it checks that every table is produced, never a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from localcloud.loader import ensure_layer_on_path
+from localcloud.template import ROOT
+
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_SESSION_TOKEN": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+def _fake_aws() -> None:
+    """Fake credentials before anything creates a client: nothing here may reach a real account."""
+    os.environ.update(FAKE_AWS)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    ensure_layer_on_path()
+
+
+SECTIONS = ("coldstart", "publisher", "requests", "cost", "pipeline", "reconcile")
+
+MODES: dict[str, dict[str, Any]] = {
+    "full": {
+        "cold_runs": 9,
+        "cold_only": None,
+        "records": 10_000,
+        "rounds": 7,
+        "operations": 30,
+        "load_sizes": [1000, 3000, 10_000],
+        "profile_ops": 300,
+        "entities": 100_000,
+    },
+    "quick": {
+        "cold_runs": 5,
+        "cold_only": None,
+        "records": 2000,
+        "rounds": 5,
+        "operations": 10,
+        "load_sizes": [100, 300],
+        "profile_ops": 100,
+        "entities": 10_000,
+    },
+    "tiny": {
+        "cold_runs": 1,
+        "cold_only": ["OrdersApiFunction", "OrdersPublisherFunction"],
+        "records": 200,
+        "rounds": 1,
+        "operations": 2,
+        "load_sizes": [20],
+        "profile_ops": 10,
+        "entities": 100,
+    },
+}
+
+
+def load_in_subprocess(operations: int) -> dict[str, Any]:
+    """One pipeline size in a fresh interpreter, so its peak RSS is its own."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--load-size", str(operations)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pipeline run of {operations} operations failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run(mode: str, only: set[str], command: str) -> dict[str, Any]:
+    from bench import machine
+
+    sizes = MODES[mode]
+    started = time.perf_counter()
+    results: dict[str, Any] = {"mode": mode, "machine": machine.describe(command)}
+    if "coldstart" in only:
+        from bench import analysis, coldstart
+
+        results["coldstart"] = coldstart.measure(runs=sizes["cold_runs"], only=sizes["cold_only"])
+        results["coldstart"]["analysis"] = analysis.coldstart(results["coldstart"])
+    if "publisher" in only:
+        from bench import analysis, publisher_cpu
+
+        results["publisher"] = publisher_cpu.measure(records=sizes["records"], rounds=sizes["rounds"])
+        results["publisher"]["analysis"] = analysis.publisher(results["publisher"])
+    if only & {"requests", "cost"}:
+        from bench import cost, pipeline
+
+        ours = pipeline.count_operations(sizes["operations"], capture=True)
+        baseline = pipeline.count_operations(sizes["operations"], baseline=True)
+        results["requests"] = {"converge": ours, "baseline": baseline}
+        if "cost" in only:
+            first = ours["idempotency_baseline"]["first delivery"]["dynamodb_requests_per_event"] or 1.0
+            guard = round(first - 1, 2)  # the guard's writes: everything but the projection write
+            results["cost"] = cost.compare(ours, baseline, guard)
+            results["cost"]["guard_writes_per_event"] = guard
+            results["cost"]["prices"] = cost.load_prices()["prices"]
+    if "pipeline" in only:
+        from bench import analysis, pipeline
+
+        loads = [load_in_subprocess(n) for n in sizes["load_sizes"]]
+        results["pipeline"] = {"burst": 10, "sizes": loads}
+        results["pipeline"]["profile"] = pipeline.profile_load(sizes["profile_ops"])
+        results["pipeline"]["growth"] = analysis.growth(loads)
+        results["pipeline"]["not_run"] = analysis.not_run(loads)
+        results["pipeline"]["analysis"] = analysis.pipeline(results["pipeline"])
+    if "reconcile" in only:
+        from bench import reconcile
+
+        results["reconcile"] = reconcile.measure(sizes["entities"])
+    results["seconds"] = time.perf_counter() - started
+    from bench import analysis
+
+    results["goals"] = analysis.goals(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, finishes in under 5 minutes")
+    parser.add_argument("--tiny", action="store_true", help="the smoke test's sizes (checks tables, not times)")
+    parser.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report")
+    parser.add_argument("--json", default="out/bench.json", help="every figure, machine-readable")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--load-size", type=int, help=argparse.SUPPRESS)  # internal: one pipeline size, JSON out
+    args = parser.parse_args(argv)
+    _fake_aws()
+    if args.load_size is not None:
+        from bench import pipeline
+
+        print(json.dumps(pipeline.run_load(args.load_size)))
+        return 0
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
+    command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
+    results = run(mode, only, command)
+    from bench import report
+
+    out, out_json = Path(args.out), Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render(results))
+    out_json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {out} and {out_json} in {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
