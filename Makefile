@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/common/python/converge localcloud tests
+	$(VENV)/bin/mypy layers/common/python/converge localcloud tests bench tools
 	@for d in functions/*/; do echo "mypy $$d"; MYPYPATH=layers/common/python:$$d $(VENV)/bin/mypy $$d || exit 1; done
 
 $(SAM):
