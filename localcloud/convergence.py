@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
+from localcloud.loader import ensure_layer_on_path
 
-_deserializer = TypeDeserializer()
+ensure_layer_on_path()
+
+from converge.dynamo import from_item  # noqa: E402 - the layer is at /opt/python in Lambda, put on the path above
 
 # Order status -> reservation statuses that agree with it (docs/items.md, DESIGN.md "inventory"/"orders").
 AGREEING_RESERVATION: dict[str, set[str]] = {
@@ -52,22 +53,12 @@ class Divergence:
         return sum(self.counts.values())
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def scan(client: Any, table: str) -> dict[tuple[str, str], dict[str, Any]]:
     """Every item of `table`, by (pk, sk), with plain Python values."""
     items: dict[tuple[str, str], dict[str, Any]] = {}
     for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
         for raw in page["Items"]:
-            item = {k: _plain(_deserializer.deserialize(v)) for k, v in raw.items()}
+            item = from_item(raw)
             items[(str(item["pk"]), str(item["sk"]))] = item
     return items
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from converge import aws
-from converge.dynamo import cancellation_codes, from_item, is_conditional_check_failure, to_item
+from converge.dynamo import cancellation_codes, from_item, is_conditional_check_failure, put_if_absent, to_item
 from converge.events import OrderLine, ReservationStatus
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
@@ -201,17 +201,7 @@ def get_reservation(order_id: str) -> domain.Reservation | None:
 
 def put_new_reservation(reservation: domain.Reservation, context: WriteContext) -> bool:
     """Write a reservation that must not exist yet (FAILED, or a RELEASED tombstone); False if one exists."""
-    try:
-        aws.dynamodb().put_item(
-            TableName=_table(),
-            Item=_reservation_item(reservation, context),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as exc:
-        if is_conditional_check_failure(exc):
-            return False
-        raise
-    return True
+    return put_if_absent(_table(), _reservation_item(reservation, context))
 
 
 def _stock_change(product_id: str, quantity: int, context: WriteContext, *, reserve: bool) -> TransactWriteItemTypeDef:

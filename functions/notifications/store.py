@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from converge import aws
-from converge.dynamo import from_item, is_conditional_check_failure, put_if_newer, to_item
+from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, put_if_newer, to_item
 
 from domain import (
     CUSTOMER_PREFIX,
@@ -99,17 +99,7 @@ def write_order_outcome(table: str, outcome: OrderOutcome) -> bool:
 def add_notification(table: str, notification: Notification) -> bool:
     """Create the notification unless its key exists; True if created. The key is the idempotency record."""
     pk, sk = notification.key
-    try:
-        aws.dynamodb().put_item(
-            TableName=table,
-            Item=to_item({"pk": pk, "sk": sk, **notification.attributes()}),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as exc:
-        if is_conditional_check_failure(exc):
-            return False
-        raise
-    return True
+    return put_if_absent(table, to_item({"pk": pk, "sk": sk, **notification.attributes()}))
 
 
 def _query(table: str, pk: str, sk_prefix: str) -> Iterator[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from converge import aws
-from converge.dynamo import from_item, is_conditional_check_failure, to_item
+from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, to_item
 from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets
 
 from domain import ReconcilerState, Scope
@@ -193,27 +193,20 @@ def park(state_table: str, letter: DeadLetter, reason: str, parked_at: str) -> b
     Returns True the first time this message is parked, False when it already was (then nothing is counted again).
     """
     queue_name = letter.queue_url.rsplit("/", 1)[-1]
-    try:
-        aws.dynamodb().put_item(
-            TableName=state_table,
-            Item=to_item(
-                {
-                    "pk": PARKED_PK,
-                    "sk": f"{queue_name}#{letter.message_id}",
-                    "queue_url": letter.queue_url,
-                    "message_id": letter.message_id,
-                    "reason": reason,
-                    "body": letter.body[:PARKED_BODY_CHARS],
-                    "parked_at": parked_at,
-                }
-            ),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as exc:
-        if not is_conditional_check_failure(exc):
-            raise
-        return False
-    return True
+    return put_if_absent(
+        state_table,
+        to_item(
+            {
+                "pk": PARKED_PK,
+                "sk": f"{queue_name}#{letter.message_id}",
+                "queue_url": letter.queue_url,
+                "message_id": letter.message_id,
+                "reason": reason,
+                "body": letter.body[:PARKED_BODY_CHARS],
+                "parked_at": parked_at,
+            }
+        ),
+    )
 
 
 def release(letters: Sequence[DeadLetter]) -> None:

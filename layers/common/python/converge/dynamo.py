@@ -60,6 +60,27 @@ def cancellation_codes(exc: ClientError) -> list[str]:
     return [str(r.get("Code", "None")) for r in reasons]
 
 
+def put_if_absent(table: str, attributes: dict[str, Any], *, key_attr: str = "pk") -> bool:
+    """Create an item (a DynamoDB attribute map, see `to_item`) unless its key exists; True if created.
+
+    The key is the idempotency record: a retried or duplicated write creates nothing twice.
+    """
+    from converge import aws
+
+    try:
+        aws.dynamodb().put_item(
+            TableName=table,
+            Item=attributes,
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": key_attr},
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            return False
+        raise
+    return True
+
+
 def put_if_newer(table: str, item: dict[str, Any], *, key_attr: str = "pk") -> bool:
     """Write `item` unless the stored copy has the same or a newer `version`.
 
