@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -33,16 +32,15 @@ def error_response(status: HTTPStatus, message: str, **extra: Any) -> Response[A
     )
 
 
-def _not_an_object(raw: str | None) -> Response[Any] | None:
+def _not_an_object(app: APIGatewayHttpResolver) -> Response[Any] | None:
     """400 naming the body if it is JSON but not an object. Powertools' validation unwraps a list for a
     non-sequence parameter (it model-validates the first element), so `[order, 5]` would place `order`."""
-    if not raw:
-        return None
     try:
-        parsed = json.loads(raw)
+        # The event's cached json_body: the body the validator already parsed (base64 decoded), not a second parse.
+        parsed = app.current_event.json_body
     except ValueError:
         return None  # not JSON: the validator answers 400 naming the body
-    if isinstance(parsed, dict):
+    if parsed is None or isinstance(parsed, dict):
         return None
     error = {"field": "body", "message": "Input should be a JSON object", "type": "dict_type"}
     logger.info("rejected request", extra={"errors": [error]})
@@ -51,7 +49,7 @@ def _not_an_object(raw: str | None) -> Response[Any] | None:
 
 def _json_object_body(app: APIGatewayHttpResolver, next_middleware: Any) -> Response[Any]:
     # Runs after validation succeeded (on the list's first element): refuse the list itself.
-    rejected = _not_an_object(app.current_event.body)
+    rejected = _not_an_object(app)
     return rejected if rejected is not None else next_middleware(app)  # type: ignore[no-any-return]
 
 
@@ -63,7 +61,7 @@ def make_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response[Any]:
         # Validation failed on a list's first element: the error is the list, not that element's fields.
-        if (not_an_object := _not_an_object(app.current_event.body)) is not None:
+        if (not_an_object := _not_an_object(app)) is not None:
             return not_an_object
         errors = [
             {
