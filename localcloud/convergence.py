@@ -1,22 +1,44 @@
-"""Divergence between each projection and its source of truth, read from the tables (layout: docs/items.md).
+"""Divergence between each projection and its source of truth, in every direction, read from the tables.
 
-- availability: every product of InventoryTable has an availability item in NotificationsTable with the product's
-  version and numbers (on_hand, reserved, available); an availability item without a product diverges too.
-- order_reservations: every order of OrdersTable agrees with its reservation in InventoryTable:
-  CONFIRMED <-> RESERVED, REJECTED <-> FAILED, CANCELLED <-> RELEASED or FAILED (no stock held); a PENDING order
-  has had no reservation outcome applied and always counts as divergent.
-- order_notifications: every CONFIRMED or REJECTED order has its outcome in NotificationsTable (same status and
-  version) and the customer's ORDER_CONFIRMED / ORDER_REJECTED notification.
+Layout of the items: docs/items.md; why these are the rules: docs/CONSISTENCY.md. The rules are written out here
+again, on purpose without importing the reconciler or the layer's declarations (converge/projections.py): this is
+the independent second opinion, so a wrong declaration is caught here rather than confirmed.
 
-`check()` returns the count per projection and the ids that diverge. `verify(cloud, dlqs)` is the whole checker of a
-quiet system: the same comparison, the domain invariants (`check_invariants`) and the accounting of every event
-(from the LocalCloud's ledger, localcloud/ledger.py, and the DLQs): processed (applied or skipped as stale), parked
-in a DLQ with its reason, lost by an injected fault but superseded (its entity converged), or lost.
+Projections of NotificationsTable, each a function of one source item (`expected(source)`):
+
+- availability: product `PRODUCT#<p>`/`PRODUCT` (InventoryTable) -> `AVAILABILITY#<p>`/`AVAILABILITY` with the
+  product's product_id, on_hand, reserved, available and version; no product -> no availability item.
+- order_outcome: order `ORDER#<o>`/`ORDER` (OrdersTable) -> `ORDER#<o>`/`ORDER`: absent while the order is PENDING;
+  CONFIRMED / REJECTED / CANCELLED -> the order's order_id, customer_id, status and version; no order -> absent.
+- order_notification: order -> `CUSTOMER#<c>`/`NOTIFICATION#ORDER_CONFIRMED#<o>` and `.../ORDER_REJECTED#<o>`,
+  c = the order's customer_id. CONFIRMED -> ORDER_CONFIRMED {kind, order_id} present, ORDER_REJECTED absent;
+  REJECTED -> ORDER_REJECTED {kind, order_id, reason = the order's reason} present, ORDER_CONFIRMED absent;
+  CANCELLED -> ORDER_REJECTED absent, ORDER_CONFIRMED either (the order may have been confirmed before);
+  PENDING or no order -> both absent. A notification of order o under another customer than o's is an orphan.
+
+Saga pair, order <-> reservation `RESERVATION#<o>`/`RESERVATION` (InventoryTable): CONFIRMED agrees with RESERVED,
+REJECTED and CANCELLED with FAILED or RELEASED; a PENDING order is in flight (divergent once the system is quiet);
+a reservation whose order does not exist is an orphan. An order CONFIRMED whose reservation is FAILED and that the
+reconciler parked for a person (an item pk = "ANOMALY", kind "confirmed_without_stock", entity_id = the order, in
+ReconcilerStateTable) is counted as parked for a person, not divergent; anything else divergent stays divergent.
+
+Directions (`Finding.kind`): missing (the source requires an item that is absent), behind / ahead (the item's
+version is lower / higher than the source's), different (same version, different data; for the unversioned
+notifications: present with other data), unexpected (present although the source's state requires it absent),
+orphaned (no source, or under another customer), and for the saga pair missing / disagrees / in_flight / orphaned.
+
+`check()` returns the divergent ids per projection (`divergent`, `counts`: availability, order_reservations,
+order_notifications = outcome and notifications of the order) and every finding (`by_check`, `by_kind`).
+`verify(cloud, dlqs)` is the whole checker of a quiet system: the same comparison, the domain invariants
+(`check_invariants`) and the accounting of every event (from the LocalCloud's ledger, localcloud/ledger.py, and the
+DLQs): processed (applied or skipped as stale), parked in a DLQ with its reason, lost by an injected fault but
+superseded (its entity converged), or lost.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,23 +48,69 @@ ensure_layer_on_path()
 
 from converge.dynamo import from_item  # noqa: E402 - the layer is at /opt/python in Lambda, put on the path above
 
-# Order status -> reservation statuses that agree with it (docs/items.md, DESIGN.md "inventory"/"orders").
+Items = dict[tuple[str, str], dict[str, Any]]
+
+# Order status -> reservation statuses that agree with it (docs/CONSISTENCY.md, docs/items.md "inventory").
 AGREEING_RESERVATION: dict[str, set[str]] = {
     "CONFIRMED": {"RESERVED"},
-    "REJECTED": {"FAILED"},
-    "CANCELLED": {"RELEASED", "FAILED"},
+    "REJECTED": {"FAILED", "RELEASED"},
+    "CANCELLED": {"FAILED", "RELEASED"},
     "PENDING": set(),
 }
+OUTCOME_STATUSES = {"CONFIRMED", "REJECTED", "CANCELLED"}  # statuses with an order outcome in notifications
+NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED")
+PRESENT, ABSENT, EITHER = "present", "absent", "either"
+# (order status, notification kind) -> what the order requires of that notification; no order: both absent.
+NOTIFICATION_RULE: dict[tuple[str, str], str] = {
+    ("CONFIRMED", "ORDER_CONFIRMED"): PRESENT,
+    ("CONFIRMED", "ORDER_REJECTED"): ABSENT,
+    ("REJECTED", "ORDER_CONFIRMED"): ABSENT,
+    ("REJECTED", "ORDER_REJECTED"): PRESENT,
+    ("CANCELLED", "ORDER_CONFIRMED"): EITHER,
+    ("CANCELLED", "ORDER_REJECTED"): ABSENT,
+    ("PENDING", "ORDER_CONFIRMED"): ABSENT,
+    ("PENDING", "ORDER_REJECTED"): ABSENT,
+}
 NOTIFIED_STATUSES = {"CONFIRMED": "ORDER_CONFIRMED", "REJECTED": "ORDER_REJECTED"}
+PARKED_ANOMALY_KIND = "confirmed_without_stock"  # the reconciler's ANOMALY kind for (CONFIRMED, FAILED)
+
+# The checks, and the projection (the group of `Divergence.divergent` / `counts`) each one reports under.
+AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION = (
+    "availability",
+    "order_outcome",
+    "order_notification",
+    "order_reservation",
+)
+CHECKS = (AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION)
 PROJECTIONS = ("availability", "order_reservations", "order_notifications")
+GROUP = {
+    AVAILABILITY: "availability",
+    ORDER_OUTCOME: "order_notifications",
+    ORDER_NOTIFICATION: "order_notifications",
+    ORDER_RESERVATION: "order_reservations",
+}
+KINDS = ("missing", "behind", "ahead", "different", "unexpected", "orphaned", "disagrees", "in_flight")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One projection item (or saga pair) that differs from what its source requires."""
+
+    check: str  # one of CHECKS
+    kind: str  # one of KINDS
+    entity_id: str  # the product or order
+    key: tuple[str, str]  # the projection item's key (the reservation's for the saga pair)
+    detail: str = ""
 
 
 @dataclass
 class Divergence:
-    """Entities whose projection differs from their source of truth, per projection."""
+    """Entities whose projection differs from their source of truth, per projection, with every finding."""
 
     divergent: dict[str, list[str]] = field(default_factory=lambda: {p: [] for p in PROJECTIONS})
     checked: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROJECTIONS, 0))
+    findings: list[Finding] = field(default_factory=list)
+    parked_for_a_person: list[str] = field(default_factory=list)  # (CONFIRMED, FAILED) orders parked by the reconciler
 
     @property
     def counts(self) -> dict[str, int]:
@@ -52,10 +120,31 @@ class Divergence:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def by_check(self) -> dict[str, list[str]]:
+        """Divergent entity ids per check (availability, order_outcome, order_notification, order_reservation)."""
+        ids: dict[str, set[str]] = {c: set() for c in CHECKS}
+        for finding in self.findings:
+            ids[finding.check].add(finding.entity_id)
+        return {c: sorted(found) for c, found in ids.items()}
 
-def scan(client: Any, table: str) -> dict[tuple[str, str], dict[str, Any]]:
+    @property
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        """Findings per check and direction: {check: {missing/behind/ahead/different/...: count}}."""
+        counts: dict[str, dict[str, int]] = {c: {} for c in CHECKS}
+        for finding in self.findings:
+            counts[finding.check][finding.kind] = counts[finding.check].get(finding.kind, 0) + 1
+        return counts
+
+    def add(self, check: str, kind: str, entity_id: str, key: tuple[str, str], detail: str = "") -> None:
+        self.findings.append(Finding(check, kind, entity_id, key, detail))
+        ids = self.divergent.setdefault(GROUP[check], [])
+        ids.append(entity_id)  # de-duplicated and sorted by _compare
+
+
+def scan(client: Any, table: str) -> Items:
     """Every item of `table`, by (pk, sk), with plain Python values."""
-    items: dict[tuple[str, str], dict[str, Any]] = {}
+    items: Items = {}
     for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
         for raw in page["Items"]:
             item = from_item(raw)
@@ -63,18 +152,85 @@ def scan(client: Any, table: str) -> dict[tuple[str, str], dict[str, Any]]:
     return items
 
 
-def check(client: Any, orders_table: str, inventory_table: str, notifications_table: str) -> Divergence:
-    """Compare every projection with its source of truth (a DynamoDB client and the three table names)."""
-    return _compare(scan(client, orders_table), scan(client, inventory_table), scan(client, notifications_table))
+def anomalies(client: Any, state_table: str) -> Items:
+    """The reconciler's ANOMALY items (parked for a person) of its state table, by (pk, sk)."""
+    items: Items = {}
+    pages = client.get_paginator("query").paginate(
+        TableName=state_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "ANOMALY"}},
+        ConsistentRead=True,
+    )
+    for page in pages:
+        for raw in page["Items"]:
+            item = from_item(raw)
+            items[(str(item["pk"]), str(item["sk"]))] = item
+    return items
 
 
-def _compare(
-    orders: dict[tuple[str, str], dict[str, Any]],
-    inventory: dict[tuple[str, str], dict[str, Any]],
-    notifications: dict[tuple[str, str], dict[str, Any]],
+def check(
+    client: Any, orders_table: str, inventory_table: str, notifications_table: str, state_table: str | None = None
 ) -> Divergence:
-    result = Divergence()
+    """Compare every projection with its source of truth (a DynamoDB client and the table names; with the
+    reconciler's state table, the orders it parked for a person are counted as parked, not divergent)."""
+    return _compare(
+        scan(client, orders_table),
+        scan(client, inventory_table),
+        scan(client, notifications_table),
+        anomalies(client, state_table) if state_table else None,
+    )
 
+
+def _direction(expected_version: Any, actual_version: Any, same_data: bool) -> str | None:
+    """behind / ahead / different for a versioned projection item, None when it equals the source."""
+    if isinstance(expected_version, int) and isinstance(actual_version, int) and expected_version != actual_version:
+        return "behind" if actual_version < expected_version else "ahead"
+    if expected_version != actual_version or not same_data:
+        return "different"
+    return None
+
+
+def _differing(expected: dict[str, Any], item: dict[str, Any]) -> list[str]:
+    return [name for name, value in expected.items() if item.get(name) != value]
+
+
+def parked_orders(state: Items | None) -> set[str]:
+    """Order ids the reconciler parked for a person as confirmed without stock (ANOMALY items)."""
+    parked: set[str] = set()
+    for (pk, sk), item in (state or {}).items():
+        if pk != "ANOMALY":
+            continue
+        parts = sk.split("#")
+        kind = str(item.get("kind", parts[0]))
+        entity_id = str(item.get("entity_id", parts[1] if len(parts) > 1 else ""))
+        if kind == PARKED_ANOMALY_KIND and entity_id:
+            parked.add(entity_id)
+    return parked
+
+
+def _orders(orders: Items) -> dict[str, dict[str, Any]]:
+    return {
+        pk.removeprefix("ORDER#"): item
+        for (pk, sk), item in orders.items()
+        if pk.startswith("ORDER#") and sk == "ORDER"
+    }
+
+
+def _order_notifications(notifications: Items) -> Iterable[tuple[str, str, str, tuple[str, str], dict[str, Any]]]:
+    """(order id, kind, customer id, key, item) of every ORDER_CONFIRMED / ORDER_REJECTED notification."""
+    for (pk, sk), item in notifications.items():
+        if not pk.startswith("CUSTOMER#") or not sk.startswith("NOTIFICATION#ORDER_"):
+            continue
+        parts = sk.split("#", 2)
+        if len(parts) == 3 and parts[1] in NOTIFICATION_KINDS:
+            yield parts[2], parts[1], pk.removeprefix("CUSTOMER#"), (pk, sk), item
+
+
+def _compare(orders: Items, inventory: Items, notifications: Items, state: Items | None = None) -> Divergence:
+    result = Divergence()
+    checked: dict[str, set[str]] = {p: set() for p in PROJECTIONS}
+
+    # availability <- product, both directions
     products = {pk.removeprefix("PRODUCT#"): item for (pk, _), item in inventory.items() if pk.startswith("PRODUCT#")}
     availability = {
         pk.removeprefix("AVAILABILITY#"): item
@@ -82,35 +238,109 @@ def _compare(
         if pk.startswith("AVAILABILITY#")
     }
     for product_id in sorted(products.keys() | availability.keys()):
-        result.checked["availability"] += 1
+        checked["availability"].add(product_id)
         product, projected = products.get(product_id), availability.get(product_id)
-        fields = ("version", "on_hand", "reserved", "available")
-        if product is None or projected is None or any(product.get(f) != projected.get(f) for f in fields):
-            result.divergent["availability"].append(product_id)
+        key = (f"AVAILABILITY#{product_id}", "AVAILABILITY")
+        if product is None:
+            result.add(AVAILABILITY, "orphaned", product_id, key, "no product")
+        elif projected is None:
+            result.add(AVAILABILITY, "missing", product_id, key)
+        else:
+            expected = {f: product.get(f) for f in ("product_id", "on_hand", "reserved", "available")}
+            expected["product_id"] = product.get("product_id", product_id)
+            differing = _differing(expected, projected)
+            kind = _direction(product.get("version"), projected.get("version"), not differing)
+            if kind:
+                result.add(AVAILABILITY, kind, product_id, key, ",".join(differing))
 
-    for (pk, _), order in sorted(orders.items()):
-        if not pk.startswith("ORDER#"):
+    by_id = _orders(orders)
+    parked = parked_orders(state)
+
+    # order outcome <- order, both directions
+    outcomes = {
+        pk.removeprefix("ORDER#"): item
+        for (pk, sk), item in notifications.items()
+        if pk.startswith("ORDER#") and sk == "ORDER"
+    }
+    for order_id in sorted(by_id.keys() | outcomes.keys()):
+        checked["order_notifications"].add(order_id)
+        order, outcome = by_id.get(order_id), outcomes.get(order_id)
+        key = (f"ORDER#{order_id}", "ORDER")
+        if order is None:
+            result.add(ORDER_OUTCOME, "orphaned", order_id, key, "no order")
             continue
-        order_id, status = str(order["order_id"]), str(order["status"])
-        result.checked["order_reservations"] += 1
-        reservation = inventory.get((f"RESERVATION#{order_id}", "RESERVATION"))
-        reservation_status = str(reservation["status"]) if reservation else None
-        if reservation_status not in AGREEING_RESERVATION.get(status, set()):
-            result.divergent["order_reservations"].append(order_id)
-        if status in NOTIFIED_STATUSES:
-            result.checked["order_notifications"] += 1
-            outcome = notifications.get((f"ORDER#{order_id}", "ORDER"))
-            notification_key = (
-                f"CUSTOMER#{order['customer_id']}",
-                f"NOTIFICATION#{NOTIFIED_STATUSES[status]}#{order_id}",
+        status = str(order.get("status"))
+        if outcome is None:
+            if status in OUTCOME_STATUSES:
+                result.add(ORDER_OUTCOME, "missing", order_id, key, status)
+            continue
+        if status not in OUTCOME_STATUSES:  # PENDING: no outcome yet; one that exists is ahead or wrong
+            kind = _direction(order.get("version"), outcome.get("version"), False)
+            result.add(ORDER_OUTCOME, kind or "unexpected", order_id, key, f"order {status}")
+            continue
+        expected = {"order_id": order_id, "customer_id": order.get("customer_id"), "status": status}
+        differing = _differing(expected, outcome)
+        kind = _direction(order.get("version"), outcome.get("version"), not differing)
+        if kind:
+            result.add(ORDER_OUTCOME, kind, order_id, key, ",".join(differing))
+
+    # order notifications <- order: present / absent as the order's status requires, under the order's customer
+    for order_id, _kind, customer_id, key, _item in sorted(_order_notifications(notifications), key=lambda n: n[3]):
+        order = by_id.get(order_id)
+        if order is None:
+            checked["order_notifications"].add(order_id)
+            result.add(ORDER_NOTIFICATION, "orphaned", order_id, key, "no order")
+        elif customer_id != str(order.get("customer_id")):
+            result.add(ORDER_NOTIFICATION, "orphaned", order_id, key, f"order of customer {order.get('customer_id')}")
+    for order_id, order in sorted(by_id.items()):
+        status, customer_id = str(order.get("status")), str(order.get("customer_id"))
+        for kind in NOTIFICATION_KINDS:
+            rule = NOTIFICATION_RULE.get((status, kind), ABSENT)
+            key = (f"CUSTOMER#{customer_id}", f"NOTIFICATION#{kind}#{order_id}")
+            item = notifications.get(key)
+            if item is None:
+                if rule == PRESENT:
+                    result.add(ORDER_NOTIFICATION, "missing", order_id, key, status)
+            elif rule == ABSENT:
+                result.add(ORDER_NOTIFICATION, "unexpected", order_id, key, f"order {status}")
+            else:
+                expected = {"kind": kind, "order_id": order_id}
+                if kind == "ORDER_REJECTED":
+                    expected["reason"] = order.get("reason")
+                differing = _differing(expected, item)
+                if differing:
+                    result.add(ORDER_NOTIFICATION, "different", order_id, key, ",".join(differing))
+
+    # order <-> reservation, both directions
+    reservations = {
+        pk.removeprefix("RESERVATION#"): item
+        for (pk, sk), item in inventory.items()
+        if pk.startswith("RESERVATION#") and sk == "RESERVATION"
+    }
+    for order_id in sorted(by_id.keys() | reservations.keys()):
+        checked["order_reservations"].add(order_id)
+        order, reservation = by_id.get(order_id), reservations.get(order_id)
+        key = (f"RESERVATION#{order_id}", "RESERVATION")
+        if order is None:
+            result.add(
+                ORDER_RESERVATION, "orphaned", order_id, key, f"reservation {reservation and reservation.get('status')}"
             )
-            if (
-                outcome is None
-                or outcome.get("status") != status
-                or outcome.get("version") != order.get("version")
-                or notification_key not in notifications
-            ):
-                result.divergent["order_notifications"].append(order_id)
+            continue
+        status = str(order.get("status"))
+        reservation_status = None if reservation is None else str(reservation.get("status"))
+        if status == "PENDING":
+            result.add(ORDER_RESERVATION, "in_flight", order_id, key, f"reservation {reservation_status}")
+        elif reservation_status is None:
+            result.add(ORDER_RESERVATION, "missing", order_id, key, status)
+        elif reservation_status in AGREEING_RESERVATION.get(status, set()):
+            continue
+        elif (status, reservation_status) == ("CONFIRMED", "FAILED") and order_id in parked:
+            result.parked_for_a_person.append(order_id)
+        else:
+            result.add(ORDER_RESERVATION, "disagrees", order_id, key, f"{status} <-> {reservation_status}")
+
+    result.divergent = {p: sorted(set(result.divergent.get(p, []))) for p in PROJECTIONS}
+    result.checked = {p: len(ids) for p, ids in checked.items()}
     return result
 
 
@@ -124,8 +354,10 @@ class Invariants:
             "reserved_within_on_hand": [],  # 0 <= reserved <= on_hand, available = on_hand - reserved
             "reserved_equals_reservations": [],  # reserved = sum of RESERVED reservations' quantities
             "order_not_terminal": [],  # PENDING at the end
-            "order_disagrees_with_reservation": [],
-            "notification_not_exactly_once": [],  # CONFIRMED/REJECTED: exactly one notification of that kind
+            "order_disagrees_with_reservation": [],  # not an agreeing pair (parked for a person excepted)
+            # CONFIRMED / REJECTED: exactly one notification of that kind and none of the other; CANCELLED: no
+            # ORDER_REJECTED, at most one ORDER_CONFIRMED; PENDING: none (over every customer)
+            "notification_not_exactly_once": [],
         }
     )
 
@@ -139,8 +371,12 @@ class Invariants:
 
 
 def check_invariants(
-    orders: dict[Any, dict[str, Any]], inventory: dict[Any, dict[str, Any]], notifications: dict[Any, dict[str, Any]]
+    orders: dict[Any, dict[str, Any]],
+    inventory: dict[Any, dict[str, Any]],
+    notifications: dict[Any, dict[str, Any]],
+    parked: Collection[str] = (),
 ) -> Invariants:
+    """The domain invariants; `parked`: orders parked for a person (CONFIRMED, FAILED), accounted for."""
     result = Invariants()
     held: dict[str, int] = {}
     for (pk, _), item in inventory.items():
@@ -158,23 +394,22 @@ def check_invariants(
             result.violations["reserved_equals_reservations"].append(product_id)
     result.violations["reserved_equals_reservations"].extend(sorted(held))  # reservations of unknown products
     sent: dict[tuple[str, str], int] = {}
-    for (pk, sk), item in notifications.items():
-        if pk.startswith("CUSTOMER#") and sk.startswith("NOTIFICATION#ORDER_"):
-            kind = sk.split("#")[1]
-            sent[(str(item.get("order_id")), kind)] = sent.get((str(item.get("order_id")), kind), 0) + 1
-    for (pk, _), order in sorted(orders.items()):
-        if not pk.startswith("ORDER#"):
-            continue
-        order_id, status = str(order["order_id"]), str(order["status"])
+    for order_id, kind, _, _, _ in _order_notifications(notifications):
+        sent[(order_id, kind)] = sent.get((order_id, kind), 0) + 1
+    for order_id, order in sorted(_orders(orders).items()):
+        status = str(order.get("status"))
         if status == "PENDING":
             result.violations["order_not_terminal"].append(order_id)
-        reservation = inventory.get((f"RESERVATION#{order_id}", "RESERVATION"))
-        if status != "PENDING" and (reservation or {}).get("status") not in AGREEING_RESERVATION[status]:
+        reservation_status = inventory.get((f"RESERVATION#{order_id}", "RESERVATION"), {}).get("status")
+        agrees = reservation_status in AGREEING_RESERVATION.get(status, set())
+        is_parked = (status, reservation_status) == ("CONFIRMED", "FAILED") and order_id in parked
+        if status != "PENDING" and not agrees and not is_parked:
             result.violations["order_disagrees_with_reservation"].append(order_id)
-        if status in NOTIFIED_STATUSES:
-            other = NOTIFIED_STATUSES["REJECTED" if status == "CONFIRMED" else "CONFIRMED"]
-            if sent.get((order_id, NOTIFIED_STATUSES[status]), 0) != 1 or sent.get((order_id, other), 0):
+        for kind in NOTIFICATION_KINDS:
+            rule, count = NOTIFICATION_RULE.get((status, kind), ABSENT), sent.get((order_id, kind), 0)
+            if (rule == PRESENT and count != 1) or (rule == ABSENT and count) or (rule == EITHER and count > 1):
                 result.violations["notification_not_exactly_once"].append(order_id)
+                break
     return result
 
 
@@ -193,6 +428,7 @@ class Accounting:
     outcomes: dict[str, int] = field(default_factory=dict)  # applied / skipped_stale / rejected / failed receives
     dlq_messages: dict[str, int] = field(default_factory=dict)  # queue -> messages at the end
     poison_parked: int = 0  # injected poison messages found in a DLQ
+    parked_for_a_person: int = 0  # orders (CONFIRMED, FAILED) the reconciler parked as an ANOMALY: not divergent
     parked_reasons: dict[str, int] = field(default_factory=dict)  # reason (as the reconciler logged it) -> count
     stream_records_to_on_failure: int = 0  # stream batches that exhausted their retries (repaired from state)
     lost_examples: list[str] = field(default_factory=list)
@@ -211,6 +447,8 @@ class ConvergenceReport:
     def summary(self) -> dict[str, Any]:
         return {
             "divergent": self.divergence.counts,
+            "divergent_by_kind": {c: kinds for c, kinds in self.divergence.by_kind.items() if kinds},
+            "parked_for_a_person": self.divergence.parked_for_a_person[:20],
             "invariant_violations": self.invariants.counts,
             "accounting": {k: v for k, v in self.accounting.__dict__.items() if k != "lost_examples"},
         }
@@ -243,9 +481,11 @@ def verify(
     orders = scan(client, tables["OrdersTable"])
     inventory = scan(client, tables["InventoryTable"])
     notifications = scan(client, tables["NotificationsTable"])
-    divergence = _compare(orders, inventory, notifications)
-    invariants = check_invariants(orders, inventory, notifications)
+    state = anomalies(client, cloud.table_name("ReconcilerStateTable"))
+    divergence = _compare(orders, inventory, notifications, state)
+    invariants = check_invariants(orders, inventory, notifications, divergence.parked_for_a_person)
     accounting = Accounting()
+    accounting.parked_for_a_person = len(divergence.parked_for_a_person)
     ledger = cloud.ledger
     accounting.entries_published = sum(ledger.published.values())
     accounting.events_published = len(ledger.events)

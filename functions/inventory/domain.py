@@ -182,6 +182,7 @@ class Reservation:
     reason: str | None = None
     shortages: tuple[str, ...] = field(default_factory=tuple)
     version: int = 1
+    reinstate_failed: bool = False  # FAILED by a reinstatement (the reconciler parks a confirmed order then)
 
     @property
     def event_type(self) -> str:
@@ -232,6 +233,51 @@ def failed(order_id: str, lines: Sequence[OrderLine], shortages: Sequence[Shorta
 def tombstone(order_id: str, lines: Sequence[OrderLine]) -> Reservation:
     """Written when a cancellation overtakes its placement: a late OrderPlaced then finds it and reserves nothing."""
     return Reservation(order_id, tuple(lines), ReservationStatus.RELEASED, reason=CANCELLED_BEFORE_RESERVATION)
+
+
+# ---------------------------------------------------------------- corrections (sent by the reconciler)
+REJECTED_WITHOUT_RESERVATION = "order rejected without a reservation"
+
+
+def reinstated(order_id: str, lines: Sequence[OrderLine], previous: Reservation | None) -> Reservation:
+    """The reservation reserved again for an order that still needs it, one version above what it replaces."""
+    return Reservation(order_id, tuple(lines), ReservationStatus.RESERVED, version=_next_version(previous))
+
+
+def reinstatement_failed(
+    order_id: str, lines: Sequence[OrderLine], previous: Reservation | None, shortages: Sequence[Shortage]
+) -> Reservation:
+    """What a reinstatement that lacks stock leaves: FAILED, marked, so that it is not tried again."""
+    failure = failed(order_id, lines, shortages)
+    return Reservation(
+        order_id,
+        failure.lines,
+        ReservationStatus.FAILED,
+        reason=summarise(["reinstatement failed", *(s.describe() for s in shortages)]),
+        shortages=failure.shortages,
+        version=_next_version(previous),
+        reinstate_failed=True,
+    )
+
+
+def _next_version(previous: Reservation | None) -> int:
+    return previous.version + 1 if previous is not None else 1
+
+
+def as_observed(current: Reservation | None, status: ReservationStatus | None, version: int | None) -> bool:
+    """The reservation is still what the reconciler saw (absent, or that status at that version)."""
+    if current is None:
+        return status is None
+    return current.status is status and current.version == version
+
+
+def recounted(level: StockLevel, counted: int) -> StockLevel:
+    """The product with `reserved` set to what its RESERVED reservations hold (one version later).
+
+    If they hold more than `on_hand` (a restored product item), on_hand is raised to cover them: the invariant
+    `reserved <= on_hand` must hold, and the reconciler parks the product for a stock count by a person.
+    """
+    return StockLevel(level.product_id, max(level.on_hand, counted), counted, level.version + 1)
 
 
 def shortages_of(lines: Sequence[OrderLine], stock: Mapping[str, StockLevel | None]) -> list[Shortage]:

@@ -18,7 +18,14 @@ import service
 import store
 
 app = make_resolver()
-consumer = InboxConsumer({"OrderPlaced": service.on_order_placed, "OrderCancelled": service.on_order_cancelled})
+consumer = InboxConsumer(
+    {
+        "OrderPlaced": service.on_order_placed,
+        "OrderCancelled": service.on_order_cancelled,
+        "ReservationCorrected": service.on_reservation_corrected,
+        "ReservedRecounted": service.on_reserved_recounted,
+    }
+)
 
 ProductId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 CorrelationId = Annotated[str | None, Header(alias="x-correlation-id", min_length=1, max_length=128)]

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from converge.consumer import Outcome
-from converge.events import DomainEvent, OrderData, OrderLine, ReservationStatus
+from converge.errors import MalformedEventError
+from converge.events import (
+    DomainEvent,
+    OrderData,
+    OrderLine,
+    ReservationAction,
+    ReservationCorrected,
+    ReservationStatus,
+    ReservedRecounted,
+)
+from converge.observability import logger
 
 import domain
 import store
@@ -61,3 +71,91 @@ def on_order_placed(event: DomainEvent) -> Outcome:
 def on_order_cancelled(event: DomainEvent) -> Outcome:
     order = _order(event)
     return release_stock(order.order_id, order.lines, event.metadata.correlation_id)
+
+
+# ---------------------------------------------------------------- corrections (sent by the reconciler only)
+def _release(correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext) -> None:
+    if current is None or current.status is not ReservationStatus.RESERVED:
+        raise domain.InvariantViolation(f"reservation {correction.order_id} holds no stock to release")
+    store.release(current, context)
+
+
+def _remove(correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext) -> None:
+    if current is None:
+        return  # already gone
+    store.remove(current, context)
+
+
+def _reinstate(
+    correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext
+) -> None:
+    lines = correction.lines
+    try:
+        store.reinstate(domain.reinstated(correction.order_id, lines, current), current, context)
+    except domain.InsufficientStock as short:
+        # Marked, so the reconciler does not ask again: a pending order is then rejected by the event this
+        # write publishes; a confirmed one is parked for a person (docs/CONSISTENCY.md).
+        failure = domain.reinstatement_failed(correction.order_id, lines, current, short.shortages)
+        if not store.replace_reservation(failure, current, context):
+            raise domain.ConcurrentModification(f"reservation {correction.order_id} changed meanwhile") from None
+
+
+def _tombstone(
+    correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext
+) -> None:
+    tombstone = domain.tombstone(correction.order_id, correction.lines)
+    rejected = domain.Reservation(
+        tombstone.order_id, tombstone.lines, tombstone.status, domain.REJECTED_WITHOUT_RESERVATION
+    )
+    if not store.put_new_reservation(rejected, context):
+        raise domain.ConcurrentModification(f"reservation {correction.order_id} appeared meanwhile")
+
+
+CORRECTIONS: dict[
+    ReservationAction, Callable[[ReservationCorrected, domain.Reservation | None, store.WriteContext], None]
+] = {
+    ReservationAction.RELEASE: _release,
+    ReservationAction.REMOVE: _remove,
+    ReservationAction.REINSTATE: _reinstate,
+    ReservationAction.TOMBSTONE: _tombstone,
+}
+
+
+def on_reservation_corrected(event: DomainEvent) -> Outcome:
+    """The reconciler's resolution of a saga disagreement, applied only to the reservation it observed."""
+    correction = event.data
+    if not isinstance(correction, ReservationCorrected):
+        raise MalformedEventError(f"{event.event_type} does not carry a reservation correction")
+    current = store.get_reservation(correction.order_id)
+    extra = {"order_id": correction.order_id, "action": correction.action.value, "reason": correction.reason}
+    if not domain.as_observed(current, correction.observed_status, correction.observed_version):
+        logger.info("reservation correction skipped: the reservation changed since it was observed", extra=extra)
+        return Outcome.STALE
+    try:
+        CORRECTIONS[correction.action](correction, current, store.WriteContext.now(event.metadata.correlation_id))
+    except domain.ConcurrentModification:
+        logger.info("reservation correction skipped: the reservation changed while applying it", extra=extra)
+        return Outcome.STALE
+    logger.info("reservation corrected", extra=extra)
+    return Outcome.APPLIED
+
+
+def on_reserved_recounted(event: DomainEvent) -> Outcome:
+    """Set a product's `reserved` to its counted ledger, if the product is still at the observed version."""
+    recount = event.data
+    if not isinstance(recount, ReservedRecounted):
+        raise MalformedEventError(f"{event.event_type} does not carry a recount")
+    level = store.get_product(recount.product_id)
+    if level is None or level.version != recount.observed_version:
+        logger.info(
+            "recount skipped: the product changed since it was counted", extra={"product_id": recount.product_id}
+        )
+        return Outcome.STALE
+    recounted = domain.recounted(level, recount.reserved)
+    if not store.recount(recounted, recount.observed_version, store.WriteContext.now(event.metadata.correlation_id)):
+        return Outcome.STALE
+    logger.info(
+        "reserved recounted",
+        extra={"product_id": recount.product_id, "reserved": recount.reserved, "was": level.reserved},
+    )
+    return Outcome.APPLIED

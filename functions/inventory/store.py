@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from converge import aws
 from converge.dynamo import cancellation_codes, from_item, is_conditional_check_failure, put_if_absent, to_item
 from converge.events import OrderLine, ReservationStatus
+from converge.projections import REINSTATE_FAILED
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
 
@@ -178,6 +179,7 @@ def _reservation_item(reservation: domain.Reservation, context: WriteContext) ->
             "correlation_id": context.correlation_id,
             "updated_at": context.updated_at,
             BUCKET_ATTRIBUTE: bucket_of(reservation_pk(reservation.order_id)),
+            REINSTATE_FAILED: True if reservation.reinstate_failed else None,
         }
     )
 
@@ -191,6 +193,7 @@ def _reservation(item: dict[str, Any]) -> domain.Reservation:
         reason=plain.get("reason"),
         shortages=tuple(plain.get("shortages") or ()),
         version=int(plain["version"]),
+        reinstate_failed=bool(plain.get(REINSTATE_FAILED, False)),
     )
 
 
@@ -320,3 +323,130 @@ def release(reservation: domain.Reservation, context: WriteContext) -> None:
                 f"reservation {reservation.order_id}: products {sorted(refused)} hold less reserved stock"
             ) from exc
         raise
+
+
+# ---------------------------------------------------------------- corrections (sent by the reconciler)
+def _observed_condition(observed: domain.Reservation | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition "the reservation is still what the reconciler saw" (absent, or that status and version)."""
+    if observed is None:
+        return "attribute_not_exists(pk)", {}, {}
+    return (
+        "#status = :observed_status AND version = :observed_version",
+        {"#status": "status"},
+        to_item({":observed_status": observed.status.value, ":observed_version": observed.version}),
+    )
+
+
+def _with_condition(item: dict[str, Any], condition: tuple[str, dict[str, str], dict[str, Any]]) -> dict[str, Any]:
+    expression, names, values = condition
+    request: dict[str, Any] = {**item, "ConditionExpression": expression}
+    if names:
+        request["ExpressionAttributeNames"] = names
+    if values:
+        request["ExpressionAttributeValues"] = values
+    return request
+
+
+def remove(reservation: domain.Reservation, context: WriteContext) -> None:
+    """Delete an orphaned reservation (its order does not exist) and give back any stock it holds, in one
+    transaction; ConcurrentModification if it changed since it was read."""
+    condition = _observed_condition(reservation)
+    delete = _with_condition({"TableName": _table(), "Key": reservation_key(reservation.order_id)}, condition)
+    items: list[TransactWriteItemTypeDef] = [{"Delete": delete}]  # type: ignore[typeddict-item]
+    if reservation.status is ReservationStatus.RESERVED:
+        items += [_stock_change(p, q, context, reserve=False) for p, q in reservation.quantities.items()]
+    _transact(items, reservation.order_id, list(reservation.quantities), releasing=True)
+
+
+def reinstate(reinstatement: domain.Reservation, observed: domain.Reservation | None, context: WriteContext) -> None:
+    """Reserve every line again in place of `observed` (absent, FAILED or RELEASED), or change nothing.
+
+    ConcurrentModification if the reservation changed since it was observed; InsufficientStock with the
+    shortages if some product lacks stock.
+    """
+    put = _with_condition(
+        {"TableName": _table(), "Item": _reservation_item(reinstatement, context)}, _observed_condition(observed)
+    )
+    quantities = reinstatement.quantities
+    items: list[TransactWriteItemTypeDef] = [
+        {"Put": put},  # type: ignore[typeddict-item]
+        *(_stock_change(p, q, context, reserve=True) for p, q in quantities.items()),
+    ]
+    _transact(items, reinstatement.order_id, list(quantities), releasing=False, lines=reinstatement.lines)
+
+
+def replace_reservation(
+    reservation: domain.Reservation, observed: domain.Reservation | None, context: WriteContext
+) -> bool:
+    """Write `reservation` (no stock change) if the stored one is still `observed`; False if it changed."""
+    try:
+        aws.dynamodb().put_item(
+            **_with_condition(
+                {"TableName": _table(), "Item": _reservation_item(reservation, context)},
+                _observed_condition(observed),
+            )
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _transact(
+    items: list[TransactWriteItemTypeDef],
+    order_id: str,
+    product_ids: list[str],
+    *,
+    releasing: bool,
+    lines: Sequence[OrderLine] = (),
+) -> None:
+    try:
+        aws.dynamodb().transact_write_items(TransactItems=items)
+    except ClientError as exc:
+        if not _is_cancelled(exc):
+            raise
+        codes = cancellation_codes(exc)
+        if codes and codes[0] == CONDITION_FAILED:
+            raise domain.ConcurrentModification(f"reservation {order_id} changed since it was observed") from exc
+        refused = _refused(exc, product_ids)
+        if not refused:
+            raise
+        if releasing:
+            raise domain.InvariantViolation(
+                f"reservation {order_id}: products {sorted(refused)} hold less reserved stock"
+            ) from exc
+        stock = {pid: _level(item) if item else None for pid, item in refused.items()}
+        raise domain.InsufficientStock(
+            domain.shortages_of([line for line in lines if line.product_id in refused], stock)
+        ) from exc
+
+
+def recount(level: domain.StockLevel, observed_version: int, context: WriteContext) -> bool:
+    """Store the recounted product if it is still at `observed_version`; False if it moved on meanwhile."""
+    try:
+        aws.dynamodb().update_item(
+            TableName=_table(),
+            Key=product_key(level.product_id),
+            UpdateExpression=(
+                f"SET on_hand = :on_hand, reserved = :reserved, available = :available, version = :version, {STAMP}"
+            ),
+            ConditionExpression="version = :observed",
+            ExpressionAttributeValues={
+                **to_item(
+                    {
+                        ":on_hand": level.on_hand,
+                        ":reserved": level.reserved,
+                        ":available": level.available,
+                        ":version": level.version,
+                        ":observed": observed_version,
+                    }
+                ),
+                **context.values(domain.PRODUCT_EVENT, product_pk(level.product_id)),
+            },
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            return False
+        raise
+    return True

@@ -16,9 +16,11 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.consumer import InboxConsumer, Outcome
+from converge.corrections import apply_projection_correction
 from converge.events import DomainEvent
 from converge.http import NotFoundError, make_resolver
 from converge.observability import logger, metrics, traced
+from converge.projections import projections_of
 from converge.settings import settings
 
 import store
@@ -113,11 +115,27 @@ def apply_order_rejected(event: DomainEvent) -> Outcome:
     return _outcome(projected, notified, *armed)
 
 
+def apply_order_cancelled(event: DomainEvent) -> Outcome:
+    """The order outcome follows the order to CANCELLED (no notification: the customer asked for it)."""
+    return _outcome(store.write_order_outcome(settings().table_name, OrderOutcome.from_event(event)))
+
+
+def apply_correction(event: DomainEvent) -> Outcome:
+    """The reconciler's correction of one of this service's projections (ahead, different or orphaned).
+
+    A correction restores state; it sends nothing to customers (no back-in-stock fan-out, no new notification
+    beyond the corrected item itself).
+    """
+    return apply_projection_correction(settings().table_name, event, projections_of("notifications"))
+
+
 consumer = InboxConsumer(
     {
         "StockUpdated": apply_stock_updated,
         "OrderConfirmed": apply_order_confirmed,
         "OrderRejected": apply_order_rejected,
+        "OrderCancelled": apply_order_cancelled,
+        "ProjectionCorrected": apply_correction,
     }
 )
 

@@ -1,12 +1,23 @@
-"""Reconciliation rules: which projections lag their source of truth, and what to republish to repair them.
+"""Reconciliation rules: compare every declared projection with what its source implies, and decide the repairs.
 
-Pure functions over table snapshots (no AWS). Every repair is the *current* state of a source entity,
-republished as the event its item represents, so the consumers' versioned writes make it idempotent: a
-repair of something already in flight is just a duplicate, skipped as stale.
+Pure functions over table snapshots (no AWS). The rules are data, declared in the layer next to the event
+contract (`converge.projections`): each projection is `expected(source)`, and the saga pair order <-> reservation
+is a table of resolutions. `compare` walks the declarations generically and finds every difference, in every
+direction (docs/CONSISTENCY.md):
 
-Two passes share the same comparison (`find_lagging`): a full sweep compares every entity; an incremental pass
-compares only the entities in a `Scope` (changed since the watermark, plus those still lagging last time),
-each with its whole neighbourhood, so for those entities it finds exactly what a full sweep would.
+- missing or behind: the source's *current* state is republished as the event its item represents (the same
+  deterministic event id the publisher used), and the consumer's versioned write applies it;
+- ahead, different at the same version, or orphaned: a versioned write can never repair these, so the reconciler
+  sends a correction (`ProjectionCorrected`, `ReservationCorrected`), which the owning consumer applies whatever
+  the stored version, but only if the item is still what the reconciler observed;
+- a saga pair that disagrees: the declared resolution (republish, release, remove, reinstate, tombstone), or,
+  for what truly needs a person, parked with its reason;
+- a derived counter (a product's `reserved`) that differs from its ledger (its RESERVED reservations): recounted,
+  by the full sweep only (`recount_suspects`), after the handler has confirmed it on a second read.
+
+Two passes share `compare`: a full sweep compares every entity; an incremental pass compares only the entities in
+a `Scope` (changed since the watermark, plus those still lagging last time), each with its whole neighbourhood, so
+for those entities it finds exactly what a full sweep finds.
 """
 
 from __future__ import annotations
@@ -19,125 +30,387 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from converge.envelope import correction_id_for
+from converge.events import (
+    CorrectionData,
+    OrderLine,
+    OrderStatus,
+    ProjectionCorrected,
+    ReservationAction,
+    ReservationCorrected,
+    ReservationStatus,
+    ReservedRecounted,
+)
+from converge.projections import (
+    ORDER,
+    PRODUCT,
+    PROJECTIONS,
+    RESERVATION,
+    SAGA,
+    Difference,
+    EntityLayout,
+    Item,
+    Key,
+    Projection,
+    Resolution,
+    reserved_by_product,
+)
 
-class Projection(StrEnum):
-    AVAILABILITY = "availability"  # notifications' copy of inventory products
-    RESERVATIONS = "reservations"  # inventory's reaction to orders (reserve / release)
-    ORDER_OUTCOMES = "order_outcomes"  # orders' reaction to reservation outcomes
-    NOTIFICATIONS = "notifications"  # notifications' copy of confirmed / rejected orders
+SAGA_ACTIONS: Mapping[Resolution, ReservationAction] = {
+    Resolution.RELEASE: ReservationAction.RELEASE,
+    Resolution.REMOVE: ReservationAction.REMOVE,
+    Resolution.REINSTATE: ReservationAction.REINSTATE,
+    Resolution.TOMBSTONE: ReservationAction.TOMBSTONE,
+}
+RESERVED_COUNTER = "reserved"  # the name findings about products' `reserved` go by
+CONFIRMED_WITHOUT_STOCK = "confirmed_without_stock"  # parked kind: a person decides (docs/CONSISTENCY.md)
+RECOUNT_RAISED_ON_HAND = "stock_recount_raised_on_hand"
 
 
 @dataclass(frozen=True)
-class Repair:
-    projection: Projection
-    entity_id: str
+class Finding:
+    """One difference between a projection (or a saga side, or a counter) and what its source implies."""
+
+    projection: str  # a declared projection's name, the saga's name, or RESERVED_COUNTER
+    entity_id: str  # the source entity's id (product or order)
+    difference: str  # a projections.Difference, or a saga Resolution
     reason: str
-    source_item: dict[str, Any] = field(hash=False, compare=False)
 
 
 @dataclass(frozen=True)
-class Anomaly:
-    """A disagreement that republishing cannot fix (reported, never acted on)."""
+class Republish:
+    """Forward repair: send the source's current state again (a versioned write applies it)."""
 
-    entity_id: str
-    reason: str
+    finding: Finding
+    source_item: Item = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Repair against the grain of versions: a correction event the owning consumer applies if still valid."""
+
+    finding: Finding
+    data: CorrectionData = field(hash=False, compare=False)
+    version: int | None = None  # the entity version the correction's metadata carries
+
+
+@dataclass(frozen=True)
+class Parked:
+    """What needs a person: recorded once (kind, entity, detail), alarmed, never acted on automatically."""
+
+    finding: Finding
+    kind: str
+    detail: str  # with kind and entity id, what makes a parked case distinct (the versions involved)
+    attributes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RecountSuspect:
+    """A product whose `reserved` differs from its RESERVED reservations in this read (confirmed before acting)."""
+
+    product_id: str
+    version: int
+    reserved: int
+    counted: int
+    on_hand: int = 0
 
 
 @dataclass
 class Snapshot:
-    """The items reconciliation compares, keyed by entity id."""
+    """The items reconciliation compares: table role -> (pk, sk) -> item."""
 
-    products: dict[str, dict[str, Any]]
-    reservations: dict[str, dict[str, Any]]
-    orders: dict[str, dict[str, Any]]
-    availability: dict[str, dict[str, Any]]
-    order_outcomes: dict[str, dict[str, Any]]
+    tables: dict[str, dict[Key, Item]] = field(
+        default_factory=lambda: {"orders": {}, "inventory": {}, "notifications": {}}
+    )
 
     @classmethod
     def from_items(
         cls,
-        inventory: Iterable[dict[str, Any]],
-        orders: Iterable[dict[str, Any]],
-        notifications: Iterable[dict[str, Any]],
+        inventory: Iterable[Item],
+        orders: Iterable[Item],
+        notifications: Iterable[Item],
     ) -> Snapshot:
-        snapshot = cls({}, {}, {}, {}, {})
-        for item in inventory:
-            kind, _, key = str(item["pk"]).partition("#")
-            if kind == "PRODUCT":
-                snapshot.products[key] = item
-            elif kind == "RESERVATION":
-                snapshot.reservations[key] = item
-        for item in orders:
-            kind, _, key = str(item["pk"]).partition("#")
-            if kind == "ORDER":
-                snapshot.orders[key] = item
-        for item in notifications:
-            kind, _, key = str(item["pk"]).partition("#")
-            if kind == "AVAILABILITY":
-                snapshot.availability[key] = item
-            elif kind == "ORDER":
-                snapshot.order_outcomes[key] = item
+        snapshot = cls()
+        for role, items in (("inventory", inventory), ("orders", orders), ("notifications", notifications)):
+            snapshot.add(role, items)
         return snapshot
+
+    def add(self, role: str, items: Iterable[Item]) -> None:
+        table = self.tables.setdefault(role, {})
+        for item in items:
+            table[(str(item["pk"]), str(item["sk"]))] = item
+
+    def entities(self, layout: EntityLayout) -> dict[str, Item]:
+        """Entity id -> item, for the items of one layout."""
+        found: dict[str, Item] = {}
+        for (pk, sk), item in self.tables.get(layout.table, {}).items():
+            entity_id = layout.id_of(pk, sk)
+            if entity_id is not None:
+                found[entity_id] = item
+        return found
+
+    def projected(self, projection: Projection) -> dict[str, dict[Key, Item]]:
+        """Source id -> the projection's stored items, keyed."""
+        grouped: dict[str, dict[Key, Item]] = {}
+        for key, item in self.tables.get(projection.table, {}).items():
+            entity_id = projection.source_id_of(*key)
+            if entity_id is not None:
+                grouped.setdefault(entity_id, {})[key] = item
+        return grouped
+
+    def refreshed(self, role: str, keys: Iterable[Key], items: Iterable[Item]) -> Snapshot:
+        """A copy in which the items at `keys` of one table are replaced by a fresher read of them (`items`;
+        a key read again and not found is absent in the copy)."""
+        copy = Snapshot({name: dict(table) for name, table in self.tables.items()})
+        for key in keys:
+            copy.tables.setdefault(role, {}).pop(key, None)
+        copy.add(role, items)
+        return copy
+
+    @property
+    def checked(self) -> int:
+        return len(self.entities(PRODUCT)) + len(self.entities(ORDER))
 
 
 @dataclass
 class Findings:
-    repairs: list[Repair] = field(default_factory=list)
-    anomalies: list[Anomaly] = field(default_factory=list)
+    republish: list[Republish] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
+    parked: list[Parked] = field(default_factory=list)
+    recount_suspects: list[RecountSuspect] = field(default_factory=list)
+    unrepaired: list[Finding] = field(default_factory=list)  # found, but corrections are turned off
+
+    @property
+    def all(self) -> list[Finding]:
+        return [
+            *(r.finding for r in self.republish),
+            *(c.finding for c in self.corrections),
+            *(p.finding for p in self.parked),
+            *self.unrepaired,
+        ]
 
     def count_by_projection(self) -> dict[str, int]:
-        counts = {p.value: 0 for p in Projection}
-        for repair in self.repairs:
-            counts[repair.projection.value] += 1
+        counts = {p.name: 0 for p in PROJECTIONS} | {SAGA.name: 0, RESERVED_COUNTER: 0}
+        for finding in self.all:
+            counts[finding.projection] = counts.get(finding.projection, 0) + 1
+        counts[RESERVED_COUNTER] += len(self.recount_suspects)
+        return counts
+
+    def count_by_difference(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for finding in self.all:
+            counts[finding.difference] = counts.get(finding.difference, 0) + 1
         return counts
 
 
-def _version(item: dict[str, Any] | None) -> int:
-    return int(item["version"]) if item else 0
+def _version(item: Item | None) -> int:
+    return int(item.get("version") or 0) if item else 0
 
 
-def find_lagging(snapshot: Snapshot) -> Findings:
-    """Compare every projection with its source of truth; return what to republish."""
+def _lines(*items: Item | None) -> list[OrderLine]:
+    for item in items:
+        if item and item.get("lines"):
+            return [OrderLine.model_validate(line) for line in item["lines"]]
+    return []
+
+
+# ---------------------------------------------------------------- projections
+def _compare_projection(
+    projection: Projection, snapshot: Snapshot, ids: set[str] | None, findings: Findings, corrections: bool
+) -> None:
+    sources = snapshot.entities(projection.source)
+    stored = snapshot.projected(projection)
+    for entity_id in sorted((sources.keys() | stored.keys()) if ids is None else ids):
+        source = sources.get(entity_id)
+        expected = projection.expected(source)
+        actual = stored.get(entity_id, {})
+        for key in sorted(expected.keys() | actual.keys()):
+            wanted, item = expected.get(key), actual.get(key)
+            difference = projection.difference(source, wanted, item)
+            if difference is None:
+                continue
+            finding = Finding(
+                projection.name,
+                entity_id,
+                difference.value,
+                f"{projection.name} {key[0]}/{key[1]} {difference.value}: stored version {_version(item)}, "
+                f"source version {_version(source)}",
+            )
+            if difference in (Difference.MISSING, Difference.BEHIND) and source is not None:
+                findings.republish.append(Republish(finding, source))
+            elif not corrections:
+                findings.unrepaired.append(finding)
+            else:
+                write = None if wanted is None or not isinstance(wanted, dict) else wanted
+                observed = projection.observed(item)
+                data = ProjectionCorrected(
+                    correction_id=correction_id_for(projection.name, key, observed, write),
+                    entity_id=entity_id,
+                    reason=finding.reason,
+                    projection=projection.name,
+                    pk=key[0],
+                    sk=key[1],
+                    observed=observed,
+                    expected=write,
+                )
+                findings.corrections.append(Correction(finding, data, _version(source) or _version(item)))
+
+
+# ---------------------------------------------------------------- the saga pair
+def _compare_saga(snapshot: Snapshot, ids: set[str] | None, findings: Findings, corrections: bool) -> None:
+    orders, reservations = snapshot.entities(SAGA.left), snapshot.entities(SAGA.right)
+    for order_id in sorted((orders.keys() | reservations.keys()) if ids is None else ids):
+        order, reservation = orders.get(order_id), reservations.get(order_id)
+        resolution = SAGA.resolve(order, reservation)
+        if resolution is Resolution.AGREES:
+            continue
+        order_status = None if order is None else str(order["status"])
+        reservation_status = None if reservation is None else str(reservation["status"])
+        finding = Finding(
+            SAGA.name,
+            order_id,
+            resolution.value,
+            f"order {order_status or 'missing'} (version {_version(order)}), reservation "
+            f"{reservation_status or 'missing'} (version {_version(reservation)})",
+        )
+        if resolution is Resolution.REPUBLISH_ORDER and order is not None:
+            findings.republish.append(Republish(finding, order))
+        elif resolution is Resolution.REPUBLISH_RESERVATION and reservation is not None:
+            findings.republish.append(Republish(finding, reservation))
+        elif resolution is Resolution.PARK:
+            findings.parked.append(
+                Parked(
+                    finding,
+                    CONFIRMED_WITHOUT_STOCK,
+                    f"{_version(order)}:{_version(reservation)}",
+                    {"order_status": order_status, "reservation_status": reservation_status},
+                )
+            )
+        elif not corrections:
+            findings.unrepaired.append(finding)
+        else:
+            action = SAGA_ACTIONS[resolution]
+            lines = _lines(reservation, order) if action is ReservationAction.REMOVE else _lines(order, reservation)
+            observed_version = _version(reservation) or None
+            data = ReservationCorrected(
+                correction_id=correction_id_for(
+                    SAGA.name,
+                    order_id,
+                    action.value,
+                    reservation_status,
+                    observed_version,
+                    order_status,
+                    _version(order),
+                ),
+                entity_id=order_id,
+                reason=finding.reason,
+                order_id=order_id,
+                action=action,
+                observed_status=None if reservation_status is None else ReservationStatus(reservation_status),
+                observed_version=observed_version,
+                lines=lines,
+                order_status=None if order_status is None else OrderStatus(order_status),
+            )
+            findings.corrections.append(Correction(finding, data, _version(order) or _version(reservation)))
+
+
+# ---------------------------------------------------------------- derived counters
+def _compare_counters(snapshot: Snapshot, findings: Findings) -> None:
+    """Every product's `reserved` against the sum of its RESERVED reservations (needs every reservation)."""
+    held = reserved_by_product(snapshot.entities(RESERVATION).values())
+    for product_id, product in sorted(snapshot.entities(PRODUCT).items()):
+        reserved, on_hand = int(product.get("reserved", 0)), int(product.get("on_hand", 0))
+        counted = held.get(product_id, 0)
+        if reserved != counted or int(product.get("available", on_hand - reserved)) != on_hand - reserved:
+            findings.recount_suspects.append(RecountSuspect(product_id, _version(product), reserved, counted, on_hand))
+
+
+def recount(suspect: RecountSuspect) -> Correction:
+    """The correction that sets a confirmed suspect's `reserved` to its counted ledger."""
+    finding = Finding(
+        RESERVED_COUNTER,
+        suspect.product_id,
+        Difference.DIFFERENT.value,
+        f"reserved {suspect.reserved}, RESERVED reservations hold {suspect.counted} (version {suspect.version})",
+    )
+    data = ReservedRecounted(
+        correction_id=correction_id_for(RESERVED_COUNTER, suspect.product_id, suspect.version, suspect.counted),
+        entity_id=suspect.product_id,
+        reason=finding.reason,
+        product_id=suspect.product_id,
+        observed_version=suspect.version,
+        reserved=suspect.counted,
+    )
+    return Correction(finding, data, suspect.version)
+
+
+def recount_needs_a_person(suspect: RecountSuspect) -> Parked | None:
+    """A recount that must raise on_hand to cover the reservations (a restored product): a person counts stock."""
+    if suspect.counted <= suspect.on_hand:
+        return None
+    finding = Finding(
+        RESERVED_COUNTER,
+        suspect.product_id,
+        Difference.DIFFERENT.value,
+        f"RESERVED reservations hold {suspect.counted}, more than on_hand {suspect.on_hand}: on_hand raised to "
+        f"{suspect.counted}; count the stock",
+    )
+    return Parked(finding, RECOUNT_RAISED_ON_HAND, str(suspect.version), {"on_hand": suspect.on_hand})
+
+
+def confirmed_recounts(suspects: list[RecountSuspect], reread: Snapshot) -> list[RecountSuspect]:
+    """The suspects still drifting in a second read (every reservation, then the products) at the SAME version.
+
+    The product's version moves with every reservation change that touches it, so an unchanged version across
+    both reads means the second read's sum is exactly the ledger of that version.
+    """
+    fresh = {s.product_id: s for s in _recount_candidates(reread)}
+    confirmed = []
+    for suspect in suspects:
+        again = fresh.get(suspect.product_id)
+        if again is not None and again.version == suspect.version:
+            confirmed.append(again)
+    return confirmed
+
+
+def _recount_candidates(snapshot: Snapshot) -> list[RecountSuspect]:
     findings = Findings()
-    for product_id, product in snapshot.products.items():
-        seen = snapshot.availability.get(product_id)
-        if _version(seen) < _version(product):
-            findings.repairs.append(
-                Repair(
-                    Projection.AVAILABILITY,
-                    product_id,
-                    f"availability at version {_version(seen)}, product at {_version(product)}",
-                    product,
-                )
-            )
-    for order_id, order in snapshot.orders.items():
-        status = order["status"]
-        reservation = snapshot.reservations.get(order_id)
-        outcome = reservation["status"] if reservation else None
-        if status == "PENDING" and outcome is None:
-            findings.repairs.append(Repair(Projection.RESERVATIONS, order_id, "placed, not reserved", order))
-        elif status == "PENDING" and outcome in ("RESERVED", "FAILED") and reservation is not None:
-            findings.repairs.append(
-                Repair(Projection.ORDER_OUTCOMES, order_id, f"reservation {outcome}, order still PENDING", reservation)
-            )
-        elif status == "CANCELLED" and outcome in (None, "RESERVED"):
-            findings.repairs.append(
-                Repair(Projection.RESERVATIONS, order_id, f"cancelled, reservation {outcome or 'missing'}", order)
-            )
-        elif (status, outcome) in {("CONFIRMED", "FAILED"), ("REJECTED", "RESERVED"), ("PENDING", "RELEASED")}:
-            findings.anomalies.append(Anomaly(order_id, f"order {status} but reservation {outcome}"))
-        if status in ("CONFIRMED", "REJECTED"):
-            seen = snapshot.order_outcomes.get(order_id)
-            if _version(seen) < _version(order):
-                findings.repairs.append(
-                    Repair(
-                        Projection.NOTIFICATIONS,
-                        order_id,
-                        f"notifications at version {_version(seen)}, order {status} at {_version(order)}",
-                        order,
-                    )
-                )
+    _compare_counters(snapshot, findings)
+    return findings.recount_suspects
+
+
+# ---------------------------------------------------------------- the comparison
+def compare(
+    snapshot: Snapshot, scope: Scope | None = None, *, corrections: bool = True, counters: bool | None = None
+) -> Findings:
+    """Every difference between the declared projections and their sources, and the repair of each.
+
+    `scope`: compare only these entities (an incremental pass); None compares every entity in the snapshot (a
+    full sweep, which alone can check counters against their ledger). `corrections=False` finds everything but
+    repairs only forward (republishing): an operator's switch, and how the tests show what corrections add.
+    """
+    findings = Findings()
+    for projection in PROJECTIONS:
+        ids = None if scope is None else set(scope.ids_of(projection.source))
+        _compare_projection(projection, snapshot, ids, findings, corrections)
+    _compare_saga(snapshot, None if scope is None else set(scope.orders), findings, corrections)
+    if counters if counters is not None else scope is None:
+        _compare_counters(snapshot, findings)
     return findings
+
+
+def confirmed_corrections(findings: Findings, reread: Snapshot) -> list[Correction]:
+    """The corrections that still hold once their sources have been read again, after the projections.
+
+    A source written between the pass's read of it and its read of the projection can make a projection look
+    ahead (or a saga pair look contradictory) when it is only in flight; a correction is sent only if the same
+    comparison on the fresher source asks for the same correction.
+    """
+    if not findings.corrections:
+        return []
+    again = compare(reread, Scope.of_findings(findings), counters=False)
+    still = {c.data.correction_id for c in again.corrections}
+    return [c for c in findings.corrections if c.data.correction_id in still]
 
 
 class DeadLetterKind(StrEnum):
@@ -213,53 +486,63 @@ class Scope:
     def union(self, other: Scope) -> Scope:
         return Scope(self.products | other.products, self.orders | other.orders)
 
+    def ids_of(self, layout: EntityLayout) -> frozenset[str]:
+        """The scope's ids of the entity kind whose items have this layout."""
+        return self.products if layout == PRODUCT else self.orders
+
     @classmethod
-    def of_items(cls, items: Iterable[dict[str, Any]]) -> Scope:
+    def of_items(cls, items: Iterable[Item]) -> Scope:
         """The entities that source items (orders, products, reservations) belong to."""
         products: set[str] = set()
         orders: set[str] = set()
         for item in items:
-            kind, _, key = str(item["pk"]).partition("#")
-            if kind == "PRODUCT":
-                products.add(key)
-            elif kind in ("ORDER", "RESERVATION"):
-                orders.add(key)
+            pk, sk = str(item["pk"]), str(item["sk"])
+            if (product_id := PRODUCT.id_of(pk, sk)) is not None:
+                products.add(product_id)
+            elif (order_id := ORDER.id_of(pk, sk) or RESERVATION.id_of(pk, sk)) is not None:
+                orders.add(order_id)
         return cls(frozenset(products), frozenset(orders))
 
     @classmethod
     def of_findings(cls, findings: Findings) -> Scope:
-        """The entities found lagging: checked again next pass until their projections caught up."""
-        products = {r.entity_id for r in findings.repairs if r.projection is Projection.AVAILABILITY}
-        orders = {r.entity_id for r in findings.repairs if r.projection is not Projection.AVAILABILITY}
+        """The entities found different: checked again next pass until their projections agree."""
+        product_kinds = {p.name for p in PROJECTIONS if p.source == PRODUCT} | {RESERVED_COUNTER}
+        everything = findings.all
+        products = {f.entity_id for f in everything if f.projection in product_kinds}
+        products |= {s.product_id for s in findings.recount_suspects}
+        orders = {f.entity_id for f in everything if f.projection not in product_kinds}
         return cls(frozenset(products), frozenset(orders))
 
 
-# Which table holds which item of an entity's neighbourhood: (table role, pk prefix, sort key).
-PRODUCT_NEIGHBOURHOOD = (("inventory", "PRODUCT", "PRODUCT"), ("notifications", "AVAILABILITY", "AVAILABILITY"))
-ORDER_NEIGHBOURHOOD = (
-    ("orders", "ORDER", "ORDER"),
-    ("inventory", "RESERVATION", "RESERVATION"),
-    ("notifications", "ORDER", "ORDER"),
-)
+def _without(keys: dict[str, list[Key]], already: Snapshot | None) -> dict[str, list[Key]]:
+    have = already.tables if already else {}
+    return {role: sorted({k for k in wanted if k not in have.get(role, {})}) for role, wanted in keys.items()}
 
 
-def neighbourhood_keys(
-    scope: Scope, already_read: Mapping[str, Iterable[dict[str, Any]]] | None = None
-) -> dict[str, list[tuple[str, str]]]:
-    """Table role -> the (pk, sk) of every item `find_lagging` needs for the scope, minus those already read.
+def source_keys(scope: Scope, already_read: Snapshot | None = None) -> dict[str, list[Key]]:
+    """Table role -> the keys of the scope's source items (products; orders and their reservations) not yet read.
 
-    `already_read` is per table role: the same key (ORDER#<id>, ORDER) is an order in one table and its
-    notifications outcome in another.
+    Read first: the projection keys of an entity can depend on its source (a notification is keyed by the
+    order's customer).
     """
-    have = {(role, str(i["pk"]), str(i["sk"])) for role, items in (already_read or {}).items() for i in items}
-    keys: dict[str, list[tuple[str, str]]] = {"orders": [], "inventory": [], "notifications": []}
-    for ids, neighbourhood in ((scope.products, PRODUCT_NEIGHBOURHOOD), (scope.orders, ORDER_NEIGHBOURHOOD)):
-        for entity_id in sorted(ids):
-            for role, prefix, sort_key in neighbourhood:
-                key = (f"{prefix}#{entity_id}", sort_key)
-                if (role, *key) not in have:
-                    keys[role].append(key)
-    return keys
+    keys: dict[str, list[Key]] = {"orders": [], "inventory": [], "notifications": []}
+    for layout in (PRODUCT, ORDER, RESERVATION):
+        keys[layout.table].extend(layout.key(entity_id) for entity_id in scope.ids_of(layout))
+    return _without(keys, already_read)
+
+
+def projection_keys(scope: Scope, sources: Snapshot) -> dict[str, list[Key]]:
+    """Table role -> the keys of every declared projection item of the scope's entities not yet read.
+
+    For each entity: the keys its source implies (`expected`) and every other key the projection's item could
+    sit at (where a stale or forged item would be, whatever the source says now).
+    """
+    keys: dict[str, list[Key]] = {"orders": [], "inventory": [], "notifications": []}
+    for projection in PROJECTIONS:
+        found = sources.entities(projection.source)
+        for entity_id in sorted(scope.ids_of(projection.source)):
+            keys[projection.table].extend(projection.keys_to_read(entity_id, found.get(entity_id)))
+    return _without(keys, sources)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Scheduled reconciler: repair lagging projections from the source of truth, then drain the DLQs.
+"""Scheduled reconciler: bring every declared projection back to what its source implies, then drain the DLQs.
 
 Every 5 minutes an incremental pass compares only the entities written since the watermark (read from the
-source tables' changed-since index) and those still lagging last time; once a day, or when invoked with
-`{"mode": "full"}`, a full sweep compares every entity. Both use the same rules (domain.find_lagging).
+source tables' changed-since index) and those still different last time; once a day, or when invoked with
+`{"mode": "full"}` (the operator's command after a restore), a full sweep compares every entity and recounts
+derived counters. Both use the same rules (domain.compare over converge.projections).
 """
 
 from __future__ import annotations
@@ -18,25 +19,31 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge import aws
 from converge.bus import EventSender, to_entry
-from converge.envelope import event_from_item, parse_eventbridge_json
+from converge.envelope import correction_event, event_from_item, parse_eventbridge_json
 from converge.errors import MalformedEventError, UnknownEventError
 from converge.observability import logger, metrics, traced
+from converge.projections import PRODUCT, RESERVATION
 from converge.settings import settings
 
 import store
 from domain import (
+    Correction,
     DeadLetterKind,
     Findings,
     Mode,
     Plan,
     Scope,
     Snapshot,
-    find_lagging,
+    compare,
+    confirmed_corrections,
+    confirmed_recounts,
     judge_dead_letter,
-    neighbourhood_keys,
     next_state,
     plan_pass,
+    projection_keys,
+    recount,
     requested_mode,
+    source_keys,
 )
 
 
@@ -49,6 +56,9 @@ class ReconcilerConfig:
     dead_letter_queues: dict[str, str]
     state_table: str
     overlap: timedelta
+    # Repairs against the grain of versions (corrections). Off: differences are still found and reported, only
+    # forward repairs (republishing) are made - the switch for an operator who distrusts a correction.
+    corrections: bool = True
 
     def table_of(self, role: str) -> str:
         return {"orders": self.orders_table, "inventory": self.inventory_table}.get(role, self.notifications_table)
@@ -69,6 +79,7 @@ def config() -> ReconcilerConfig:
         },
         state_table=env["STATE_TABLE_NAME"],
         overlap=timedelta(seconds=int(env.get("WATERMARK_OVERLAP_SECONDS", "120"))),
+        corrections=env.get("CORRECTIONS_ENABLED", "true").lower() != "false",
     )
 
 
@@ -84,38 +95,77 @@ class Report:
     read_capacity_units: float = 0.0
     watermark: str | None = None  # where the next incremental pass starts (before its overlap)
     watermark_advanced: bool = False
-    suspects: int = 0  # entities still lagging, checked again next pass
-    found: dict[str, int] = field(default_factory=dict)
+    suspects: int = 0  # entities still different, checked again next pass
+    found: dict[str, int] = field(default_factory=dict)  # per declared projection / saga / counter
+    differences: dict[str, int] = field(default_factory=dict)  # missing / behind / ahead / different / ... / saga
     republished: int = 0
     republish_failures: int = 0
+    corrections: int = 0  # correction events sent (ahead, different, orphaned, saga, counters)
+    corrections_unconfirmed: int = 0  # found, but the source had moved on a second read: checked next pass
+    corrections_disabled: int = 0  # found while CORRECTIONS_ENABLED is false: reported only
+    recounts: int = 0
+    parked_for_a_person: int = 0  # newly parked this pass (counted once however many passes see them)
+    already_parked: int = 0
     anomalies: list[str] = field(default_factory=list)
     dead_letters: dict[str, int] = field(
         default_factory=lambda: {**{kind.value: 0 for kind in DeadLetterKind}, "already_parked": 0},
     )
 
 
-def repair(findings: Findings, sender: EventSender, bus_name: str, report: Report) -> None:
+def repair(
+    findings: Findings, corrections: list[Correction], sender: EventSender, bus_name: str, report: Report
+) -> None:
+    """Send every repair: the sources' current events (forward) and the confirmed corrections, each once."""
     entries = []
-    for found in findings.repairs:
+    for found in findings.republish:
         try:
             event = event_from_item(found.source_item)
         except MalformedEventError as exc:
             # A source item that is not a valid event cannot be republished; one must not stop the others.
-            logger.error("cannot republish", extra={"entity_id": found.entity_id, "reason": str(exc)})
-            report.anomalies.append(f"{found.entity_id}: {exc}")
+            logger.error("cannot republish", extra={"entity_id": found.finding.entity_id, "reason": str(exc)})
+            report.anomalies.append(f"{found.finding.entity_id}: {exc}")
             continue
         if event is None:  # a source item without event_type cannot lag: nothing was ever published for it
             continue
-        logger.info(
-            "republishing",
-            extra={"projection": found.projection.value, "entity_id": found.entity_id, "reason": found.reason},
-        )
+        logger.info("republishing", extra=asdict(found.finding))
+        entries.append((event.metadata.event_id, to_entry(event, bus_name)))
+    for correction in corrections:
+        event = correction_event(correction.data, version=correction.version, correlation_id=_correlation_id())
+        logger.info("correcting", extra=asdict(correction.finding))
         entries.append((event.metadata.event_id, to_entry(event, bus_name)))
     # The same source can repair two projections (an order both unreserved and un-notified): send it once.
     unique = list(dict(entries).items())
     result = sender.send(unique)
-    report.republished = result.sent
-    report.republish_failures = len(result.failed or [])
+    failed = {entry.key for entry in result.failed or []}
+    report.corrections = sum(1 for c in corrections if c.data.correction_id not in failed)
+    report.republished = result.sent - report.corrections
+    report.republish_failures = len(failed)
+
+
+def _correlation_id() -> str:
+    return f"reconciler:{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+
+
+def park(findings: Findings, cfg: ReconcilerConfig, report: Report) -> None:
+    """Record what needs a person once, with its reason; log and count only the first time."""
+    for case in findings.parked:
+        extra = {**asdict(case.finding), "kind": case.kind}
+        first = store.park_anomaly(
+            cfg.state_table,
+            case.kind,
+            case.finding.entity_id,
+            case.detail,
+            case.finding.reason,
+            datetime.now(UTC).isoformat(),
+            case.attributes,
+        )
+        if first:
+            report.parked_for_a_person += 1
+            logger.error("parked for a person", extra=extra)
+        else:
+            report.already_parked += 1
+            logger.info("already parked for a person", extra=extra)
+        report.anomalies.append(f"{case.finding.entity_id}: {case.kind}: {case.finding.reason}")
 
 
 def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str, report: Report) -> None:
@@ -162,28 +212,53 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
 
 
 def full_snapshot(cfg: ReconcilerConfig, cost: store.ReadCost) -> Snapshot:
-    return Snapshot.from_items(
-        inventory=store.scan_items(cfg.inventory_table, cost, "inventory"),
-        orders=store.scan_items(cfg.orders_table, cost, "orders"),
-        notifications=store.scan_items(cfg.notifications_table, cost, "notifications"),
-    )
+    """Every item of the three tables, projections before sources.
+
+    Sources only move forward between two reads (a restore aside, which is what the comparison is for), so a
+    projection read before its source can look behind (harmless: a republish) but never falsely ahead.
+    """
+    snapshot = Snapshot()
+    for role in ("notifications", "inventory", "orders"):
+        snapshot.add(role, store.scan_items(cfg.table_of(role), cost, role))
+    return snapshot
 
 
-def incremental_snapshot(cfg: ReconcilerConfig, plan: Plan, suspects: Scope, cost: store.ReadCost) -> Snapshot:
-    """The entities changed since the plan's start and the suspects, each with its whole neighbourhood."""
+def incremental_snapshot(
+    cfg: ReconcilerConfig, plan: Plan, suspects: Scope, cost: store.ReadCost
+) -> tuple[Snapshot, Scope]:
+    """The entities changed since the plan's start and the suspects (the scope), each with its whole neighbourhood."""
     if plan.since is None:
         raise ValueError("an incremental plan has a start")
-    changed = {
-        role: list(store.changed_since(cfg.table_of(role), plan.since, cost, role)) for role in ("orders", "inventory")
-    }
-    scope = Scope.of_items(changed["orders"] + changed["inventory"]).union(suspects)
-    missing = neighbourhood_keys(scope, already_read=changed)
-    fetched = {role: store.batch_get(cfg.table_of(role), keys, cost, role) for role, keys in missing.items()}
-    return Snapshot.from_items(
-        inventory=changed["inventory"] + fetched["inventory"],
-        orders=changed["orders"] + fetched["orders"],
-        notifications=fetched["notifications"],
+    snapshot = Snapshot()
+    for role in ("orders", "inventory"):
+        snapshot.add(role, store.changed_since(cfg.table_of(role), plan.since, cost, role))
+    changed = [item for table in snapshot.tables.values() for item in table.values()]
+    scope = Scope.of_items(changed).union(suspects)
+    for role, keys in source_keys(scope, already_read=snapshot).items():
+        snapshot.add(role, store.batch_get(cfg.table_of(role), keys, cost, role))
+    for role, keys in projection_keys(scope, snapshot).items():
+        snapshot.add(role, store.batch_get(cfg.table_of(role), keys, cost, role))
+    return snapshot, scope
+
+
+def reread_sources(cfg: ReconcilerConfig, snapshot: Snapshot, scope: Scope, cost: store.ReadCost) -> Snapshot:
+    """The snapshot with the scope's source items read again (after every projection was read)."""
+    fresh = snapshot
+    for role, keys in source_keys(scope).items():
+        fresh = fresh.refreshed(role, keys, store.batch_get(cfg.table_of(role), keys, cost, role))
+    return fresh
+
+
+def reread_for_recount(cfg: ReconcilerConfig, products: list[str], cost: store.ReadCost) -> Snapshot:
+    """Every reservation, then the suspect products: the second read a recount must agree with."""
+    snapshot = Snapshot()
+    snapshot.add(
+        "inventory",
+        (i for i in store.scan_items(cfg.inventory_table, cost, "inventory") if RESERVATION.id_of(i["pk"], i["sk"])),
     )
+    keys = [PRODUCT.key(product_id) for product_id in products]
+    snapshot.add("inventory", store.batch_get(cfg.inventory_table, keys, cost, "inventory"))
+    return snapshot
 
 
 def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
@@ -196,21 +271,32 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     report = Report(mode=plan.mode.value, mode_reason=plan.reason)
     report.window_from = plan.since.isoformat() if plan.since else None
     cost = store.ReadCost()
+    scope: Scope | None = None  # a full sweep compares every entity it read
     if plan.mode is Mode.FULL:
         snapshot = full_snapshot(cfg, cost)
     else:
-        snapshot = incremental_snapshot(cfg, plan, state.suspects, cost)
-    report.checked = len(snapshot.products) + len(snapshot.orders)
+        snapshot, scope = incremental_snapshot(cfg, plan, state.suspects, cost)
+    report.checked = snapshot.checked
+    findings = compare(snapshot, scope, corrections=cfg.corrections)
+    corrections = confirmed_corrections(findings, reread_sources(cfg, snapshot, Scope.of_findings(findings), cost))
+    if findings.recount_suspects and cfg.corrections:
+        suspects = [s.product_id for s in findings.recount_suspects]
+        corrections += [
+            recount(s) for s in confirmed_recounts(findings.recount_suspects, reread_for_recount(cfg, suspects, cost))
+        ]
     report.items_read = cost.total_items
     report.items_read_by_table = dict(cost.items)
     report.read_requests = cost.requests
     report.read_capacity_units = cost.capacity_units
-    findings = find_lagging(snapshot)
     report.found = findings.count_by_projection()
-    report.anomalies = [f"{a.entity_id}: {a.reason}" for a in findings.anomalies]
-    for anomaly in findings.anomalies:
-        logger.error("projection anomaly", extra={"entity_id": anomaly.entity_id, "reason": anomaly.reason})
-    repair(findings, sender, bus_name, report)
+    report.differences = findings.count_by_difference()
+    report.recounts = sum(1 for c in corrections if c.finding.projection == "reserved")
+    report.corrections_unconfirmed = len(findings.corrections) + len(findings.recount_suspects) - len(corrections)
+    report.corrections_disabled = len(findings.unrepaired)
+    for finding in findings.unrepaired:
+        logger.warning("difference left unrepaired (corrections disabled)", extra=asdict(finding))
+    repair(findings, corrections, sender, bus_name, report)
+    park(findings, cfg, report)
     # Only now, with every comparison made and every repair sent, may the watermark move: a pass that raised
     # before this line leaves it where it was, and the next pass reads the same window again.
     saved = next_state(state, started_at, findings)
@@ -221,7 +307,9 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     except store.ConcurrentPass as exc:
         logger.warning("another pass saved its state first; watermark left to it", extra={"reason": str(exc)})
     drain_dead_letters(cfg, sender, bus_name, report)
-    metrics.add_metric(name="ReconcilerRepairs", unit=MetricUnit.Count, value=report.republished)
+    metrics.add_metric(name="ReconcilerRepairs", unit=MetricUnit.Count, value=report.republished + report.corrections)
+    metrics.add_metric(name="ReconcilerCorrections", unit=MetricUnit.Count, value=report.corrections)
+    metrics.add_metric(name="AnomaliesParked", unit=MetricUnit.Count, value=report.parked_for_a_person)
     metrics.add_metric(name="PoisonMessagesParked", unit=MetricUnit.Count, value=report.dead_letters["poison"])
     metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=report.dead_letters["event"])
     metrics.add_metric(name="ReconcilerItemsRead", unit=MetricUnit.Count, value=report.items_read)

@@ -209,6 +209,33 @@ def park(state_table: str, letter: DeadLetter, reason: str, parked_at: str) -> b
     )
 
 
+ANOMALY_PK = "ANOMALY"
+
+
+def park_anomaly(
+    state_table: str, kind: str, entity_id: str, detail: str, reason: str, parked_at: str, attributes: dict[str, Any]
+) -> bool:
+    """Record once what needs a person (a kind of case, an entity, the versions involved); True the first time.
+
+    The record is the alarm's source and the person's work list (`python -m tools.dlq anomalies`); the same case
+    seen again by later passes is not counted again.
+    """
+    return put_if_absent(
+        state_table,
+        to_item(
+            {
+                "pk": ANOMALY_PK,
+                "sk": f"{kind}#{entity_id}#{detail}",
+                "kind": kind,
+                "entity_id": entity_id,
+                "reason": reason,
+                "parked_at": parked_at,
+                **attributes,
+            }
+        ),
+    )
+
+
 def release(letters: Sequence[DeadLetter]) -> None:
     """Make parked messages visible again at the end of a pass, so people (python -m tools.dlq) and the next pass
     see them at once instead of after the DLQ's visibility timeout."""

@@ -35,7 +35,7 @@ ORDER: dict[str, Any] = {"customer_id": "fz-cust", "lines": LINES}
 CONSUMED = {
     "InventoryConsumerFunction": ("OrderPlaced", "OrderCancelled"),
     "OrdersConsumerFunction": ("StockReserved", "StockReservationFailed"),
-    "NotificationsConsumerFunction": ("StockUpdated", "OrderConfirmed", "OrderRejected"),
+    "NotificationsConsumerFunction": ("StockUpdated", "OrderConfirmed", "OrderRejected", "OrderCancelled"),
 }
 DATA_OF: dict[str, dict[str, Any]] = {
     "OrderPlaced": {"order_id": "fz-o", **ORDER, "status": "PENDING"},

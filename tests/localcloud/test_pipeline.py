@@ -70,7 +70,8 @@ def test_a_rule_pattern_broken_in_a_copy_of_the_template_stops_the_event(tmp_pat
     # GIVEN a copy of template.yaml whose notifications rule misspells StockUpdated
     template = _with_absolute_code_paths(load_template(REAL_TEMPLATE))
     pattern = template["Resources"]["NotificationsInboxRule"]["Properties"]["EventPattern"]
-    pattern["detail-type"] = [t if t != "StockUpdated" else "StockUpdatedTypo" for t in pattern["detail-type"]]
+    for branch in pattern["$or"]:
+        branch["detail-type"] = [t if t != "StockUpdated" else "StockUpdatedTypo" for t in branch["detail-type"]]
     copy = tmp_path / "template.yaml"
     copy.write_text(json.dumps(template))  # JSON is YAML
     with LocalCloud(copy) as cloud:

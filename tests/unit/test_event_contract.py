@@ -9,9 +9,17 @@ from typing import Any
 import jsonschema
 import pytest
 
-from converge.envelope import parse_detail
+from converge.envelope import correction_event, parse_detail, parse_eventbridge_json
 from converge.errors import MalformedEventError
-from converge.events import EVENT_TYPES
+from converge.events import (
+    EVENT_TYPES,
+    CorrectionData,
+    OrderLine,
+    ProjectionCorrected,
+    ReservationAction,
+    ReservationCorrected,
+    ReservedRecounted,
+)
 from converge.schemas import render_all
 from tests.support.events import domain_event, eventbridge_event
 
@@ -30,11 +38,30 @@ STATUS = {
 }  # fmt: skip
 
 
+LINES = [OrderLine(product_id="p-1", quantity=2)]
+CORRECTIONS: dict[str, CorrectionData] = {
+    "ProjectionCorrected": ProjectionCorrected(
+        correction_id="c-1", entity_id="p-1", reason="availability ahead", projection="availability",
+        pk="AVAILABILITY#p-1", sk="AVAILABILITY", observed={"version": 9, "on_hand": 1}, expected={"version": 3},
+    ),
+    "ReservationCorrected": ReservationCorrected(
+        correction_id="c-2", entity_id="o-1", reason="orphaned", order_id="o-1", action=ReservationAction.REMOVE,
+        observed_status="RESERVED", observed_version=1, lines=LINES, order_status=None,
+    ),
+    "ReservedRecounted": ReservedRecounted(
+        correction_id="c-3", entity_id="p-1", reason="reserved 4, held 2", product_id="p-1", observed_version=7,
+        reserved=2,
+    ),
+}  # fmt: skip
+
+
 def schema(event_type: str) -> dict[str, Any]:
     return json.loads((SCHEMAS / f"{event_type}.json").read_text())  # type: ignore[no-any-return]
 
 
 def example_detail(event_type: str) -> dict[str, Any]:
+    if event_type in CORRECTIONS:
+        return correction_event(CORRECTIONS[event_type], version=3, correlation_id="corr-test").detail()
     data = dict(EXAMPLES[EVENT_TYPES[event_type].entity])
     if event_type in STATUS:
         data["status"] = STATUS[event_type]
@@ -120,3 +147,34 @@ def test_reason_longer_than_the_contract_is_rejected() -> None:
     detail["data"]["reason"] = "x" * 1001
     with pytest.raises(MalformedEventError):
         parse_detail("OrderRejected", detail)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_an_event_from_another_source_than_its_producer_is_rejected(event_type: str) -> None:
+    # GIVEN a valid event of a type, as the bus delivers it, but put with another service's source
+    body = {"detail-type": event_type, "detail": example_detail(event_type), "source": "converge.orders"}
+    if EVENT_TYPES[event_type].source == "converge.orders":
+        body["source"] = "converge.inventory"
+    # THEN consumers refuse it (provenance: type and source must agree), naming the expected source
+    with pytest.raises(MalformedEventError, match=EVENT_TYPES[event_type].source):
+        parse_eventbridge_json(json.dumps(body))
+    # AND with the right source it parses
+    body["source"] = EVENT_TYPES[event_type].source
+    assert parse_eventbridge_json(json.dumps(body)).event_type == event_type
+
+
+def test_an_event_whose_metadata_names_another_producer_is_rejected() -> None:
+    # GIVEN a StockUpdated whose metadata says the orders service produced it
+    detail = example_detail("StockUpdated")
+    detail["metadata"]["producer"] = "orders"
+    # THEN it is refused
+    with pytest.raises(MalformedEventError, match="produced by inventory"):
+        parse_detail("StockUpdated", detail)
+
+
+@pytest.mark.parametrize("version", ["7", 7.0, True, 10**40, 0])
+def test_entity_version_must_be_a_positive_integer_within_64_bits(version: Any) -> None:
+    detail = example_detail("StockUpdated")
+    detail["metadata"]["entity_version"] = version
+    with pytest.raises(MalformedEventError):
+        parse_detail("StockUpdated", detail)

@@ -1,96 +1,613 @@
-"""Reconciliation rules without AWS: what lags, what is republished, what a dead letter is."""
+"""Reconciliation rules without AWS: every difference between a projection and its source, and its repair."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from converge.projections import REINSTATE_FAILED, SAGA_RESOLUTIONS, Resolution
 from localcloud.loader import load_module
 from localcloud.template import function_specs
 
 domain: Any = load_module(function_specs()["ReconcilerFunction"].code_dir, "domain")
 
+Item = dict[str, Any]
+UPDATED_AT = "2026-11-28T10:00:00+00:00"
 
-def product(pid: str, version: int) -> dict[str, Any]:
+
+# ---------------------------------------------------------------- items as the services store them
+def product(pid: str, version: int = 3, *, on_hand: int = 10, reserved: int = 0, available: int | None = None) -> Item:
     return {
         "pk": f"PRODUCT#{pid}",
         "sk": "PRODUCT",
         "product_id": pid,
+        "on_hand": on_hand,
+        "reserved": reserved,
+        "available": on_hand - reserved if available is None else available,
         "version": version,
         "event_type": "StockUpdated",
+        "updated_at": UPDATED_AT,
     }
 
 
-def order(oid: str, status: str, version: int) -> dict[str, Any]:
-    return {"pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "status": status, "version": version}
+def order(
+    oid: str,
+    status: str,
+    version: int = 2,
+    *,
+    customer: str = "c1",
+    reason: str | None = None,
+    lines: list[Item] | None = None,
+) -> Item:
+    return {
+        "pk": f"ORDER#{oid}",
+        "sk": "ORDER",
+        "order_id": oid,
+        "customer_id": customer,
+        "status": status,
+        "version": version,
+        "lines": lines or [{"product_id": "p1", "quantity": 2}],
+        "reason": reason,
+        "event_type": "Order" + {"PENDING": "Placed"}.get(status, status.title()),
+        "updated_at": UPDATED_AT,
+    }
 
 
-def reservation(oid: str, status: str) -> dict[str, Any]:
-    return {"pk": f"RESERVATION#{oid}", "sk": "RESERVATION", "order_id": oid, "status": status, "version": 1}
+def reservation(oid: str, status: str, version: int = 1, *, lines: list[Item] | None = None, **extra: Any) -> Item:
+    return {
+        "pk": f"RESERVATION#{oid}",
+        "sk": "RESERVATION",
+        "order_id": oid,
+        "status": status,
+        "version": version,
+        "lines": lines or [{"product_id": "p1", "quantity": 2}],
+        "updated_at": UPDATED_AT,
+        **extra,
+    }
 
 
-def availability(pid: str, version: int) -> dict[str, Any]:
-    return {"pk": f"AVAILABILITY#{pid}", "sk": "AVAILABILITY", "product_id": pid, "version": version}
+def availability(pid: str, version: int = 3, *, on_hand: int = 10, reserved: int = 0) -> Item:
+    return {
+        "pk": f"AVAILABILITY#{pid}",
+        "sk": "AVAILABILITY",
+        "product_id": pid,
+        "on_hand": on_hand,
+        "reserved": reserved,
+        "available": on_hand - reserved,
+        "version": version,
+        "updated_at": UPDATED_AT,
+    }
 
 
-def outcome(oid: str, version: int) -> dict[str, Any]:
-    return {"pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "version": version}
+def outcome(oid: str, status: str, version: int = 2, *, customer: str = "c1") -> Item:
+    return {
+        "pk": f"ORDER#{oid}",
+        "sk": "ORDER",
+        "order_id": oid,
+        "customer_id": customer,
+        "status": status,
+        "version": version,
+        "updated_at": UPDATED_AT,
+    }
 
 
-def find(inventory: list[Any], orders: list[Any], notifications: list[Any]) -> Any:
-    return domain.find_lagging(domain.Snapshot.from_items(inventory, orders, notifications))
+def notification(oid: str, kind: str = "ORDER_CONFIRMED", *, customer: str = "c1", reason: str | None = None) -> Item:
+    return {
+        "pk": f"CUSTOMER#{customer}",
+        "sk": f"NOTIFICATION#{kind}#{oid}",
+        "kind": kind,
+        "order_id": oid,
+        "reason": reason,
+        "created_at": UPDATED_AT,
+    }
 
 
-def test_consistent_state_needs_no_repair() -> None:
-    # GIVEN every projection at its source's version
-    findings = find(
-        [product("p1", 3), reservation("o1", "RESERVED")],
-        [order("o1", "CONFIRMED", 2)],
-        [availability("p1", 3), outcome("o1", 2)],
+@dataclass
+class World:
+    """The three tables; by default one product, one confirmed order and every projection agreeing."""
+
+    inventory: list[Item] = field(default_factory=list)
+    orders: list[Item] = field(default_factory=list)
+    notifications: list[Item] = field(default_factory=list)
+
+    def snapshot(self) -> Any:
+        return domain.Snapshot.from_items(self.inventory, self.orders, self.notifications)
+
+
+def agreeing() -> World:
+    return World(
+        inventory=[product("p1", 3, on_hand=10, reserved=2), reservation("o1", "RESERVED")],
+        orders=[order("o1", "CONFIRMED", 2)],
+        notifications=[availability("p1", 3, reserved=2), outcome("o1", "CONFIRMED", 2), notification("o1")],
     )
-    # THEN nothing is republished and nothing is odd
-    assert findings.repairs == []
-    assert findings.anomalies == []
 
 
-def test_availability_behind_or_missing_republishes_the_product() -> None:
-    # GIVEN one availability behind its product and one product never seen by notifications
-    findings = find([product("p1", 3), product("p2", 1)], [], [availability("p1", 2)])
-    # THEN both products are republished as their current state
-    assert {(r.projection.value, r.entity_id) for r in findings.repairs} == {
-        ("availability", "p1"),
-        ("availability", "p2"),
+def compare(world: World, **options: Any) -> Any:
+    return domain.compare(world.snapshot(), **options)
+
+
+def about(findings: Any, projection: str) -> Any:
+    """The findings about one projection, so that a test's other items do not hide what it shows."""
+    return domain.Findings(
+        republish=[r for r in findings.republish if r.finding.projection == projection],
+        corrections=[c for c in findings.corrections if c.finding.projection == projection],
+        parked=[p for p in findings.parked if p.finding.projection == projection],
+        unrepaired=[f for f in findings.unrepaired if f.projection == projection],
+    )
+
+
+def test_an_agreeing_state_needs_nothing() -> None:
+    # GIVEN a product, a confirmed order, its reservation and every projection as their sources imply
+    findings = compare(agreeing())
+    # THEN nothing is found, republished, corrected, parked or recounted
+    assert findings.all == []
+    assert findings.corrections == []
+    assert findings.recount_suspects == []
+
+
+@pytest.mark.parametrize("confirmed_before", [True, False])
+def test_a_cancelled_order_agrees_with_or_without_its_confirmation(confirmed_before: bool) -> None:
+    # GIVEN a cancelled order (released reservation, CANCELLED outcome), once confirmed before and once not
+    world = World(
+        inventory=[product("p1"), reservation("o1", "RELEASED", 2)],
+        orders=[order("o1", "CANCELLED", 3)],
+        notifications=[availability("p1"), outcome("o1", "CANCELLED", 3)]
+        + ([notification("o1", "ORDER_CONFIRMED")] if confirmed_before else []),
+    )
+    # THEN both agree
+    assert compare(world).all == []
+
+
+# ---------------------------------------------------------------- every projection, every direction
+@dataclass(frozen=True)
+class Case:
+    """A world with one difference in one projection, and what must come out of it."""
+
+    projection: str
+    entity_id: str
+    difference: str
+    world: Callable[[], World]
+    source: Item | None = None  # missing / behind: the source item republished
+    key: tuple[str, str] | None = None  # otherwise: the corrected item's key ...
+    observed: Item | None = None  # ... what the correction observed there ...
+    expected: Item | None = None  # ... and what it writes (None: delete)
+
+
+def world_with(*, inventory: list[Item] | None = None, orders: list[Item] | None = None, **notifications: Any) -> World:
+    """The agreeing world with some items replaced: notifications by role name, None to remove it."""
+    base = agreeing()
+    extra = notifications.pop("extra", [])
+    projections = {"availability": base.notifications[0], "outcome": base.notifications[1]}
+    projections["notification"] = base.notifications[2]
+    projections.update(notifications)
+    return World(
+        inventory=base.inventory if inventory is None else inventory,
+        orders=base.orders if orders is None else orders,
+        notifications=[i for i in projections.values() if i is not None] + extra,
+    )
+
+
+AV_KEY = ("AVAILABILITY#p1", "AVAILABILITY")
+OUT_KEY = ("ORDER#o1", "ORDER")
+CONFIRMED_KEY = ("CUSTOMER#c1", "NOTIFICATION#ORDER_CONFIRMED#o1")
+P1 = product("p1", 3, on_hand=10, reserved=2)
+O1 = order("o1", "CONFIRMED", 2)
+AV_P1 = {"product_id": "p1", "on_hand": 10, "reserved": 2, "available": 8, "version": 3, "updated_at": UPDATED_AT}
+OUT_O1 = {"order_id": "o1", "customer_id": "c1", "status": "CONFIRMED", "version": 2}
+NOTE_O1 = {"kind": "ORDER_CONFIRMED", "order_id": "o1", "reason": None, "created_at": UPDATED_AT}
+
+CASES = {
+    # availability: a copy of the product
+    "availability missing": Case("availability", "p1", "missing", lambda: world_with(availability=None), source=P1),
+    "availability behind": Case(
+        "availability", "p1", "behind", lambda: world_with(availability=availability("p1", 2, reserved=1)), source=P1
+    ),
+    "availability ahead": Case(
+        "availability",
+        "p1",
+        "ahead",
+        lambda: world_with(availability=availability("p1", 4, on_hand=12, reserved=2)),
+        key=AV_KEY,
+        observed={"product_id": "p1", "on_hand": 12, "reserved": 2, "available": 10, "version": 4},
+        expected=AV_P1,
+    ),
+    "availability different": Case(
+        "availability",
+        "p1",
+        "different",
+        lambda: world_with(availability=availability("p1", 3, on_hand=9, reserved=2)),
+        key=AV_KEY,
+        observed={"product_id": "p1", "on_hand": 9, "reserved": 2, "available": 7, "version": 3},
+        expected=AV_P1,
+    ),
+    "availability orphaned": Case(
+        "availability",
+        "p9",
+        "orphaned",
+        lambda: world_with(extra=[availability("p9", 5, on_hand=4)]),
+        key=("AVAILABILITY#p9", "AVAILABILITY"),
+        observed={"product_id": "p9", "on_hand": 4, "reserved": 0, "available": 4, "version": 5},
+        expected=None,
+    ),
+    # order outcome: a copy of the decided order
+    "outcome missing": Case("order_outcome", "o1", "missing", lambda: world_with(outcome=None), source=O1),
+    "outcome behind": Case(
+        "order_outcome",
+        "o1",
+        "behind",
+        lambda: world_with(
+            inventory=[P1, reservation("o1", "RELEASED", 2)],
+            orders=[order("o1", "CANCELLED", 3)],
+            outcome=outcome("o1", "CONFIRMED", 2),
+        ),
+        source=order("o1", "CANCELLED", 3),
+    ),
+    "outcome ahead": Case(
+        "order_outcome",
+        "o1",
+        "ahead",
+        lambda: world_with(outcome=outcome("o1", "CANCELLED", 3)),
+        key=OUT_KEY,
+        observed={"order_id": "o1", "customer_id": "c1", "status": "CANCELLED", "version": 3},
+        expected=OUT_O1,
+    ),
+    "outcome ahead of a pending order": Case(
+        "order_outcome",
+        "o1",
+        "ahead",
+        lambda: world_with(
+            orders=[order("o1", "PENDING", 1)],
+            inventory=[P1, reservation("o1", "RESERVED")],
+            outcome=outcome("o1", "CONFIRMED", 2),
+            notification=None,
+        ),
+        key=OUT_KEY,
+        observed=OUT_O1,
+        expected=None,
+    ),
+    "outcome different": Case(
+        "order_outcome",
+        "o1",
+        "different",
+        lambda: world_with(outcome=outcome("o1", "REJECTED", 2)),
+        key=OUT_KEY,
+        observed={"order_id": "o1", "customer_id": "c1", "status": "REJECTED", "version": 2},
+        expected=OUT_O1,
+    ),
+    "outcome orphaned": Case(
+        "order_outcome",
+        "o9",
+        "orphaned",
+        lambda: world_with(extra=[outcome("o9", "CONFIRMED", 4, customer="c3")]),
+        key=("ORDER#o9", "ORDER"),
+        observed={"order_id": "o9", "customer_id": "c3", "status": "CONFIRMED", "version": 4},
+        expected=None,
+    ),
+    # order notification: one per decided order, under the order's customer (unversioned: never behind/ahead)
+    "notification missing": Case(
+        "order_notification", "o1", "missing", lambda: world_with(notification=None), source=O1
+    ),
+    "notification different": Case(
+        "order_notification",
+        "o1",
+        "different",
+        lambda: world_with(
+            inventory=[P1, reservation("o1", "RELEASED", 2)],
+            orders=[order("o1", "REJECTED", 2, reason="out of stock: p1")],
+            outcome=outcome("o1", "REJECTED", 2),
+            notification=notification("o1", "ORDER_REJECTED", reason="forged"),
+        ),
+        key=("CUSTOMER#c1", "NOTIFICATION#ORDER_REJECTED#o1"),
+        observed={"kind": "ORDER_REJECTED", "order_id": "o1", "reason": "forged"},
+        expected={"kind": "ORDER_REJECTED", "order_id": "o1", "reason": "out of stock: p1", "created_at": UPDATED_AT},
+    ),
+    "notification that must be absent": Case(
+        "order_notification",
+        "o1",
+        "different",
+        lambda: world_with(extra=[notification("o1", "ORDER_REJECTED", reason="forged")]),
+        key=("CUSTOMER#c1", "NOTIFICATION#ORDER_REJECTED#o1"),
+        observed={"kind": "ORDER_REJECTED", "order_id": "o1", "reason": "forged"},
+        expected=None,
+    ),
+    "notification under another customer": Case(
+        "order_notification",
+        "o1",
+        "different",
+        lambda: world_with(extra=[notification("o1", customer="c2")]),
+        key=("CUSTOMER#c2", "NOTIFICATION#ORDER_CONFIRMED#o1"),
+        observed={"kind": "ORDER_CONFIRMED", "order_id": "o1", "reason": None},
+        expected=None,
+    ),
+    "notification orphaned": Case(
+        "order_notification",
+        "o9",
+        "orphaned",
+        lambda: world_with(extra=[notification("o9", customer="c3")]),
+        key=("CUSTOMER#c3", "NOTIFICATION#ORDER_CONFIRMED#o9"),
+        observed={"kind": "ORDER_CONFIRMED", "order_id": "o9", "reason": None},
+        expected=None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_each_difference_of_each_projection_has_its_repair(case: Case) -> None:
+    # GIVEN a world in which one projection item differs from what its source implies
+    # WHEN the snapshot is compared
+    found = about(compare(case.world()), case.projection)
+    # THEN exactly that difference is found, about the source entity
+    assert [(f.entity_id, f.difference) for f in found.all] == [(case.entity_id, case.difference)]
+    if case.source is not None:
+        # AND missing or behind: the source's current state is republished (a versioned write applies it)
+        assert [r.source_item for r in found.republish] == [case.source]
+        assert found.corrections == []
+    else:
+        # AND otherwise: a correction observes the stored item and writes what the source implies (or deletes)
+        assert found.republish == []
+        [correction] = found.corrections
+        data = correction.data
+        assert isinstance(data, domain.ProjectionCorrected)
+        assert case.key is not None
+        assert (data.projection, data.entity_id, data.pk, data.sk) == (case.projection, case.entity_id, *case.key)
+        assert data.observed == case.observed
+        assert data.expected == case.expected
+
+
+def test_each_declared_projection_and_direction_is_covered() -> None:
+    covered = {(c.projection, c.difference) for c in CASES.values()}
+    versioned = {"availability", "order_outcome"}
+    for name in ("availability", "order_outcome", "order_notification"):
+        directions = ["missing", "different", "orphaned"] + (["behind", "ahead"] if name in versioned else [])
+        assert {(name, d) for d in directions} <= covered
+
+
+def test_a_correction_is_identified_by_what_it_observed_and_what_it_writes() -> None:
+    # GIVEN the same ahead availability compared twice, and once with a different stored item
+    twice = [compare(world_with(availability=availability("p1", 4))) for _ in range(2)]
+    other = compare(world_with(availability=availability("p1", 5)))
+    # THEN the same observation gives the same correction id (a resend is the same event), another a new one
+    ids = [f.corrections[0].data.correction_id for f in (*twice, other)]
+    assert ids[0] == ids[1] != ids[2]
+
+
+# ---------------------------------------------------------------- the saga pair: every (order, reservation) pair
+ORDER_LINES = [{"product_id": "p1", "quantity": 2}, {"product_id": "p2", "quantity": 1}]
+RESERVATION_LINES = [{"product_id": "p1", "quantity": 2}]
+FAILED_REINSTATEMENT: dict[str, Any] = {REINSTATE_FAILED: True}
+ACTIONS = {
+    Resolution.RELEASE: "release",
+    Resolution.REMOVE: "remove",
+    Resolution.REINSTATE: "reinstate",
+    Resolution.TOMBSTONE: "tombstone",
+}
+
+
+def saga_world(order_status: str | None, reservation_status: str | None, **flags: Any) -> World:
+    world = World()
+    if order_status is not None:
+        world.orders.append(order("o1", order_status, 2, lines=ORDER_LINES))
+    if reservation_status is not None:
+        world.inventory.append(reservation("o1", reservation_status, 3, lines=RESERVATION_LINES, **flags))
+    return world
+
+
+@pytest.mark.parametrize(("pair", "resolution"), list(SAGA_RESOLUTIONS.items()), ids=str)
+def test_each_saga_pair_comes_out_as_its_resolution(
+    pair: tuple[str | None, str | None], resolution: Resolution
+) -> None:
+    # GIVEN an order (or none) and its reservation (or none) in the statuses of one row of the table
+    order_status, reservation_status = pair
+    world = saga_world(order_status, reservation_status)
+    # WHEN compared
+    found = about(compare(world), "order_reservation")
+    # THEN the declared resolution is what comes out
+    if resolution is Resolution.AGREES:
+        assert found.all == []
+        return
+    assert [(f.entity_id, f.difference) for f in found.all] == [("o1", resolution.value)]
+    assert found.parked == []
+    if resolution is Resolution.REPUBLISH_ORDER:
+        assert [r.source_item["pk"] for r in found.republish] == ["ORDER#o1"]
+        assert found.corrections == []
+    elif resolution is Resolution.REPUBLISH_RESERVATION:
+        assert [r.source_item["pk"] for r in found.republish] == ["RESERVATION#o1"]
+        assert found.corrections == []
+    else:
+        assert found.republish == []
+        [correction] = found.corrections
+        data = correction.data
+        assert isinstance(data, domain.ReservationCorrected)
+        assert (data.order_id, data.action.value) == ("o1", ACTIONS[resolution])
+        assert data.observed_status == reservation_status
+        assert data.observed_version == (3 if reservation_status else None)
+        assert data.order_status == order_status
+        # the order's lines (what it still needs), or the orphan reservation's own
+        expected_lines = ORDER_LINES if order_status else RESERVATION_LINES
+        assert [line.model_dump() for line in data.lines] == expected_lines
+        assert correction.version == (2 if order_status else 3)
+
+
+def test_a_confirmed_order_whose_reinstatement_failed_is_parked_for_a_person() -> None:
+    # GIVEN a confirmed order whose reservation is FAILED because a reinstatement found no stock
+    world = saga_world("CONFIRMED", "FAILED", **FAILED_REINSTATEMENT)
+    # WHEN compared
+    found = about(compare(world), "order_reservation")
+    # THEN it is parked with both statuses, and nothing is sent for it
+    [parked] = found.parked
+    assert (parked.kind, parked.finding.entity_id) == ("confirmed_without_stock", "o1")
+    assert parked.attributes == {"order_status": "CONFIRMED", "reservation_status": "FAILED"}
+    assert found.corrections == []
+    assert found.republish == []
+    # AND the same case seen again is the same parked case (counted once), at other versions another one
+    again = compare(saga_world("CONFIRMED", "FAILED", **FAILED_REINSTATEMENT)).parked
+    assert again == [parked]
+    later = World(
+        orders=[order("o1", "CONFIRMED", 2)], inventory=[reservation("o1", "FAILED", 5, **FAILED_REINSTATEMENT)]
+    )
+    assert compare(later).parked != [parked]
+
+
+# ---------------------------------------------------------------- derived counters
+def counter_world(*, reserved: int, on_hand: int = 10, available: int | None = None) -> World:
+    return World(
+        inventory=[
+            product("p1", 7, on_hand=on_hand, reserved=reserved, available=available),
+            reservation("o1", "RESERVED", lines=[{"product_id": "p1", "quantity": 2}]),
+            reservation("o2", "RESERVED", lines=[{"product_id": "p1", "quantity": 1}]),
+            reservation("o3", "FAILED", lines=[{"product_id": "p1", "quantity": 5}]),
+            reservation("o4", "RELEASED", lines=[{"product_id": "p1", "quantity": 4}]),
+        ],
+    )
+
+
+def test_a_full_compare_suspects_a_reserved_count_that_differs_from_its_reservations() -> None:
+    # GIVEN a product whose reserved (5) differs from what its RESERVED reservations hold (2 + 1)
+    world = counter_world(reserved=5)
+    # WHEN a full compare (no scope) runs
+    suspects = compare(world).recount_suspects
+    # THEN the product is a recount suspect, with what it says and what was counted
+    assert [(s.product_id, s.version, s.reserved, s.counted, s.on_hand) for s in suspects] == [("p1", 7, 5, 3, 10)]
+
+
+def test_a_scoped_compare_never_recounts() -> None:
+    # GIVEN the same drifted product, in the scope of an incremental pass
+    scope = domain.Scope(frozenset({"p1"}), frozenset({"o1", "o2", "o3", "o4"}))
+    # THEN it is not a suspect: only a full read sees every reservation
+    assert compare(counter_world(reserved=5), scope=scope).recount_suspects == []
+
+
+def test_a_count_that_agrees_is_not_suspect_but_a_wrong_available_is() -> None:
+    assert compare(counter_world(reserved=3)).recount_suspects == []
+    [suspect] = compare(counter_world(reserved=3, available=9)).recount_suspects
+    assert (suspect.product_id, suspect.counted) == ("p1", 3)
+
+
+def test_a_recount_is_confirmed_only_by_a_second_read_at_the_same_version_still_differing() -> None:
+    # GIVEN a suspect from a first read
+    suspects = compare(counter_world(reserved=5)).recount_suspects
+    # WHEN second reads show it unchanged, moved on (another version), repaired meanwhile, or gone
+    unchanged = counter_world(reserved=5).snapshot()
+    moved = World(inventory=[product("p1", 8, reserved=5), *counter_world(reserved=5).inventory[1:]]).snapshot()
+    repaired = counter_world(reserved=3).snapshot()
+    gone = World(inventory=counter_world(reserved=5).inventory[1:]).snapshot()
+    # THEN only the unchanged one is confirmed
+    assert [s.product_id for s in domain.confirmed_recounts(suspects, unchanged)] == ["p1"]
+    assert domain.confirmed_recounts(suspects, moved) == []
+    assert domain.confirmed_recounts(suspects, repaired) == []
+    assert domain.confirmed_recounts(suspects, gone) == []
+
+
+def test_a_confirmed_recount_sets_reserved_to_the_count_at_the_observed_version() -> None:
+    [suspect] = compare(counter_world(reserved=5)).recount_suspects
+    correction = domain.recount(suspect)
+    data = correction.data
+    assert isinstance(data, domain.ReservedRecounted)
+    assert (data.product_id, data.observed_version, data.reserved) == ("p1", 7, 3)
+    assert (correction.finding.projection, correction.finding.entity_id) == ("reserved", "p1")
+    assert domain.recount_needs_a_person(suspect) is None
+
+
+def test_a_count_above_on_hand_needs_a_person() -> None:
+    # GIVEN reservations holding more (3) than the product has on hand (2)
+    [suspect] = compare(counter_world(reserved=0, on_hand=2)).recount_suspects
+    # THEN the recount is parked for a person to count the stock
+    parked = domain.recount_needs_a_person(suspect)
+    assert parked is not None
+    assert (parked.kind, parked.finding.entity_id, parked.attributes) == (
+        "stock_recount_raised_on_hand",
+        "p1",
+        {"on_hand": 2},
+    )
+
+
+# ---------------------------------------------------------------- corrections turned off
+def test_without_corrections_the_differences_are_left_unrepaired_and_republishing_still_happens() -> None:
+    # GIVEN an ahead availability, an orphaned outcome, a stray notification, a released-too-late reservation
+    #       and a behind outcome
+    world = World(
+        inventory=[product("p1", 3), reservation("o1", "RESERVED"), reservation("o2", "RESERVED")],
+        orders=[order("o1", "CONFIRMED", 2), order("o2", "REJECTED", 2)],
+        notifications=[
+            availability("p1", 4),
+            outcome("o1", "CONFIRMED", 1),
+            notification("o1"),
+            notification("o1", customer="c2"),
+            outcome("o2", "REJECTED", 2),
+            notification("o2", "ORDER_REJECTED"),
+            outcome("o9", "CONFIRMED", 1),
+        ],
+    )
+    with_corrections = compare(world, counters=False)
+    # WHEN compared with corrections turned off
+    without = compare(world, corrections=False, counters=False)
+    # THEN nothing is corrected, every correction's difference is left unrepaired, and republishing still happens
+    assert without.corrections == []
+    assert without.unrepaired == [c.finding for c in with_corrections.corrections]
+    assert {(f.projection, f.entity_id, f.difference) for f in without.unrepaired} == {
+        ("availability", "p1", "ahead"),
+        ("order_notification", "o1", "different"),
+        ("order_outcome", "o9", "orphaned"),
+        ("order_reservation", "o2", "release"),
     }
-    assert {r.source_item["version"] for r in findings.repairs} == {3, 1}
+    assert without.republish == with_corrections.republish
+    assert [(r.finding.projection, r.source_item["pk"]) for r in without.republish] == [("order_outcome", "ORDER#o1")]
 
 
-def test_pending_order_without_reservation_republishes_the_order() -> None:
-    findings = find([], [order("o1", "PENDING", 1)], [])
-    assert [(r.projection.value, r.source_item["pk"]) for r in findings.repairs] == [("reservations", "ORDER#o1")]
+# ---------------------------------------------------------------- corrections confirmed by a second read
+def test_a_correction_is_dropped_when_the_reread_source_explains_the_difference() -> None:
+    # GIVEN an outcome that looks ahead of a CONFIRMED order (the order was cancelled between the two reads)
+    first = world_with(outcome=outcome("o1", "CANCELLED", 3))
+    findings = compare(first)
+    assert [c.finding.difference for c in findings.corrections] == ["ahead"]
+    # WHEN the order is read again and is CANCELLED at the outcome's version
+    reread = first.snapshot().refreshed("orders", [("ORDER#o1", "ORDER")], [order("o1", "CANCELLED", 3)])
+    # THEN the correction is not sent
+    assert domain.confirmed_corrections(findings, reread) == []
 
 
-def test_pending_order_with_an_outcome_republishes_the_reservation() -> None:
-    findings = find([reservation("o1", "FAILED")], [order("o1", "PENDING", 1)], [])
-    assert [(r.projection.value, r.source_item["pk"]) for r in findings.repairs] == [
-        ("order_outcomes", "RESERVATION#o1")
-    ]
+def test_a_correction_is_dropped_when_the_source_moved_even_if_it_still_differs() -> None:
+    # GIVEN an availability ahead of its product, and a second read finding the product one version on
+    first = world_with(availability=availability("p1", 5))
+    findings = compare(first)
+    reread = first.snapshot().refreshed("inventory", [("PRODUCT#p1", "PRODUCT")], [product("p1", 4, reserved=2)])
+    # THEN the correction the first read asked for is not the one the fresh source asks for: not sent
+    assert domain.confirmed_corrections(findings, reread) == []
 
 
-def test_cancelled_order_still_reserved_republishes_the_cancellation() -> None:
-    findings = find([reservation("o1", "RESERVED")], [order("o1", "CANCELLED", 3)], [])
-    assert [(r.projection.value, r.source_item["status"]) for r in findings.repairs] == [("reservations", "CANCELLED")]
+def test_corrections_still_asked_for_by_the_reread_sources_are_sent() -> None:
+    # GIVEN an ahead availability and a rejected order still holding stock, unchanged on the second read
+    first = world_with(
+        availability=availability("p1", 4),
+        extra=[outcome("o2", "REJECTED", 2), notification("o2", "ORDER_REJECTED")],
+    )
+    first.orders.append(order("o2", "REJECTED", 2))
+    first.inventory.append(reservation("o2", "RESERVED"))
+    findings = compare(first, counters=False)
+    # WHEN the sources are read again unchanged
+    confirmed = domain.confirmed_corrections(findings, first.snapshot())
+    # THEN both corrections are sent
+    assert confirmed == findings.corrections
+    assert {(c.finding.projection, c.finding.difference) for c in confirmed} == {
+        ("availability", "ahead"),
+        ("order_reservation", "release"),
+    }
 
 
-def test_confirmed_order_not_notified_republishes_the_order() -> None:
-    findings = find([reservation("o1", "RESERVED")], [order("o1", "CONFIRMED", 2)], [outcome("o1", 1)])
-    assert [(r.projection.value, r.entity_id) for r in findings.repairs] == [("notifications", "o1")]
+def test_a_reservation_correction_is_dropped_when_the_reread_order_moved() -> None:
+    # GIVEN a confirmed order without a reservation (to reinstate), whose second read shows it cancelled
+    first = World(orders=[order("o1", "CONFIRMED", 2)])
+    findings = compare(first)
+    assert [c.finding.difference for c in findings.corrections] == ["reinstate"]
+    reread = first.snapshot().refreshed("orders", [("ORDER#o1", "ORDER")], [order("o1", "CANCELLED", 3)])
+    # THEN no reinstatement is sent
+    assert domain.confirmed_corrections(findings, reread) == []
 
 
-def test_contradictions_are_anomalies_not_repairs() -> None:
-    findings = find([reservation("o1", "FAILED")], [order("o1", "CONFIRMED", 2)], [outcome("o1", 2)])
-    assert findings.repairs == []
-    assert [a.entity_id for a in findings.anomalies] == ["o1"]
-
-
+# ---------------------------------------------------------------- dead letters
 def test_dead_letters_are_judged_by_shape_and_history() -> None:
     stream_failure = {"requestContext": {"condition": "RetryAttemptsExhausted"}, "DDBStreamBatchInfo": {}}
     assert domain.judge_dead_letter(stream_failure, None, 0).kind.value == "stream_batch"

@@ -1,4 +1,4 @@
-"""Incremental reconciliation without AWS: which pass runs, what it compares, what it leaves for the next one."""
+"""Incremental reconciliation without AWS: which pass runs, what it reads and compares, what it leaves for the next."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ domain: Any = load_module(function_specs()["ReconcilerFunction"].code_dir, "doma
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 OVERLAP = timedelta(seconds=120)
+Item = dict[str, Any]
 
 
 def test_a_scheduled_event_asks_for_an_incremental_pass_and_mode_full_for_a_sweep() -> None:
@@ -41,107 +42,284 @@ def test_without_a_watermark_or_with_too_many_suspects_the_pass_is_a_full_sweep(
     assert domain.plan_pass(domain.Mode.FULL, normal, OVERLAP).mode is domain.Mode.FULL
 
 
-def repairs(*pairs: tuple[str, str]) -> Any:
-    findings = domain.Findings()
-    for projection, entity_id in pairs:
-        findings.repairs.append(domain.Repair(domain.Projection(projection), entity_id, "lagging", {}))
-    return findings
+# ---------------------------------------------------------------- items
+def product(pid: str, version: int = 1, *, on_hand: int = 10, reserved: int = 0) -> Item:
+    return {
+        "pk": f"PRODUCT#{pid}",
+        "sk": "PRODUCT",
+        "product_id": pid,
+        "on_hand": on_hand,
+        "reserved": reserved,
+        "available": on_hand - reserved,
+        "version": version,
+    }
+
+
+def order(oid: str, status: str, version: int = 2, *, customer: str = "c1", reason: str | None = None) -> Item:
+    return {
+        "pk": f"ORDER#{oid}",
+        "sk": "ORDER",
+        "order_id": oid,
+        "customer_id": customer,
+        "status": status,
+        "version": version,
+        "lines": [{"product_id": "p1", "quantity": 1}],
+        "reason": reason,
+    }
+
+
+def reservation(oid: str, status: str, version: int = 1, *, product_id: str = "p1", quantity: int = 1) -> Item:
+    return {
+        "pk": f"RESERVATION#{oid}",
+        "sk": "RESERVATION",
+        "order_id": oid,
+        "status": status,
+        "version": version,
+        "lines": [{"product_id": product_id, "quantity": quantity}],
+    }
+
+
+def availability(pid: str, version: int = 1) -> Item:
+    return {**product(pid, version), "pk": f"AVAILABILITY#{pid}", "sk": "AVAILABILITY"}
+
+
+# ---------------------------------------------------------------- what a pass leaves behind
+def lagging_world() -> Any:
+    """A snapshot with an availability behind, a recount suspect, an orphaned outcome and a pair to release."""
+    return domain.Snapshot.from_items(
+        inventory=[
+            product("p1", 3),
+            product("p2", 1, reserved=4),
+            reservation("o2", "RESERVED", product_id="p3"),
+        ],
+        orders=[order("o2", "REJECTED")],
+        notifications=[
+            availability("p1", 2),
+            availability("p2", 1) | {"reserved": 4, "available": 6},
+            {"pk": "ORDER#o1", "sk": "ORDER", "order_id": "o1", "customer_id": "c1", "status": "CONFIRMED"},
+            {
+                "pk": "ORDER#o2",
+                "sk": "ORDER",
+                "order_id": "o2",
+                "customer_id": "c1",
+                "status": "REJECTED",
+                "version": 2,
+            },
+            {"pk": "CUSTOMER#c1", "sk": "NOTIFICATION#ORDER_REJECTED#o2", "kind": "ORDER_REJECTED", "order_id": "o2"},
+        ],
+    )
+
+
+def test_the_entities_found_different_are_the_scope_of_the_next_check() -> None:
+    # GIVEN a full compare finding a lagging product, a drifted counter, an orphaned outcome and a saga pair
+    findings = domain.compare(lagging_world())
+    # WHEN their scope is taken
+    scope = domain.Scope.of_findings(findings)
+    # THEN it names each entity by its kind (a reservation by its order)
+    assert scope == domain.Scope(frozenset({"p1", "p2"}), frozenset({"o1", "o2"}))
 
 
 def test_a_successful_pass_moves_the_watermark_to_its_start_and_keeps_the_lagging_as_suspects() -> None:
-    # GIVEN a state at T0 and a pass started 5 minutes later that found a product and an order lagging
+    # GIVEN a state at T0 and a pass started 5 minutes later that found entities lagging
     previous = domain.ReconcilerState(watermark=T0, version=7)
-    found = repairs(("availability", "p1"), ("reservations", "o1"), ("notifications", "o1"))
+    findings = domain.compare(lagging_world())
     # WHEN the pass computes the state it leaves
-    state = domain.next_state(previous, T0 + timedelta(minutes=5), found)
+    state = domain.next_state(previous, T0 + timedelta(minutes=5), findings)
     # THEN the watermark is the pass's start, the lagging entities are kept, and the version moves on
     assert state.watermark == T0 + timedelta(minutes=5)
-    assert state.suspects == domain.Scope(frozenset({"p1"}), frozenset({"o1"}))
+    assert state.suspects == domain.Scope(frozenset({"p1", "p2"}), frozenset({"o1", "o2"}))
     assert state.version == 8
     assert state.full_sweep_due is False
+
+
+def test_differences_left_unrepaired_are_still_suspects() -> None:
+    # GIVEN a pass with corrections turned off that found an orphaned outcome and a pair to release
+    findings = domain.compare(lagging_world(), corrections=False)
+    assert findings.corrections == []
+    # THEN those entities are still checked next time
+    state = domain.next_state(domain.ReconcilerState(watermark=T0), T0, findings)
+    assert {"o1", "o2"} <= state.suspects.orders
 
 
 def test_the_watermark_never_moves_back_and_too_many_suspects_schedule_a_sweep() -> None:
     # GIVEN a pass that started before the saved watermark and found more lagging products than a state holds
     previous = domain.ReconcilerState(watermark=T0, version=1)
-    found = repairs(*[("availability", f"p{i}") for i in range(domain.MAX_SUSPECTS + 1)])
+    products = [product(f"p{i}") for i in range(domain.MAX_SUSPECTS + 1)]
+    findings = domain.compare(domain.Snapshot.from_items(products, [], []))  # no availability at all
+    assert len(findings.republish) == domain.MAX_SUSPECTS + 1
     # WHEN it computes its state
-    state = domain.next_state(previous, T0 - timedelta(minutes=1), found)
+    state = domain.next_state(previous, T0 - timedelta(minutes=1), findings)
     # THEN the watermark stays, the suspects are dropped and the next pass is a full sweep instead
     assert state.watermark == T0
     assert len(state.suspects) == 0
     assert state.full_sweep_due is True
 
 
-def test_changed_items_name_their_entities_and_only_missing_neighbours_are_fetched() -> None:
+# ---------------------------------------------------------------- what an incremental pass reads
+def test_changed_items_name_their_entities_and_the_sources_are_read_before_their_projections() -> None:
     # GIVEN a changed product, a changed order and a changed reservation (of another order)
-    changed = {
-        "inventory": [{"pk": "PRODUCT#p1", "sk": "PRODUCT"}, {"pk": "RESERVATION#o2", "sk": "RESERVATION"}],
-        "orders": [{"pk": "ORDER#o1", "sk": "ORDER"}],
-    }
-    # WHEN the scope and the keys still to read are derived
-    scope = domain.Scope.of_items(changed["inventory"] + changed["orders"])
-    keys = domain.neighbourhood_keys(scope, already_read=changed)
-    # THEN every other item of their neighbourhoods is fetched from the table that holds it (the order's
-    #      notifications outcome too, although its key equals the order's), and nothing twice
+    changed = [
+        product("p1"),
+        reservation("o2", "RESERVED"),
+        order("o1", "CONFIRMED", customer="c1"),
+    ]
+    already = domain.Snapshot.from_items(changed[:2], changed[2:], [])
+    # WHEN the scope and the source keys still to read are derived
+    scope = domain.Scope.of_items(changed)
     assert scope == domain.Scope(frozenset({"p1"}), frozenset({"o1", "o2"}))
+    keys = domain.source_keys(scope, already_read=already)
+    # THEN only the sources not read yet are fetched, from the table that holds them
     assert keys == {
         "orders": [("ORDER#o2", "ORDER")],
         "inventory": [("RESERVATION#o1", "RESERVATION")],
-        "notifications": [("AVAILABILITY#p1", "AVAILABILITY"), ("ORDER#o1", "ORDER"), ("ORDER#o2", "ORDER")],
+        "notifications": [],
     }
+    # WHEN the sources are read (o2 is a rejected order of customer c2) and the projection keys derived
+    sources = domain.Snapshot.from_items(
+        [*changed[:2], reservation("o1", "RESERVED")], [changed[2], order("o2", "REJECTED", customer="c2")], []
+    )
+    projection = domain.projection_keys(scope, sources)
+    # THEN every projection item their sources imply is fetched (the notifications under each order's customer),
+    #      and the fixed keys where a stale or forged item would sit, each once, all from notifications
+    assert projection["orders"] == projection["inventory"] == []
+    assert set(projection["notifications"]) >= {
+        ("AVAILABILITY#p1", "AVAILABILITY"),
+        ("ORDER#o1", "ORDER"),
+        ("ORDER#o2", "ORDER"),
+        ("CUSTOMER#c1", "NOTIFICATION#ORDER_CONFIRMED#o1"),
+        ("CUSTOMER#c2", "NOTIFICATION#ORDER_REJECTED#o2"),
+    }
+    assert len(set(projection["notifications"])) == len(projection["notifications"])
 
 
 # ---------------------------------------------------------------- incremental == full, restricted to the scope
-IDS = st.sampled_from([f"e{i}" for i in range(8)])
+IDS = [f"e{i}" for i in range(6)]
+ENTITY = st.sampled_from(IDS)
+CUSTOMER = st.sampled_from(["c1", "c2"])
 ORDER_STATUS = st.sampled_from(["PENDING", "CONFIRMED", "REJECTED", "CANCELLED"])
 RESERVATION_STATUS = st.sampled_from(["RESERVED", "FAILED", "RELEASED"])
 VERSION = st.integers(min_value=1, max_value=4)
+SMALL = st.integers(min_value=0, max_value=3)
+KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED")
 
 
 @st.composite
-def tables(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
-    """Random contents of the three tables: any entity may lack any projection, or have it at any version."""
-    inventory: list[dict[str, Any]] = []
-    orders: list[dict[str, Any]] = []
-    notifications: list[dict[str, Any]] = []
-    for pid in draw(st.sets(IDS)):
-        inventory.append({"pk": f"PRODUCT#{pid}", "sk": "PRODUCT", "product_id": pid, "version": draw(VERSION)})
-        if draw(st.booleans()):
-            notifications.append({"pk": f"AVAILABILITY#{pid}", "sk": "AVAILABILITY", "version": draw(VERSION)})
-    for oid in draw(st.sets(IDS)):
-        orders.append({"pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "status": draw(ORDER_STATUS),
-                       "version": draw(VERSION)})  # fmt: skip
-        if draw(st.booleans()):
-            inventory.append({"pk": f"RESERVATION#{oid}", "sk": "RESERVATION", "order_id": oid,
-                              "status": draw(RESERVATION_STATUS), "version": 1})  # fmt: skip
-        if draw(st.booleans()):
-            notifications.append({"pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "version": draw(VERSION)})
+def tables(draw: st.DrawFn, any_kind: bool) -> dict[str, list[Item]]:
+    """Random contents of the three tables, every projection item at a key derivable from its source.
+
+    Any entity may lack any projection, or hold it at any version, with any data, or have one without a source
+    (at the key that source would give it). Notifications sit under their order's own customer; `any_kind`:
+    of either kind whatever the order's status, else only of the kinds the status implies.
+    """
+    inventory: list[Item] = []
+    orders: list[Item] = []
+    notifications: list[Item] = []
+    products = draw(st.sets(ENTITY))
+    for pid in products:
+        on_hand, reserved = draw(SMALL) + 3, draw(SMALL)
+        inventory.append(product(pid, draw(VERSION), on_hand=on_hand, reserved=reserved))
+    for pid in draw(st.sets(ENTITY)):  # availability, with or without its product
+        copy = availability(pid, draw(VERSION))
+        copy["on_hand"] = draw(SMALL) + 3
+        notifications.append(copy)
+    order_items: dict[str, Item] = {}
+    for oid in draw(st.sets(ENTITY)):
+        order_items[oid] = order(oid, draw(ORDER_STATUS), draw(VERSION), customer=draw(CUSTOMER))
+        orders.append(order_items[oid])
+    for oid in draw(st.sets(ENTITY)):  # reservations, with or without their order
+        inventory.append(reservation(oid, draw(RESERVATION_STATUS), draw(VERSION), product_id=draw(ENTITY), quantity=1))
+    for oid in draw(st.sets(ENTITY)):  # outcomes, with or without their order, any customer and status
+        notifications.append(
+            {
+                "pk": f"ORDER#{oid}",
+                "sk": "ORDER",
+                "order_id": oid,
+                "customer_id": draw(CUSTOMER),
+                "status": draw(ORDER_STATUS),
+                "version": draw(VERSION),
+            }
+        )
+    for oid, source in order_items.items():  # notifications under the order's own customer
+        implied = {"CONFIRMED": ["ORDER_CONFIRMED"], "REJECTED": ["ORDER_REJECTED"]}
+        implied["CANCELLED"] = ["ORDER_CONFIRMED"]
+        for kind in KINDS if any_kind else implied.get(source["status"], []):
+            if draw(st.booleans()):
+                notifications.append(
+                    {
+                        "pk": f"CUSTOMER#{source['customer_id']}",
+                        "sk": f"NOTIFICATION#{kind}#{oid}",
+                        "kind": kind,
+                        "order_id": oid,
+                        "reason": draw(st.sampled_from([None, "out of stock"])),
+                    }
+                )
     return {"inventory": inventory, "orders": orders, "notifications": notifications}
 
 
-def findings_of(items: dict[str, list[dict[str, Any]]]) -> tuple[set[tuple[str, str]], set[str]]:
-    found = domain.find_lagging(domain.Snapshot.from_items(items["inventory"], items["orders"], items["notifications"]))
-    return {(r.projection.value, r.entity_id) for r in found.repairs}, {a.entity_id for a in found.anomalies}
+def snapshot_of(contents: dict[str, list[Item]]) -> Any:
+    return domain.Snapshot.from_items(contents["inventory"], contents["orders"], contents["notifications"])
+
+
+def read(contents: dict[str, list[Item]], keys: dict[str, list[tuple[str, str]]], into: Any) -> Any:
+    """`into` with the items at `keys` added, as a batch get of each table would return them."""
+    for role, wanted in keys.items():
+        into.add(role, [i for i in contents[role] if (i["pk"], i["sk"]) in set(wanted)])
+    return into
+
+
+def summary(findings: Any, scope: Any | None = None) -> tuple[set[tuple[str, str, str]], set[str]]:
+    """(projection, entity, difference) of every finding, and every correction's id; within `scope` if given."""
+    product_kinds = {"availability", "reserved"}
+
+    def in_scope(projection: str, entity_id: str) -> bool:
+        if scope is None:
+            return True
+        return entity_id in (scope.products if projection in product_kinds else scope.orders)
+
+    found = {(f.projection, f.entity_id, f.difference) for f in findings.all if in_scope(f.projection, f.entity_id)}
+    ids = {c.data.correction_id for c in findings.corrections if in_scope(c.finding.projection, c.finding.entity_id)}
+    return found, ids
+
+
+def incremental_equals_full(contents: dict[str, list[Item]], products: set[str], orders: set[str]) -> None:
+    # GIVEN any table contents and any scope
+    scope = domain.Scope(frozenset(products), frozenset(orders))
+    # WHEN an incremental pass reads the scope's sources, then the projection keys those sources imply
+    sources = read(contents, domain.source_keys(scope), domain.Snapshot())
+    snapshot = read(contents, domain.projection_keys(scope, sources), sources)
+    incremental = domain.compare(snapshot, scope)
+    # THEN it finds exactly what a full sweep finds about the scope's entities (counters aside: full sweep only)
+    full = domain.compare(snapshot_of(contents), counters=False)
+    assert incremental.recount_suspects == []
+    assert summary(incremental) == summary(full, scope)
 
 
 @settings(max_examples=300, derandomize=True, deadline=None)
-@given(contents=tables(), products=st.sets(IDS), orders=st.sets(IDS))
+@given(contents=tables(any_kind=False), products=st.sets(ENTITY), orders=st.sets(ENTITY))
 def test_an_incremental_pass_finds_what_a_full_sweep_finds_for_the_entities_in_its_scope(
-    contents: dict[str, list[dict[str, Any]]], products: set[str], orders: set[str]
+    contents: dict[str, list[Item]], products: set[str], orders: set[str]
 ) -> None:
-    # GIVEN any table contents and any scope
-    scope = domain.Scope(frozenset(products), frozenset(orders))
-    # WHEN an incremental pass reads only the scope's neighbourhoods (what neighbourhood_keys asks for)
-    wanted = {role: set(keys) for role, keys in domain.neighbourhood_keys(scope).items()}
-    read = {role: [i for i in items if (i["pk"], i["sk"]) in wanted[role]] for role, items in contents.items()}
-    incremental_repairs, incremental_anomalies = findings_of(read)
-    # THEN it finds exactly the full sweep's findings about those entities
-    full_repairs, full_anomalies = findings_of(contents)
-    in_scope = {
-        (projection, entity_id)
-        for projection, entity_id in full_repairs
-        if entity_id in (scope.products if projection == "availability" else scope.orders)
-    }
-    assert incremental_repairs == in_scope
-    assert incremental_anomalies == full_anomalies & scope.orders
+    incremental_equals_full(contents, products, orders)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(contents=tables(any_kind=True), products=st.sets(ENTITY), orders=st.sets(ENTITY))
+def test_an_incremental_pass_finds_stray_notifications_under_the_orders_customer_too(
+    contents: dict[str, list[Item]], products: set[str], orders: set[str]
+) -> None:
+    incremental_equals_full(contents, products, orders)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [("PENDING", "ORDER_CONFIRMED"), ("REJECTED", "ORDER_CONFIRMED"), ("CONFIRMED", "ORDER_REJECTED")],
+)
+def test_a_notification_the_orders_status_excludes_is_read_by_an_incremental_pass(status: str, kind: str) -> None:
+    # GIVEN an order in scope and, under its own customer, a notification its status excludes
+    stray = {"pk": "CUSTOMER#c1", "sk": f"NOTIFICATION#{kind}#o1", "kind": kind, "order_id": "o1"}
+    contents = {"inventory": [], "orders": [order("o1", status, customer="c1")], "notifications": [stray]}
+    assert ("order_notification", "o1", "different") in summary(domain.compare(snapshot_of(contents)))[0]
+    # THEN the incremental pass reads it, and finds it
+    scope = domain.Scope(orders=frozenset({"o1"}))
+    sources = read(contents, domain.source_keys(scope), domain.Snapshot())
+    assert ("CUSTOMER#c1", f"NOTIFICATION#{kind}#o1") in domain.projection_keys(scope, sources)["notifications"]

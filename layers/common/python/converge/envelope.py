@@ -7,13 +7,23 @@ consumers parse EventBridge events delivered through SQS back into typed `Domain
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError, create_model
 
 from converge.errors import MalformedEventError, UnknownEventError
-from converge.events import EVENT_TYPES, SCHEMA_VERSION, DomainEvent, EventSpec, Metadata, event_id_for
+from converge.events import (
+    EVENT_ID_NAMESPACE,
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    CorrectionData,
+    DomainEvent,
+    EventSpec,
+    Metadata,
+    event_id_for,
+)
 
 # Attributes every entity item carries besides its state (see docs/events.md, "Items").
 ITEM_EVENT_TYPE = "event_type"
@@ -86,6 +96,8 @@ def parse_detail(detail_type: str, detail: Any) -> DomainEvent:
         )
     if metadata.entity != spec.entity or metadata.entity_id != getattr(data, spec.id_field):
         raise MalformedEventError(f"{detail_type}: metadata.entity/entity_id do not name the payload's entity")
+    if metadata.producer != spec.producer:
+        raise MalformedEventError(f"{detail_type} is produced by {spec.producer}, not {metadata.producer}")
     return DomainEvent(metadata=metadata, data=data)
 
 
@@ -97,7 +109,35 @@ def parse_eventbridge_json(body: str) -> DomainEvent:
         raise MalformedEventError(f"body is not JSON: {exc}") from exc
     if not isinstance(event, dict) or "detail-type" not in event or "detail" not in event:
         raise MalformedEventError("body is not an EventBridge event (no detail-type/detail)")
-    return parse_detail(str(event["detail-type"]), event["detail"])
+    detail_type = str(event["detail-type"])
+    source = event.get("source")
+    # Provenance: a type comes from one source (the bus rules and the producers' IAM conditions say which).
+    if source != spec_for(detail_type).source:
+        raise MalformedEventError(f"{detail_type} comes from {spec_for(detail_type).source}, not {source!r}")
+    return parse_detail(detail_type, event["detail"])
+
+
+def correction_id_for(*parts: object) -> str:
+    """Deterministic id of a correction: the same observation and the same expectation give the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "correction:" + json.dumps(parts, sort_keys=True, default=str)))
+
+
+def correction_event(data: CorrectionData, *, version: int | None, correlation_id: str) -> DomainEvent:
+    """The reconciler's event for one correction (its id is the correction's id: a resend is the same event)."""
+    event_type = type(data).__name__
+    spec = spec_for(event_type)
+    metadata = Metadata(
+        event_id=data.correction_id,
+        event_type=event_type,
+        schema_version=SCHEMA_VERSION,
+        entity=spec.entity,
+        entity_id=data.entity_id,
+        entity_version=max(int(version or 1), 1),
+        correlation_id=correlation_id,
+        occurred_at=datetime.now(UTC),
+        producer=spec.producer,
+    )
+    return DomainEvent(metadata=metadata, data=data)
 
 
 def detail_json_schema(event_type: str) -> dict[str, Any]:

@@ -18,6 +18,12 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c3f2e-9a57-4d0b-8c1e-5e2f0b7c4a11")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
+# strict: an entity version given as "7", 7.0 or true is not a version.
+Version = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
+
+Entity = Literal["order", "product", "reservation", "correction"]
+# The services that put events on the bus; `converge.<producer>` is the EventBridge source.
+Producer = Literal["orders", "inventory", "reconciler"]
 
 
 class OrderStatus(StrEnum):
@@ -48,12 +54,12 @@ class Metadata(BaseModel):
     event_id: Annotated[str, Field(min_length=1, max_length=64)]
     event_type: str
     schema_version: Literal[1]
-    entity: Literal["order", "product", "reservation"]
+    entity: Entity
     entity_id: Identifier
-    entity_version: Annotated[int, Field(ge=1)]
+    entity_version: Version
     correlation_id: Annotated[str, Field(min_length=1, max_length=128)]
     occurred_at: datetime
-    producer: Literal["orders", "inventory"]
+    producer: Producer
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -131,14 +137,70 @@ class StockReleased(ReservationData):
     """An order's reservation was released (or the order was cancelled before it was reserved)."""
 
 
+# ---------------------------------------------------------------- corrections (sent by the reconciler only)
+class CorrectionData(EventData):
+    """Base of the reconciler's corrections: repairs against the grain of versions (docs/CONSISTENCY.md).
+
+    A correction says what the reconciler observed and what the source implies; the consumer applies it only
+    if the stored item is still what was observed, whatever its version, so it never overwrites a newer write.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    correction_id: Annotated[str, Field(min_length=1, max_length=64)]
+    entity_id: Identifier  # the source entity the corrected item derives from
+    reason: Reason
+
+
+ProjectionAttributes = dict[str, str | int | list[str] | None]
+
+
+class ProjectionCorrected(CorrectionData):
+    """A projection item is ahead of, different from or without its source: overwrite it with what the source
+    implies (`expected`), or delete it (`expected` null), if it still holds what was `observed` (null: absent)."""
+
+    projection: Identifier
+    pk: Annotated[str, Field(min_length=1, max_length=256)]
+    sk: Annotated[str, Field(min_length=1, max_length=256)]
+    observed: ProjectionAttributes | None
+    expected: ProjectionAttributes | None
+
+
+class ReservationAction(StrEnum):
+    RELEASE = "release"  # give the stock back, keep the reservation as RELEASED
+    REMOVE = "remove"  # an orphan: give back any stock it holds and delete it
+    REINSTATE = "reinstate"  # reserve again for an order that still needs it (RESERVED, or FAILED if short)
+    TOMBSTONE = "tombstone"  # record RELEASED so that a late OrderPlaced reserves nothing
+
+
+class ReservationCorrected(CorrectionData):
+    """The order <-> reservation saga disagrees: act on the reservation, if it is still as observed."""
+
+    order_id: Identifier
+    action: ReservationAction
+    observed_status: ReservationStatus | None  # None: no reservation was found
+    observed_version: Version | None
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)]
+    order_status: OrderStatus | None  # None: no order was found
+
+
+class ReservedRecounted(CorrectionData):
+    """A product's `reserved` differs from the sum of its RESERVED reservations: set it to that sum, if the
+    product is still at the observed version (`on_hand` is raised to the sum if it was below)."""
+
+    product_id: Identifier
+    observed_version: Version
+    reserved: Quantity
+
+
 class EventSpec(BaseModel):
     """Where an event type comes from: its payload model, entity, producer and the id field."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
     model: type[EventData]
-    entity: Literal["order", "product", "reservation"]
-    producer: Literal["orders", "inventory"]
+    entity: Entity
+    producer: Producer
     id_field: str
 
     @property
@@ -146,9 +208,9 @@ class EventSpec(BaseModel):
         return f"converge.{self.producer}"
 
 
-def _spec(model: type[EventData], entity: Literal["order", "product", "reservation"]) -> EventSpec:
-    producer: Literal["orders", "inventory"] = "orders" if entity == "order" else "inventory"
-    id_field = {"order": "order_id", "product": "product_id", "reservation": "order_id"}[entity]
+def _spec(model: type[EventData], entity: Entity) -> EventSpec:
+    producer: Producer = {"order": "orders", "correction": "reconciler"}.get(entity, "inventory")  # type: ignore[assignment]
+    id_field = {"order": "order_id", "product": "product_id", "reservation": "order_id"}.get(entity, "entity_id")
     return EventSpec(model=model, entity=entity, producer=producer, id_field=id_field)
 
 
@@ -162,7 +224,11 @@ EVENT_TYPES: dict[str, EventSpec] = {
     "StockReserved": _spec(StockReserved, "reservation"),
     "StockReservationFailed": _spec(StockReservationFailed, "reservation"),
     "StockReleased": _spec(StockReleased, "reservation"),
+    "ProjectionCorrected": _spec(ProjectionCorrected, "correction"),
+    "ReservationCorrected": _spec(ReservationCorrected, "correction"),
+    "ReservedRecounted": _spec(ReservedRecounted, "correction"),
 }
+CORRECTION_TYPES = frozenset(t for t, spec in EVENT_TYPES.items() if spec.entity == "correction")
 
 ORDER_EVENT_BY_STATUS = {
     OrderStatus.PENDING: "OrderPlaced",
