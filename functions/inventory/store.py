@@ -309,20 +309,7 @@ def release(reservation: domain.Reservation, context: WriteContext) -> None:
         },
         *(_stock_change(p, q, context, reserve=False) for p, q in quantities.items()),
     ]
-    try:
-        aws.dynamodb().transact_write_items(TransactItems=items)
-    except ClientError as exc:
-        if not _is_cancelled(exc):
-            raise
-        codes = cancellation_codes(exc)
-        if codes and codes[0] == CONDITION_FAILED:
-            raise domain.ConcurrentModification(f"reservation {reservation.order_id} changed") from exc
-        refused = _refused(exc, list(quantities))
-        if refused:
-            raise domain.InvariantViolation(
-                f"reservation {reservation.order_id}: products {sorted(refused)} hold less reserved stock"
-            ) from exc
-        raise
+    _transact(items, reservation.order_id, list(quantities), releasing=True)
 
 
 # ---------------------------------------------------------------- corrections (sent by the reconciler)
@@ -401,6 +388,9 @@ def _transact(
     releasing: bool,
     lines: Sequence[OrderLine] = (),
 ) -> None:
+    """Run a reservation transaction (the reservation first, then one update per product) and turn its
+    cancellation into domain terms: the reservation changed, a product holds too little reserved stock
+    (`releasing`), or too little available stock for `lines`."""
     try:
         aws.dynamodb().transact_write_items(TransactItems=items)
     except ClientError as exc:
@@ -408,7 +398,7 @@ def _transact(
             raise
         codes = cancellation_codes(exc)
         if codes and codes[0] == CONDITION_FAILED:
-            raise domain.ConcurrentModification(f"reservation {order_id} changed since it was observed") from exc
+            raise domain.ConcurrentModification(f"reservation {order_id} changed since it was read") from exc
         refused = _refused(exc, product_ids)
         if not refused:
             raise
