@@ -3,6 +3,10 @@
     python -m tools.dlq --stack converge list
     python -m tools.dlq --stack converge show OrdersDLQ
     python -m tools.dlq --stack converge redrive OrdersDLQ [--message-id ID ...]
+    python -m tools.dlq --stack converge anomalies
+
+`anomalies` lists what the reconciler parked for a person (a confirmed order without stock, a stock count after a
+restore; docs/CONSISTENCY.md), with its reason.
 
 `--endpoint-url http://127.0.0.1:4566` targets LocalStack. Queues, inboxes, the bus and the reconciler's state table
 come from the stack's outputs. Redriving sends a service DLQ's messages back to the service's inbox (the delivery DLQ's
@@ -28,6 +32,7 @@ SERVICE_QUEUES = {
 }
 DELIVERY_DLQ = "DeliveryDLQ"
 PARKED_PK = "PARKED"
+ANOMALY_PK = "ANOMALY"
 
 
 @dataclass(frozen=True)
@@ -65,14 +70,15 @@ class DeadLetterQueues:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
-    def parked(self) -> dict[str, dict[str, Any]]:
-        """Parked record by "<queue name>#<message id>"."""
+    def parked(self, pk: str = PARKED_PK) -> dict[str, dict[str, Any]]:
+        """Parked record by sort key ("<queue name>#<message id>" for poison, "<kind>#<entity>#<versions>" for
+        anomalies)."""
         records: dict[str, dict[str, Any]] = {}
         paginator = self.dynamodb.get_paginator("query")
         for page in paginator.paginate(
             TableName=self.state_table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": PARKED_PK}},
+            ExpressionAttributeValues={":pk": {"S": pk}},
         ):
             for item in page["Items"]:
                 records[item["sk"]["S"]] = {k: next(iter(v.values())) for k, v in item.items()}
@@ -160,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     redrive = sub.add_parser("redrive", help="send a DLQ's messages back to their inbox (or the bus)")
     redrive.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ])
     redrive.add_argument("--message-id", action="append", help="only these messages (repeatable)")
+    sub.add_parser("anomalies", help="what the reconciler parked for a person, with the reason")
     args = parser.parse_args(argv)
 
     if args.endpoint_url:
@@ -176,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         for letter in queues.letters(args.queue, args.limit):
             reason = letter.parked_reason or "(not parked: transient, the reconciler redrives it)"
             print(f"{letter.message_id}  received {letter.receive_count}x  {reason}\n    {letter.body[:300]}")
+    elif args.command == "anomalies":
+        cases = queues.parked(ANOMALY_PK)
+        for record in cases.values():
+            when, kind, entity = record.get("parked_at", ""), record.get("kind"), record.get("entity_id")
+            print(f"{when}  {kind}  {entity}  {record.get('reason')}")
+        print(f"{len(cases)} case(s) parked for a person")
     else:
         ids = set(args.message_id) if args.message_id else None
         print(f"redrove {queues.redrive(args.queue, ids)} message(s) from {args.queue}")

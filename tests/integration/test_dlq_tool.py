@@ -55,3 +55,25 @@ def test_delivery_dlq_messages_go_back_onto_the_bus(stack: Stack) -> None:
     (redelivered,) = stack.events_on_bus()
     assert redelivered["detail"] == event.detail()
     assert redelivered["source"] == "converge.orders"
+
+
+def test_a_confirmed_order_without_stock_is_listed_as_parked_for_a_person(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN a confirmed order whose reservation failed again when the reconciler tried to reinstate it
+    lines = [{"product_id": "p1", "quantity": 1}]
+    stack.put_item("OrdersTable", {"pk": "ORDER#o1", "sk": "ORDER", "order_id": "o1", "customer_id": "c1",
+                                   "status": "CONFIRMED", "lines": lines, "version": 2, "event_type": "OrderConfirmed",
+                                   "correlation_id": "c", "updated_at": "2026-11-28T10:00:00+00:00"})  # fmt: skip
+    stack.put_item("InventoryTable", {"pk": "RESERVATION#o1", "sk": "RESERVATION", "order_id": "o1", "lines": lines,
+                                      "status": "FAILED", "reason": "reinstatement failed", "shortages": ["p1"],
+                                      "version": 2, "reinstate_failed": True, "event_type": "StockReservationFailed",
+                                      "correlation_id": "c", "updated_at": "2026-11-28T10:00:00+00:00"})  # fmt: skip
+    # WHEN the reconciler sweeps and a person asks the tool
+    functions.invoke("ReconcilerFunction", {"mode": "full"})
+    cases = tool(stack).parked("ANOMALY")
+    # THEN the case is there once, with its kind and the reason
+    (case,) = cases.values()
+    assert (case["kind"], case["entity_id"]) == ("confirmed_without_stock", "o1")
+    assert "CONFIRMED" in case["reason"]
+    assert "FAILED" in case["reason"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from converge.events import CORRECTION_TYPES, EVENT_TYPES
 from localcloud.deploy import load_and_translate
 from localcloud.template import TEMPLATE_PATH, function_specs
 
@@ -99,6 +100,23 @@ def test_put_events_is_limited_to_the_bus_and_the_callers_own_sources(resources:
         sources[name] = set(as_list(statement["Condition"]["StringEquals"]["events:source"]))
     assert sources["OrdersPublisherFunctionRole"] == {"converge.orders"}
     assert sources["InventoryPublisherFunctionRole"] == {"converge.inventory"}
+    # AND only the reconciler may send corrections (the source every correction type is declared with)
+    correction_sources = {EVENT_TYPES[t].source for t in CORRECTION_TYPES}
+    assert correction_sources == {"converge.reconciler"}
+    assert [n for n, s in sources.items() if s & correction_sources] == ["ReconcilerFunctionRole"]
+
+
+def test_each_inbox_rule_routes_every_source_with_its_own_event_types_only(resources: dict[str, Any]) -> None:
+    # GIVEN the inbox rules' patterns
+    for rule in ("OrdersInboxRule", "InventoryInboxRule", "NotificationsInboxRule"):
+        pattern = resources[rule]["Properties"]["EventPattern"]
+        branches = pattern.get("$or", [pattern])
+        # THEN each branch names one source and only event types declared with that source
+        for branch in branches:
+            (source,) = branch["source"]
+            assert branch["detail-type"], rule
+            for event_type in branch["detail-type"]:
+                assert EVENT_TYPES[event_type].source == source, (rule, event_type, source)
 
 
 def test_api_and_consumer_functions_touch_only_their_own_table(resources: dict[str, Any]) -> None:
