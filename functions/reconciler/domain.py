@@ -179,6 +179,7 @@ class Findings:
     parked: list[Parked] = field(default_factory=list)
     recount_suspects: list[RecountSuspect] = field(default_factory=list)
     unrepaired: list[Finding] = field(default_factory=list)  # found, but corrections are turned off
+    deferred: list[Finding] = field(default_factory=list)  # left for the next pass (see defer_saga_repairs)
 
     @property
     def all(self) -> list[Finding]:
@@ -187,6 +188,7 @@ class Findings:
             *(c.finding for c in self.corrections),
             *(p.finding for p in self.parked),
             *self.unrepaired,
+            *self.deferred,
         ]
 
     def count_by_projection(self) -> dict[str, int]:
@@ -397,6 +399,43 @@ def compare(
     if counters if counters is not None else scope is None:
         _compare_counters(snapshot, findings)
     return findings
+
+
+def _products_of(item: Item | None) -> set[str]:
+    return {str(line["product_id"]) for line in (item or {}).get("lines") or []}
+
+
+def defer_saga_repairs(
+    findings: Findings, corrections: list[Correction], recounted: set[str], snapshot: Snapshot
+) -> list[Correction]:
+    """Hold back this pass's saga repairs that touch a product being recounted; they run next pass.
+
+    A recount applies only at the product version it counted; a reservation released or removed first would
+    move the product past it, and the recount would be skipped while the counter still differs from its ledger.
+    So a pass either recounts a product or changes its reservations, never both (the entities stay suspects).
+    Returns the corrections to send; the deferred findings are moved to `findings.deferred`.
+    """
+    if not recounted:
+        return corrections
+    orders, reservations = snapshot.entities(ORDER), snapshot.entities(RESERVATION)
+
+    def touches(entity_id: str) -> bool:
+        return bool((_products_of(orders.get(entity_id)) | _products_of(reservations.get(entity_id))) & recounted)
+
+    kept_republish = []
+    for repair in findings.republish:
+        if repair.finding.projection == SAGA.name and touches(repair.finding.entity_id):
+            findings.deferred.append(repair.finding)
+        else:
+            kept_republish.append(repair)
+    findings.republish = kept_republish
+    kept = []
+    for correction in corrections:
+        if correction.finding.projection == SAGA.name and touches(correction.finding.entity_id):
+            findings.deferred.append(correction.finding)
+        else:
+            kept.append(correction)
+    return kept
 
 
 def confirmed_corrections(findings: Findings, reread: Snapshot) -> list[Correction]:

@@ -37,11 +37,13 @@ from domain import (
     compare,
     confirmed_corrections,
     confirmed_recounts,
+    defer_saga_repairs,
     judge_dead_letter,
     next_state,
     plan_pass,
     projection_keys,
     recount,
+    recount_needs_a_person,
     requested_mode,
     source_keys,
 )
@@ -104,6 +106,7 @@ class Report:
     corrections_unconfirmed: int = 0  # found, but the source had moved on a second read: checked next pass
     corrections_disabled: int = 0  # found while CORRECTIONS_ENABLED is false: reported only
     recounts: int = 0
+    deferred: int = 0  # saga repairs held back while their products are recounted: the next pass makes them
     parked_for_a_person: int = 0  # newly parked this pass (counted once however many passes see them)
     already_parked: int = 0
     anomalies: list[str] = field(default_factory=list)
@@ -261,6 +264,27 @@ def reread_for_recount(cfg: ReconcilerConfig, products: list[str], cost: store.R
     return snapshot
 
 
+def decide(
+    cfg: ReconcilerConfig, snapshot: Snapshot, scope: Scope | None, cost: store.ReadCost
+) -> tuple[Findings, list[Correction], int]:
+    """Compare, confirm what needs a correction on a second read, recount confirmed counters (full sweep), and
+    hold back saga repairs on products being recounted. Returns the findings, the corrections to send, and how
+    many found corrections a second read did not confirm (checked again next pass)."""
+    findings = compare(snapshot, scope, corrections=cfg.corrections)
+    corrections = confirmed_corrections(findings, reread_sources(cfg, snapshot, Scope.of_findings(findings), cost))
+    unconfirmed = len(findings.corrections) - len(corrections)
+    if findings.recount_suspects and cfg.corrections:
+        suspects = [s.product_id for s in findings.recount_suspects]
+        confirmed = confirmed_recounts(findings.recount_suspects, reread_for_recount(cfg, suspects, cost))
+        unconfirmed += len(findings.recount_suspects) - len(confirmed)
+        corrections = defer_saga_repairs(findings, corrections, {s.product_id for s in confirmed}, snapshot)
+        for suspect in confirmed:
+            corrections.append(recount(suspect))
+            if (case := recount_needs_a_person(suspect)) is not None:
+                findings.parked.append(case)
+    return findings, corrections, unconfirmed
+
+
 def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     cfg = config()
     bus_name = settings().event_bus_name
@@ -277,13 +301,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     else:
         snapshot, scope = incremental_snapshot(cfg, plan, state.suspects, cost)
     report.checked = snapshot.checked
-    findings = compare(snapshot, scope, corrections=cfg.corrections)
-    corrections = confirmed_corrections(findings, reread_sources(cfg, snapshot, Scope.of_findings(findings), cost))
-    if findings.recount_suspects and cfg.corrections:
-        suspects = [s.product_id for s in findings.recount_suspects]
-        corrections += [
-            recount(s) for s in confirmed_recounts(findings.recount_suspects, reread_for_recount(cfg, suspects, cost))
-        ]
+    findings, corrections, unconfirmed = decide(cfg, snapshot, scope, cost)
     report.items_read = cost.total_items
     report.items_read_by_table = dict(cost.items)
     report.read_requests = cost.requests
@@ -291,8 +309,9 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     report.found = findings.count_by_projection()
     report.differences = findings.count_by_difference()
     report.recounts = sum(1 for c in corrections if c.finding.projection == "reserved")
-    report.corrections_unconfirmed = len(findings.corrections) + len(findings.recount_suspects) - len(corrections)
+    report.corrections_unconfirmed = unconfirmed
     report.corrections_disabled = len(findings.unrepaired)
+    report.deferred = len(findings.deferred)
     for finding in findings.unrepaired:
         logger.warning("difference left unrepaired (corrections disabled)", extra=asdict(finding))
     repair(findings, corrections, sender, bus_name, report)

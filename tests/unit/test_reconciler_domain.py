@@ -511,6 +511,33 @@ def test_a_confirmed_recount_sets_reserved_to_the_count_at_the_observed_version(
     assert domain.recount_needs_a_person(suspect) is None
 
 
+def test_saga_repairs_on_a_product_being_recounted_wait_for_the_next_pass() -> None:
+    # GIVEN a product whose reserved differs from its ledger, a cancelled order still holding some of it (a
+    #       rolled-back reservation), and a cancelled order holding another product
+    world = World(
+        inventory=[
+            product("p1", 7, reserved=0),
+            product("p2", 4, reserved=1),
+            reservation("o1", "RESERVED", lines=[{"product_id": "p1", "quantity": 2}]),
+            reservation("o2", "RESERVED", lines=[{"product_id": "p2", "quantity": 1}]),
+        ],
+        orders=[
+            order("o1", "CANCELLED", 3, lines=[{"product_id": "p1", "quantity": 2}]),
+            order("o2", "CANCELLED", 3, lines=[{"product_id": "p2", "quantity": 1}]),
+        ],
+    )
+    findings = compare(world)
+    assert {s.product_id for s in findings.recount_suspects} == {"p1"}
+    # WHEN the pass recounts p1
+    sent = domain.defer_saga_repairs(findings, list(findings.corrections), {"p1"}, world.snapshot())
+    # THEN the release of o1 (it touches p1) waits for the next pass and stays a suspect; o2's goes now
+    saga = {r.finding.entity_id for r in findings.republish if r.finding.projection == "order_reservation"}
+    assert saga == {"o2"}
+    assert [f.entity_id for f in findings.deferred] == ["o1"]
+    assert "o1" in domain.Scope.of_findings(findings).orders
+    assert sent == list(findings.corrections)
+
+
 def test_a_count_above_on_hand_needs_a_person() -> None:
     # GIVEN reservations holding more (3) than the product has on hand (2)
     [suspect] = compare(counter_world(reserved=0, on_hand=2)).recount_suspects
