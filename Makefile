@@ -10,7 +10,7 @@ SAM := $(TOOLS)/sam/bin/sam
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SAM_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
-# sam build needs python3.13 on PATH; pyenv shims alone fail, this makes them resolve (DESIGN.md).
+# sam build needs python3.13 on PATH; pyenv shims alone fail, this makes them resolve (see docs/deploy.md).
 PYENV_VERSION ?= 3.13.0:3.12.1
 export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled

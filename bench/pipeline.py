@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.counting import READS, WRITES, RequestCounter
@@ -408,8 +409,11 @@ def profile_load(operations: int, top: int = 15) -> dict[str, Any]:
     }
 
 
+REPOSITORY = str(Path(__file__).resolve().parents[1])  # frames in the project's own files are shown relative to it
+
+
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", f"{REPOSITORY}/", "lib/python3"):
         if marker in path:
             return path.split(marker, 1)[1]
     return path.rsplit("/", 2)[-1] if "/" in path else path
