@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from localcloud.faults import FaultPlan
+from localcloud.faults import DRIFT_RATE, FaultPlan
 from localcloud.template import TEMPLATE_PATH
 
 FAULT_FLAGS = {
@@ -30,6 +30,15 @@ FAULT_FLAGS = {
     "poison_rate": "fraction of inbox polls that also get a poison message",
 }
 
+# The chaos command's drift faults (localcloud/faults.py): rates are fractions of the scenario's operations.
+DRIFT_FLAGS = {
+    "source_rollback": "fraction of operations after which a source item is put back to an earlier image (restore)",
+    "projection_corruption": "fraction of operations after which a projection item is rewritten with wrong data",
+    "projection_deletion": "fraction of operations after which a projection item is deleted",
+    "forged_event": "fraction of operations after which a forged event is sent straight into an inbox",
+    "orphan_saga_event": "fraction of operations after which a saga event of a missing order is sent into an inbox",
+}
+
 PUMP_INTERVAL = 0.25  # Lambda polls a stream shard about four times a second
 
 
@@ -38,7 +47,10 @@ def fault_plan(args: argparse.Namespace, default: FaultPlan | None) -> FaultPlan
     base = FaultPlan.chaos(args.fault_seed) if args.faults == "chaos" else default
     if args.faults == "none":
         base = None
-    overrides = {name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name) is not None}
+    if getattr(args, "drift", False):
+        base = (base or FaultPlan(seed=args.fault_seed)).with_drift()
+    flags = [*FAULT_FLAGS, *DRIFT_FLAGS]
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name, None) is not None}
     if not overrides:
         return base
     return replace(base or FaultPlan(seed=args.fault_seed), seed=args.fault_seed, **overrides)
@@ -84,7 +96,8 @@ def _chaos(args: argparse.Namespace) -> int:
     write(report, Path(args.out) if args.out else None, Path(args.json) if args.json else None, command)
     passes = ", ".join(f"pass {p.number}: {p.divergent}" for p in report.passes)
     print(
-        f"chaos: {report.orders} orders, {report.products} products, seed {report.seed}: divergent after faults "
+        f"chaos: {report.orders} orders, {report.products} products, seed {report.seed}, pass mode "
+        f"{report.pass_mode}: divergent after faults "
         f"{report.divergent_after_faults}; {passes}; events lost {report.events_lost}; poison injected/parked "
         f"{report.poison_injected}/{report.poison_parked}; {report.seconds.get('total', 0):.0f} s -> "
         f"{'OK' if report.ok else 'FAILED'}"
@@ -170,15 +183,18 @@ def parser() -> argparse.ArgumentParser:
     chaos.add_argument("--seed", type=int, default=7)
     chaos.add_argument(
         "--pass-mode",
-        choices=("scheduled", "full"),
-        default="scheduled",
-        help="each reconciliation pass is the 5-minute schedule's invocation (default) or a full sweep",
+        choices=("scheduled", "full", "operator"),
+        default=None,
+        help="each reconciliation pass is the 5-minute schedule's invocation ('scheduled', the default without "
+        "drift faults), a full sweep ('full'), or the full sweep first, as an operator runs it after a restore, then "
+        "scheduled passes ('operator', the default when drift faults are on)",
     )
     chaos.add_argument("--out", default="docs/RELIABILITY.md", help="Markdown report ('' for none)")
     chaos.add_argument("--json", default="out/chaos-report.json", help="JSON report ('' for none)")
     chaos.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     chaos.add_argument("--render-from", help="no run: write the Markdown of the JSON report of an earlier run")
     add_fault_flags(chaos)
+    add_drift_flags(chaos)
     chaos.set_defaults(run=_chaos)
 
     invoke = commands.add_parser("invoke", help="invoke one function with an event file (sam local invoke)")
@@ -210,6 +226,20 @@ def add_fault_flags(command: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=int, default=None, help=help_text)
         else:
             group.add_argument(flag, type=float, default=None, help=help_text)
+
+
+def add_drift_flags(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group(
+        "drift faults (localcloud/faults.py; the state goes wrong: restores, consumer bugs, forged messages; rates "
+        "are fractions of the scenario's operations)"
+    )
+    group.add_argument(
+        "--drift",
+        action="store_true",
+        help=f"add every drift fault to the mix, each at {DRIFT_RATE} (a rate flag below overrides its kind)",
+    )
+    for name, help_text in DRIFT_FLAGS.items():
+        group.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=help_text)
 
 
 def main(argv: list[str] | None = None) -> int:

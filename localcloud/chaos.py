@@ -2,15 +2,20 @@
 
 1. **Faults on** (FaultPlan, default `FaultPlan.chaos`: 10% handler exceptions, 5% DynamoDB and EventBridge
    throttling, 5% PutEvents entries failed, 2% lost deliveries, 5% duplicates, 5% delayed + shuffled batches,
-   poison messages). Stock is set for P products, then N orders are placed through the HTTP API with some
-   cancellations and restocks; the pipeline pumps every few operations and localcloud's clock moves, so failed
-   messages come back after their visibility timeout and the reconciler's 5-minute schedule fires as on AWS.
+   poison messages; with `--drift` also source rollbacks, corrupted and deleted projection items, forged and orphan
+   saga events, each rolled after every operation). Stock is set for P products, then N orders are placed through
+   the HTTP API with some cancellations and restocks; the pipeline pumps every few operations and localcloud's clock
+   moves, so failed messages come back after their visibility timeout and the reconciler's 5-minute schedule fires
+   as on AWS.
 2. **Faults stop.** Schedules are paused; the pipeline is drained (pump until quiet, let visibility timeouts
    pass, repeat) until no inbox holds a message. Divergent entities are counted: this is what the event flow alone
    left behind.
 3. **Reconciliation passes**, each the reconciler's scheduled invocation (`--pass-mode scheduled`, what the
-   5-minute schedule sends) or a full sweep (`--pass-mode full`), followed by a drain. Divergence is counted after
-   each pass; the run needs 0 within 2 passes.
+   5-minute schedule sends) or a full sweep (`--pass-mode full`), or the full sweep first and scheduled passes after
+   (`--pass-mode operator`: what an operator runs after a restore, then the schedule; the default when drift faults
+   are on, since a source restored with its old `updated_at`, a damaged projection of an unchanged source and a
+   forged event applied to a projection are out of an incremental pass's sight), followed by a drain. Divergence is
+   counted after each pass; the run needs 0 within 2 passes.
 4. **The checker** (localcloud/convergence.py `verify`): projections vs sources, invariants, every event
    accounted for (processed, parked with a reason, lost-but-superseded, or lost), poison messages parked vs
    injected. The report goes to a Markdown file (docs/RELIABILITY.md) and a JSON file.
@@ -29,7 +34,7 @@ from typing import Any
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
-from localcloud.faults import FaultPlan
+from localcloud.faults import DRIFT_KINDS, DRIFT_STATS, FaultPlan
 from localcloud.runtime import Invocation
 from localcloud.template import TEMPLATE_PATH, load_template
 
@@ -40,6 +45,8 @@ CLOCK_STEP = 61.0  # just past the inboxes' 60-second visibility timeout
 MAX_DRAIN_CYCLES = 40
 REQUIRED_PASSES = 2
 MAX_PASSES = 4  # passes run (and reported) until nothing diverges, at most
+PASS_MODES = ("scheduled", "full", "operator")
+DRIFT_EXAMPLES = 20  # drift faults listed in the report
 
 
 @dataclass
@@ -77,6 +84,7 @@ class ChaosReport:
     lost_examples: list[str] = field(default_factory=list)
     poison_injected: int = 0
     poison_parked: int = 0
+    drift_examples: list[str] = field(default_factory=list)
     events_lost: int = 0
     converged_within_required_passes: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
@@ -108,6 +116,8 @@ class Chaos:
         pass_mode: str = "scheduled",
         progress: bool = True,
     ) -> None:
+        if pass_mode not in PASS_MODES:
+            raise ValueError(f"pass mode {pass_mode!r}: one of {PASS_MODES}")
         self.cloud = cloud
         self.rng = random.Random(seed)
         self.product_ids = [f"p-{i:04d}" for i in range(products)]
@@ -172,6 +182,7 @@ class Chaos:
         started = time.monotonic()
         for index, (kind, argument) in enumerate(operations, start=1):
             self._run(kind, argument)
+            self.cloud.faults.drift(self.cloud)  # drift faults, at the plan's rates per operation (none if off)
             if index % QUIET_EVERY == 0:
                 self.cloud.run_until_quiet()
             elif index % PUMP_EVERY == 0:
@@ -209,6 +220,8 @@ class Chaos:
             key=lambda s: s._period or 86400,
         )
         mode = self.report.pass_mode
+        if mode == "operator":
+            mode = "full" if number == 1 else "scheduled"
         if mode == "full":
             event: Any = {"mode": "full"}
         else:
@@ -270,6 +283,7 @@ class Chaos:
         report.poison_parked = final.accounting.poison_parked
         report.injected = dict(sorted(cloud.faults.stats.items()))
         report.poison_injected = cloud.faults.stats["poison_injected"]
+        report.drift_examples = [fault.describe() for fault in cloud.faults.drift_log[:DRIFT_EXAMPLES]]
         report.sdk_backoff_seconds_not_slept = round(cloud.faults.sdk_backoff_seconds, 1)
         report.function_errors = dict(cloud.runtime.errors)
         report.invocations = sum(cloud.runtime.invocations.values())
@@ -303,6 +317,34 @@ def _scale_note(report: ChaosReport) -> list[str]:
     ]
 
 
+PASS_MODE_TEXT = {
+    "scheduled": "every pass is the reconciler's 5-minute scheduled invocation",
+    "full": 'every pass is a full sweep, `{"mode": "full"}`',
+    "operator": 'pass 1 is the full sweep, `{"mode": "full"}`, what the operator runs after a restore and the '
+    "daily schedule runs; the passes after it are the 5-minute scheduled invocation",
+}
+
+
+def _drift_note(report: ChaosReport) -> list[str]:
+    drifted = {DRIFT_STATS[kind]: report.injected.get(DRIFT_STATS[kind], 0) for kind in DRIFT_KINDS}
+    if not any(drifted.values()):
+        return []
+    return [
+        "Drift faults change state instead of a delivery, rolled after every scenario operation: "
+        f"`source_items_rolled_back` {drifted['source_items_rolled_back']} (a source item put back to an earlier "
+        "image of itself, old version and `updated_at` included, as a restore's copy-back does), "
+        f"`projection_items_corrupted` {drifted['projection_items_corrupted']} (rewritten with wrong data at its "
+        f"current version), `projection_items_deleted` {drifted['projection_items_deleted']}, "
+        f"`forged_events_injected` {drifted['forged_events_injected']} (valid events with huge versions and made-up "
+        "data sent straight into an inbox), "
+        f"`orphan_saga_events_injected` {drifted['orphan_saga_events_injected']} (saga events of orders that do not "
+        "exist). The first of them:",
+        "",
+        *(f"- {example}" for example in report.drift_examples),
+        "",
+    ]
+
+
 def markdown(report: ChaosReport, command: str) -> str:
     acc = report.final.get("accounting", {})
     rows = [
@@ -321,7 +363,8 @@ def markdown(report: ChaosReport, command: str) -> str:
         f"{report.orders} orders over {report.products} products on localcloud (template.yaml on moto, in-process), "
         f"seed {report.seed}. Faults (localcloud/faults.py, `FaultPlan`): `{json.dumps(report.plan)}`. "
         "The scenario runs with faults on; then faults stop, the pipeline drains, and reconciliation passes run "
-        f'(`--pass-mode {report.pass_mode}`). How faults are injected: docs/localcloud.md, "Fault injection".',
+        f"(`--pass-mode {report.pass_mode}`: {PASS_MODE_TEXT.get(report.pass_mode, report.pass_mode)}). "
+        'How faults are injected: docs/localcloud.md, "Fault injection".',
         "",
         "## Result",
         "",
@@ -361,6 +404,7 @@ def markdown(report: ChaosReport, command: str) -> str:
         "|---|---|",
         *(f"| {name} | {count} |" for name, count in report.injected.items()),
         "",
+        *_drift_note(report),
         f"Throttles count per request attempt: the SDK retried them (`sdk_retries`; its backoff, "
         f"{report.sdk_backoff_seconds_not_slept} s in total, was counted, not slept). Function errors by function: "
         f"{report.function_errors}. Invocations: {report.invocations}. Reconciler runs while faults were on: "
@@ -402,14 +446,17 @@ def run_chaos(
     seed: int = 7,
     plan: FaultPlan | None = None,
     *,
-    pass_mode: str = "scheduled",
+    pass_mode: str | None = None,
     template: Path = TEMPLATE_PATH,
     endpoint: str | None = None,
     progress: bool = True,
 ) -> ChaosReport:
-    """One chaos run on a fresh in-process LocalCloud."""
-    with LocalCloud(template, endpoint=endpoint, faults=plan or FaultPlan.chaos(seed)) as cloud:
-        return Chaos(cloud, orders, products, seed, pass_mode, progress).run()
+    """One chaos run on a fresh in-process LocalCloud. `pass_mode` None: "operator" (the full sweep first) if the
+    plan has drift faults, else "scheduled"."""
+    plan = plan or FaultPlan.chaos(seed)
+    mode = pass_mode or ("operator" if plan.drifts else "scheduled")
+    with LocalCloud(template, endpoint=endpoint, faults=plan) as cloud:
+        return Chaos(cloud, orders, products, seed, mode, progress).run()
 
 
 def write(report: ChaosReport, markdown_path: Path | None, json_path: Path | None, command: str) -> None:

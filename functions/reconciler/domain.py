@@ -48,6 +48,7 @@ from converge.projections import (
     RESERVATION,
     SAGA,
     Difference,
+    Either,
     EntityLayout,
     Item,
     Key,
@@ -243,7 +244,7 @@ def _compare_projection(
             elif not corrections:
                 findings.unrepaired.append(finding)
             else:
-                write = None if wanted is None or not isinstance(wanted, dict) else wanted
+                write = wanted.attributes if isinstance(wanted, Either) else wanted
                 observed = projection.observed(item)
                 data = ProjectionCorrected(
                     correction_id=correction_id_for(projection.name, key, observed, write),

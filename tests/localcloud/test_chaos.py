@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from localcloud.__main__ import main
+import pytest
+
+from localcloud.__main__ import DRIFT_FLAGS, main
+from localcloud.faults import DRIFT_STATS
 
 
 def test_a_small_chaos_run_converges_within_two_passes_and_loses_nothing(tmp_path: Path) -> None:
@@ -44,3 +47,43 @@ def test_a_small_chaos_run_converges_within_two_passes_and_loses_nothing(tmp_pat
     text = markdown.read_text()
     assert "python -m localcloud chaos --orders 120" in text
     assert "| events lost | 0 | 0 |" in text
+
+
+@pytest.mark.slow
+def test_a_chaos_run_with_drift_faults_starts_with_the_full_sweep_and_converges(tmp_path: Path) -> None:
+    # GIVEN the chaos mix plus every drift fault, at rates that surely strike in a small run
+    markdown, report_json = tmp_path / "RELIABILITY.md", tmp_path / "chaos.json"
+    rates = [argument for flag in DRIFT_FLAGS for argument in ("--" + flag.replace("_", "-"), "0.05")]
+    argv = [
+        "chaos",
+        "--orders", "120",
+        "--products", "12",
+        "--seed", "5",
+        "--faults", "chaos",
+        "--fault-seed", "5",
+        "--drift",
+        *rates,
+        "--out", str(markdown),
+        "--json", str(report_json),
+        "--quiet",
+    ]  # fmt: skip
+    # WHEN the chaos command runs (no --pass-mode: drift faults make it the operator's)
+    exit_code = main(argv)
+    # THEN every drift kind was injected and counted in the report
+    report = json.loads(report_json.read_text())
+    for counter in DRIFT_STATS.values():
+        assert report["injected"].get(counter, 0) > 0, counter
+    assert report["drift_examples"]
+    # AND the passes ran in operator mode: the full sweep first, then the scheduled pass
+    assert report["pass_mode"] == "operator"
+    passes = report["passes"]
+    assert passes[0]["mode"] == "full"
+    assert all(p["mode"] != "full" for p in passes[1:])
+    text = markdown.read_text()
+    assert "`--pass-mode operator`: pass 1 is the full sweep" in text
+    assert "| forged_events_injected |" in text
+    # AND the run converged within two passes and lost nothing (the reconciler's corrections at work)
+    assert exit_code == 0, (report["passes"], report["divergent_examples"], report["lost_examples"])
+    assert 1 <= len(passes) <= 2
+    assert passes[-1]["divergent"] == 0
+    assert report["events_lost"] == 0

@@ -2,30 +2,46 @@
 
 Hypothesis drives the real template on localcloud with commands (set stock, adjust, place, cancel) interleaved with
 faults for one pump round (handler exceptions and timeouts, throttling, failed PutEvents entries, lost, duplicated,
-delayed and reordered deliveries, a publisher outage long enough for a stream batch to exhaust its retries), partial
-pumping and the clock moving. After every step: 0 <= reserved <= on_hand for every product, and no order moved
-backwards. At the end of each example: faults stop, the pipeline drains, then at most two reconciliation passes (the
-reconciler's scheduled invocation) and the checker finds nothing divergent, no invariant broken, no event lost.
+delayed and reordered deliveries, a publisher outage long enough for a stream batch to exhaust its retries), drift
+faults (a source item rolled back to an earlier image as a restore's copy-back does, a projection item corrupted or
+deleted, a forged event or an orphan saga event sent straight into an inbox), partial pumping and the clock moving.
+After every step: 0 <= reserved <= on_hand for every product, and no order moved backwards except where a rollback
+moved it (the rollback rule re-baselines that order). At the end of each example: faults stop, the pipeline drains,
+then at most two reconciliation passes - the full sweep first (`{"mode": "full"}`, what the operator runs after a
+restore: an incremental pass does not see a source restored with its old `updated_at` or a projection damaged under
+an unchanged source), then the reconciler's scheduled invocation - and the checker finds nothing divergent, no
+invariant broken, no event lost.
 
-One LocalCloud serves every example (a deploy takes seconds); each example uses its own product and order ids, and
-the end-of-example check covers the whole system, earlier examples included.
+The machine can fail: with the reconciler's corrections switched off (CORRECTIONS_ENABLED=false) Hypothesis finds an
+example that does not converge (`test_the_machine_finds_a_counterexample_when_corrections_are_off`).
+
+One LocalCloud serves every example (a deploy takes seconds); each example uses its own product and order ids (drift
+faults strike only those), and the end-of-example check covers the whole system, earlier examples included.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
-from localcloud.faults import FaultPlan
+from localcloud.faults import FORGED_KINDS, ORPHAN_KINDS, FaultPlan
 from localcloud.template import load_template
 from tests.localcloud.real import REAL_TEMPLATE
 
@@ -54,6 +70,12 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 
 LINE = st.tuples(st.integers(0, 2), st.integers(1, 4))  # (product index, quantity)
+SEEDS = st.integers(0, 2**16)  # a drift fault's own random choices (which item, which earlier image, what data)
+
+
+class NotConverged(AssertionError):
+    """The end of an example: the system did not converge within PASSES reconciliation passes."""
+
 
 _cloud: LocalCloud | None = None
 _examples = itertools.count()
@@ -69,13 +91,17 @@ def shared_cloud() -> LocalCloud:
     return _cloud
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _stop_shared_cloud() -> Iterator[None]:
+def stop_shared_cloud() -> None:
     global _cloud
-    yield
     if _cloud is not None:
         _cloud.stop()
         _cloud = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_shared_cloud() -> Iterator[None]:
+    yield
+    stop_shared_cloud()
 
 
 def _item(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | None:
@@ -95,11 +121,20 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cloud = shared_cloud()
+        self.cloud = self.deployed()
         self.example = next(_examples)
         self.products = [f"sm{self.example}-p{i}" for i in range(3)]
         self.statuses: dict[str, str] = {}
+        self.stocked: set[str] = set()  # products that exist
         self.steps = 0
+
+    def deployed(self) -> LocalCloud:
+        """The LocalCloud the examples run on: the module's shared one (a subclass may bring its own)."""
+        return shared_cloud()
+
+    def entities(self) -> set[str]:
+        """This example's products and orders: what its drift faults may strike."""
+        return {*self.products, *self.statuses}
 
     # ------------------------------------------------------------------------------------------- commands
     @rule(product=st.integers(0, 2), on_hand=st.integers(0, 8))
@@ -107,6 +142,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         response = self.cloud.http("PUT", f"/products/{self.products[product]}/stock", body={"on_hand": on_hand})
         # 409: on_hand below what is reserved (the invariant refuses it)
         assert response.status in (200, 409), response.body
+        self.stocked.add(self.products[product])
 
     @rule(product=st.integers(0, 2), delta=st.sampled_from([-3, -2, -1, 1, 2, 3, 5]))
     def adjust(self, product: int, delta: int) -> None:
@@ -164,9 +200,48 @@ class ConvergenceMachine(RuleBasedStateMachine):
         finally:
             self.cloud.faults.stop()
 
+    # ------------------------------------------------------------------------------------------- drift
+    # Each drift rule is enabled only when it has something of this example's to strike.
+    def has_earlier_images(self) -> bool:
+        return bool(self.cloud.faults.rollback_keys(self.cloud, self.entities()))
+
+    def has_projection_items(self) -> bool:
+        return bool(self.cloud.faults.projection_keys(self.cloud, self.entities()))
+
+    @precondition(has_earlier_images)
+    @rule(seed=SEEDS)
+    def rollback_a_source_item(self, seed: int) -> None:
+        fault = self.cloud.faults.rollback_source(self.cloud, random.Random(seed), entity_ids=self.entities())
+        if fault is not None and fault.variant == "order" and fault.after is not None:
+            # A restore moves an order back: from here on it may move forward from the restored status.
+            self.statuses[fault.entity_id] = str(fault.after["status"])
+
+    @precondition(has_projection_items)
+    @rule(seed=SEEDS, delete=st.booleans())
+    def damage_a_projection_item(self, seed: int, delete: bool) -> None:
+        faults, rng = self.cloud.faults, random.Random(seed)
+        damage = faults.delete_projection if delete else faults.corrupt_projection
+        damage(self.cloud, rng, entity_ids=self.entities())
+
+    @precondition(lambda self: bool(self.stocked))
+    @rule(seed=SEEDS, kind=st.sampled_from(FORGED_KINDS))
+    def forge_an_event(self, seed: int, kind: str) -> None:
+        self.cloud.faults.forge_event(self.cloud, random.Random(seed), kind=kind, entity_ids=self.entities())
+
+    @precondition(lambda self: bool(self.stocked))
+    @rule(seed=SEEDS, kind=st.sampled_from(ORPHAN_KINDS))
+    def inject_an_orphan_saga_event(self, seed: int, kind: str) -> None:
+        self.cloud.faults.inject_orphan_saga_event(
+            self.cloud, random.Random(seed), kind=kind, entity_ids=self.entities()
+        )
+
     # ------------------------------------------------------------------------------------------- invariants
     @invariant()
     def reserved_within_on_hand(self) -> None:
+        # Holds through rollbacks too: a restored product is an earlier image of itself, consistent when it was
+        # written, and every stock write after it is conditional (reserve: available >= q; release: reserved >= q;
+        # adjust: available >= -delta). What a rollback breaks - reserved = sum of RESERVED reservations - is
+        # the end-of-example check's, after the full sweep recounted it.
         for product_id in self.products:
             product = _item(self.cloud, "InventoryTable", f"PRODUCT#{product_id}", "PRODUCT")
             if product is not None:
@@ -201,19 +276,26 @@ class ConvergenceMachine(RuleBasedStateMachine):
         target = next(t for t in schedule.targets if t.function == "ReconcilerFunction")
         reasons: dict[str, str] = {}
         report = convergence.verify(cloud, DLQS)
-        for _ in range(PASSES):
+        for number in range(1, PASSES + 1):
             if report.converged:
                 break
-            invocation = cloud.invoke(
-                "ReconcilerFunction", schedule.event(cloud.clock.now(), target, "123456789012", "us-east-1")
+            # Pass 1: the full sweep (the operator's command after a restore, the daily schedule); then the 5-minute
+            # schedule's invocation.
+            event: Any = (
+                {"mode": "full"}
+                if number == 1
+                else schedule.event(cloud.clock.now(), target, "123456789012", "us-east-1")
             )
+            invocation = cloud.invoke("ReconcilerFunction", event)
             assert invocation.ok, invocation.error
             reasons |= convergence.parked_reasons(invocation.logs)
             self._drain()
             report = convergence.verify(cloud, DLQS, reasons)
-        assert report.divergence.total == 0, report.divergence.divergent
-        assert report.invariants.total == 0, report.invariants.violations
-        assert report.accounting.lost == 0, report.accounting.lost_examples
+        if not report.converged:
+            raise NotConverged(
+                f"after {PASSES} passes: divergent {report.divergence.divergent}; invariants broken "
+                f"{report.invariants.violations}; lost {report.accounting.lost_examples}"
+            )
 
 
 ConvergenceMachine.TestCase.settings = settings(
@@ -225,3 +307,38 @@ ConvergenceMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestConvergence = ConvergenceMachine.TestCase
+
+
+@pytest.mark.slow
+def test_the_machine_finds_a_counterexample_when_corrections_are_off() -> None:
+    # GIVEN a LocalCloud of its own whose reconciler has its corrections switched off (CORRECTIONS_ENABLED=false in
+    # the deployed function's environment, which localcloud applies to every invocation): only forward
+    # republishing remains, which a corrupted projection or a forged version beyond the source's defeats. (In-process
+    # moto is one account per process: the shared cloud goes first, and comes back for whatever test needs it.)
+    stop_shared_cloud()
+    cloud = LocalCloud(REAL_TEMPLATE).start()
+    try:
+        for schedule in cloud.schedules.values():
+            schedule.enabled = False
+        cloud.runtime.functions["ReconcilerFunction"].environment["CORRECTIONS_ENABLED"] = "false"
+
+        class Uncorrected(ConvergenceMachine):
+            def deployed(self) -> LocalCloud:
+                return cloud
+
+        budget = settings(
+            max_examples=10,
+            stateful_step_count=15,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],  # finding one is the point; shrinking it would replay many slow examples
+            report_multiple_bugs=False,
+            suppress_health_check=list(HealthCheck),
+        )
+        # WHEN Hypothesis runs the state machine on it
+        # THEN it finds an example that does not converge within the passes
+        with pytest.raises(NotConverged):
+            run_state_machine_as_test(Uncorrected, settings=budget)
+    finally:
+        cloud.stop()

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from converge.dynamo import from_item
+from converge.envelope import parse_eventbridge_json
+from converge.events import EVENT_TYPES
 from localcloud.cloud import LocalCloud
-from localcloud.faults import FaultPlan
+from localcloud.faults import (
+    ATTACKER_TEXT,
+    DRIFT_KINDS,
+    DRIFT_RATE,
+    DRIFT_STATS,
+    FORGED_KINDS,
+    FORGED_VERSION,
+    ORPHAN_KINDS,
+    FaultPlan,
+)
 from tests.localcloud.helpers import FIXTURE_TEMPLATE, drain
 from tests.localcloud.real import REAL_TEMPLATE
 
@@ -204,3 +217,229 @@ def test_failed_put_events_entries_are_resent_by_the_publisher(real_faulty: Any)
     for product in ("p1", "p2", "p3", "p4", "p5"):
         response = cloud.http("GET", f"/availability/{product}")
         assert response.status == 200, product
+
+
+# ---------------------------------------------------------------------------------------- drift faults (real template)
+@pytest.fixture(scope="module")
+def drifting() -> Iterator[LocalCloud]:
+    """One real-template LocalCloud for the drift tests (each uses its own product and order ids); schedules off."""
+    with LocalCloud(REAL_TEMPLATE) as cloud:
+        for schedule in cloud.schedules.values():
+            schedule.enabled = False
+        yield cloud
+
+
+def _stored(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | None:
+    raw = cloud.clients.dynamodb.get_item(
+        TableName=cloud.table_name(table), Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+    ).get("Item")
+    return None if raw is None else from_item(raw)
+
+
+def _place(cloud: LocalCloud, customer: str, lines: list[tuple[str, int]]) -> str:
+    body = {"customer_id": customer, "lines": [{"product_id": p, "quantity": q} for p, q in lines]}
+    response = cloud.http("POST", "/orders", body=body)
+    assert response.status == 201, response.body
+    return str(response.json()["order_id"])
+
+
+def test_a_rolled_back_source_item_is_an_earlier_image_of_itself(drifting: LocalCloud) -> None:
+    # GIVEN a product whose stock was set twice (versions 1 and 2) and an order that was confirmed (versions 1, 2)
+    cloud = drifting
+    cloud.http("PUT", "/products/rb-p1/stock", body={"on_hand": 3})
+    cloud.run_until_quiet()
+    first = _stored(cloud, "InventoryTable", "PRODUCT#rb-p1", "PRODUCT")
+    cloud.http("PUT", "/products/rb-p1/stock", body={"on_hand": 7})
+    order_id = _place(cloud, "rb-c", [("rb-p1", 1)])
+    placed = _stored(cloud, "OrdersTable", f"ORDER#{order_id}", "ORDER")
+    cloud.run_until_quiet()
+    assert _stored(cloud, "OrdersTable", f"ORDER#{order_id}", "ORDER")["status"] == "CONFIRMED"  # type: ignore[index]
+    # WHEN the product, then the order, is rolled back (a restore's copy-back)
+    product_fault = cloud.faults.rollback_source(cloud, random.Random(1), entity_ids={"rb-p1"})
+    order_fault = cloud.faults.rollback_source(cloud, random.Random(1), entity_ids={order_id})
+    # THEN each item is an earlier image of itself, old version and updated_at included, put straight in the table
+    assert product_fault is not None
+    assert order_fault is not None
+    assert product_fault.variant == "product"
+    assert product_fault.where == "InventoryTable"
+    rolled_product = _stored(cloud, "InventoryTable", "PRODUCT#rb-p1", "PRODUCT")
+    assert rolled_product is not None
+    assert rolled_product == product_fault.after
+    assert product_fault.before is not None
+    assert product_fault.before["version"] > rolled_product["version"]
+    assert rolled_product["on_hand"] < 7
+    if rolled_product["version"] == first["version"]:  # type: ignore[index]
+        assert rolled_product == first
+    assert _stored(cloud, "OrdersTable", f"ORDER#{order_id}", "ORDER") == placed == order_fault.after
+    assert cloud.faults.stats["source_items_rolled_back"] == 2
+    assert cloud.faults.drift_log[-2:] == [product_fault, order_fault]
+
+
+def test_an_item_without_an_earlier_version_is_never_rolled_back(drifting: LocalCloud) -> None:
+    # GIVEN a product whose stock was set once
+    cloud = drifting
+    cloud.http("PUT", "/products/rb-once/stock", body={"on_hand": 2})
+    cloud.run_until_quiet()
+    before = _stored(cloud, "InventoryTable", "PRODUCT#rb-once", "PRODUCT")
+    # WHEN a rollback is asked for among its items
+    fault = cloud.faults.rollback_source(cloud, random.Random(2), entity_ids={"rb-once"})
+    # THEN there is nothing earlier to restore: nothing happens
+    assert fault is None
+    assert _stored(cloud, "InventoryTable", "PRODUCT#rb-once", "PRODUCT") == before
+
+
+def test_a_corrupted_projection_item_keeps_its_version_and_holds_wrong_data(drifting: LocalCloud) -> None:
+    # GIVEN a product and a confirmed order, projected into availability, the order outcome and a notification
+    cloud = drifting
+    cloud.http("PUT", "/products/cp-p1/stock", body={"on_hand": 5})
+    order_id = _place(cloud, "cp-c", [("cp-p1", 2)])
+    cloud.run_until_quiet()
+    # WHEN projection items of them are corrupted, several times
+    faults = [
+        cloud.faults.corrupt_projection(cloud, random.Random(seed), entity_ids={"cp-p1", order_id}) for seed in range(8)
+    ]
+    # THEN each rewritten item is in the table as corrupted, at the version it had, with different data
+    assert all(fault is not None for fault in faults)
+    assert {fault.variant for fault in faults if fault} == {"availability", "order_outcome", "order_notification"}
+    for fault in faults:
+        assert fault is not None
+        assert fault.key is not None
+        assert fault.before is not None
+        assert fault.after is not None
+        assert fault.after != fault.before
+        assert fault.after.get("version") == fault.before.get("version")
+    last_by_key = {fault.key: fault for fault in faults if fault and fault.key}
+    for (pk, sk), fault in last_by_key.items():
+        assert _stored(cloud, "NotificationsTable", pk, sk) == fault.after
+    availability = cloud.http("GET", "/availability/cp-p1").json()
+    product = _stored(cloud, "InventoryTable", "PRODUCT#cp-p1", "PRODUCT")
+    assert product is not None
+    assert (availability["version"], availability["on_hand"]) != (5, product["on_hand"])
+    assert cloud.faults.stats["projection_items_corrupted"] >= 8
+
+
+def test_a_deleted_projection_item_is_gone(drifting: LocalCloud) -> None:
+    # GIVEN a product whose availability is projected
+    cloud = drifting
+    cloud.http("PUT", "/products/dp-p1/stock", body={"on_hand": 4})
+    cloud.run_until_quiet()
+    assert _stored(cloud, "NotificationsTable", "AVAILABILITY#dp-p1", "AVAILABILITY") is not None
+    # WHEN a projection item of it is deleted
+    fault = cloud.faults.delete_projection(cloud, random.Random(3), entity_ids={"dp-p1"})
+    # THEN the availability item is gone (the product is not)
+    assert fault is not None
+    assert fault.variant == "availability"
+    assert fault.after is None
+    assert _stored(cloud, "NotificationsTable", "AVAILABILITY#dp-p1", "AVAILABILITY") is None
+    assert cloud.http("GET", "/availability/dp-p1").status == 404
+    assert _stored(cloud, "InventoryTable", "PRODUCT#dp-p1", "PRODUCT") is not None
+    assert cloud.faults.stats["projection_items_deleted"] == 1
+
+
+def test_forged_events_are_valid_carry_their_source_and_wait_in_the_inbox(drifting: LocalCloud) -> None:
+    # GIVEN a product, and an order that is still PENDING (the pipeline has not run since it was placed)
+    cloud = drifting
+    cloud.http("PUT", "/products/fe-p1/stock", body={"on_hand": 6})
+    cloud.run_until_quiet()
+    order_id = _place(cloud, "fe-c", [("fe-p1", 1)])
+    # WHEN one forged event of each kind is injected
+    faults = [
+        cloud.faults.forge_event(cloud, random.Random(4), kind=kind, entity_ids={"fe-p1", order_id})
+        for kind in FORGED_KINDS
+    ]
+    # THEN each message is on its inbox, parses as a contract event, with the source of its type and a huge version
+    notifications, orders = drain(cloud, "NotificationsInbox"), drain(cloud, "OrdersInbox")
+    by_type = {body["detail-type"]: body for body in notifications + orders}
+    assert sorted(by_type) == ["OrderRejected", "StockReserved", "StockUpdated"]
+    assert [b["detail-type"] for b in orders] == ["StockReserved"]
+    for fault in faults:
+        assert fault is not None
+        assert fault.body is not None
+        event = parse_eventbridge_json(fault.body)
+        assert json.loads(fault.body)["source"] == event.source == EVENT_TYPES[event.event_type].source
+        assert event.metadata.entity_version >= FORGED_VERSION
+        assert cloud.faults.forged_bodies[fault.body] == f"forged:{fault.variant}"
+    assert by_type["StockUpdated"]["detail"]["data"]["product_id"] == "fe-p1"
+    assert by_type["OrderRejected"]["detail"]["data"]["reason"] == ATTACKER_TEXT
+    assert by_type["StockReserved"]["detail"]["data"]["order_id"] == order_id
+    assert cloud.faults.stats["forged_events_injected"] == 3
+    cloud.run_until_quiet()  # the order's own events, for the tests after this one
+
+
+def test_orphan_saga_events_name_an_order_that_does_not_exist(drifting: LocalCloud) -> None:
+    # GIVEN products
+    cloud = drifting
+    for product in ("os-p1", "os-p2"):
+        cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 9})
+    cloud.run_until_quiet()
+    # WHEN one orphan saga event of each kind is injected
+    faults = [
+        cloud.faults.inject_orphan_saga_event(cloud, random.Random(5), kind=kind, entity_ids={"os-p1", "os-p2"})
+        for kind in ORPHAN_KINDS
+    ]
+    # THEN each is a valid event of an order missing from OrdersTable, naming real products, on the right inbox
+    inventory, orders = drain(cloud, "InventoryInbox"), drain(cloud, "OrdersInbox")
+    assert [b["detail-type"] for b in inventory] == ["OrderPlaced"]
+    assert [b["detail-type"] for b in orders] == ["StockReserved", "StockReservationFailed"]
+    for fault in faults:
+        assert fault is not None
+        assert fault.body is not None
+        event = parse_eventbridge_json(fault.body)
+        assert json.loads(fault.body)["source"] == event.source
+        assert _stored(cloud, "OrdersTable", f"ORDER#{fault.entity_id}", "ORDER") is None
+        assert {line.product_id for line in event.data.lines} <= {"os-p1", "os-p2"}  # type: ignore[attr-defined]
+        assert cloud.faults.forged_bodies[fault.body] == f"orphan:{fault.variant}"
+    assert cloud.faults.stats["orphan_saga_events_injected"] == 3
+
+
+def test_an_orphan_order_placed_reserves_stock_for_no_order(drifting: LocalCloud) -> None:
+    # GIVEN a product with stock
+    cloud = drifting
+    cloud.http("PUT", "/products/oo-p1/stock", body={"on_hand": 9})
+    cloud.run_until_quiet()
+    # WHEN an orphan OrderPlaced is injected and the pipeline runs
+    fault = cloud.faults.inject_orphan_saga_event(cloud, random.Random(6), kind="order-placed", entity_ids={"oo-p1"})
+    cloud.run_until_quiet()
+    # THEN inventory reserved stock for an order that does not exist (what the reconciler must undo)
+    assert fault is not None
+    assert fault.after is not None
+    reservation = _stored(cloud, "InventoryTable", f"RESERVATION#{fault.entity_id}", "RESERVATION")
+    assert reservation is not None
+    assert reservation["status"] == "RESERVED"
+    product = _stored(cloud, "InventoryTable", "PRODUCT#oo-p1", "PRODUCT")
+    assert product is not None
+    assert product["reserved"] == fault.after["lines"][0]["quantity"]
+    assert _stored(cloud, "OrdersTable", f"ORDER#{fault.entity_id}", "ORDER") is None
+
+
+def test_drift_faults_strike_at_their_rates_and_stop_when_faults_stop(drifting: LocalCloud) -> None:
+    # GIVEN a product with two versions and its availability, and a plan with every drift kind at rate 1
+    cloud = drifting
+    cloud.http("PUT", "/products/dr-p1/stock", body={"on_hand": 3})
+    cloud.http("PUT", "/products/dr-p1/stock", body={"on_hand": 8})
+    cloud.run_until_quiet()
+    before = Counter(cloud.faults.stats)
+    cloud.faults.start(FaultPlan(seed=11).with_drift(1.0))
+    try:
+        # WHEN drift is rolled once
+        injected = cloud.faults.drift(cloud)
+    finally:
+        cloud.faults.stop()
+    # THEN one fault of each kind was injected and counted
+    assert sorted(fault.kind for fault in injected) == sorted(DRIFT_KINDS)
+    counted = Counter(cloud.faults.stats)
+    counted.subtract(before)
+    assert {name: counted[name] for name in DRIFT_STATS.values()} == dict.fromkeys(DRIFT_STATS.values(), 1)
+    # AND once faults stop, drift injects nothing
+    assert cloud.faults.drift(cloud) == []
+    cloud.run_until_quiet()
+
+
+def test_the_chaos_plan_with_drift_turns_every_drift_kind_on() -> None:
+    # GIVEN the chaos mix with and without drift
+    plain, drifting = FaultPlan.chaos(3), FaultPlan.chaos(3, drift=True)
+    # THEN only the drift plan has drift rates, and describes them
+    assert not plain.drifts
+    assert drifting.drifts
+    assert {kind: drifting.describe()[kind] for kind in DRIFT_KINDS} == dict.fromkeys(DRIFT_KINDS, DRIFT_RATE)
+    assert drifting.with_drift(0.0) == plain

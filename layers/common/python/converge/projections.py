@@ -2,9 +2,9 @@
 
 A projection is an item (or a set of items) in one service's table that another service's events keep equal to
 a pure function of a source entity: `expected(source item or None) -> {key: attributes}`. A key left out of the
-result must be absent; a key mapped to `EITHER` may be present or absent. The reconciler compares what is stored
-with what is expected, generically over `PROJECTIONS`, and the saga pair (order <-> reservation) is declared the
-same way in `SAGA`; docs/CONSISTENCY.md has the same rules as tables.
+result must be absent; a key mapped to `Either(attributes)` may be absent, or present with those attributes. The
+reconciler compares what is stored with what is expected, generically over `PROJECTIONS`, and the saga pair
+(order <-> reservation) is declared the same way in `SAGA`; docs/CONSISTENCY.md has the same rules as tables.
 
 The localcloud checker (localcloud/convergence.py) restates these rules on its own and never imports this module:
 a mistake here is a disagreement between the two, found by the tests.
@@ -15,21 +15,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
 Key = tuple[str, str]
 Item = dict[str, Any]
 
 
-class _Either:
-    """The expectation "present or absent, both agree with the source"."""
+@dataclass(frozen=True)
+class Either:
+    """The expectation "absent, or present with these attributes": both agree with the source."""
 
-    def __repr__(self) -> str:
-        return "EITHER"
+    attributes: Item
 
 
-EITHER: Final = _Either()
-Expectation = Item | _Either
+Expectation = Item | Either
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,10 @@ class Projection:
 
     def difference(self, source: Item | None, expected: Expectation | None, actual: Item | None) -> Difference | None:
         """How `actual` (a stored item or None) differs from `expected` (None: must be absent); None if it agrees."""
-        if isinstance(expected, _Either):
-            return None
+        if isinstance(expected, Either):
+            if actual is None:
+                return None
+            expected = expected.attributes
         if expected is None:
             if actual is None:
                 return None
@@ -189,7 +190,12 @@ def _expected_notifications(order: Item | None) -> dict[Key, Expectation]:
             }
         }
     if status == "CANCELLED":
-        return {confirmed: EITHER}  # it may have been confirmed before it was cancelled
+        # It may have been confirmed before it was cancelled; if it was, the confirmation stays as it was sent.
+        return {
+            confirmed: Either(
+                {"kind": "ORDER_CONFIRMED", "order_id": order_id, "reason": None, "created_at": created_at}
+            )
+        }
     return {}
 
 
