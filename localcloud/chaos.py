@@ -375,10 +375,24 @@ def markdown(report: ChaosReport, command: str) -> str:
         " | yes |",
         f"| events lost | {report.events_lost} | 0 |",
         f"| poison messages injected / parked in a DLQ | {report.poison_injected} / {report.poison_parked} | equal |",
+        f"| saga cases parked for a person (ReconcilerStateTable, `pk = ANOMALY`; counted once, alarmed) | "
+        f"{len(report.final.get('parked_for_a_person', []))} | accounted for |",
         f"| wall time | {report.seconds.get('total', 0):.0f} s (faulted scenario "
         f"{report.seconds.get('faulted_scenario', 0):.0f} s, drain {report.seconds.get('drain_after_faults', 0):.0f}"
         f" s, reconciliation {report.seconds.get('reconciliation', 0):.0f} s) | |",
         "",
+        *(
+            [
+                f"Parked for a person: {', '.join(report.final['parked_for_a_person'])}: orders the customer was told "
+                "are confirmed whose stock could not be reserved again when the reconciler reinstated them (drift "
+                "faults confirm orders by forged outcomes and roll reservations and products back; docs/"
+                "CONSISTENCY.md, the saga pair). The checker counts them as "
+                "accounted for, not divergent, only while the pair is exactly (CONFIRMED, FAILED).",
+                "",
+            ]
+            if report.final.get("parked_for_a_person")
+            else []
+        ),
         "Divergent = entities whose projection differs from its source of truth (availability vs product, order vs "
         "reservation, order outcome + notification vs order) plus entities breaking an invariant "
         "(0 <= reserved <= on_hand, reserved = sum of RESERVED reservations, no PENDING order, notification "
