@@ -16,7 +16,7 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost chaos bench bench-quick
+	test-localstack reconcile-cost chaos bench bench-quick sam-local
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench     benchmarks (--quick: make bench-quick), written to docs/BENCHMARKS.md"
 	@echo "make chaos     faults injected, then convergence measured (docs/RELIABILITY.md)"
 	@echo "make test-localstack  deploy template.yaml to LocalStack on 127.0.0.1 and run tests/e2e against it"
+	@echo "make sam-local  the real sam local invoke/start-api in Docker against a moto server: every fixture asserted"
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,6 +81,11 @@ deploy-localstack: build
 # start, deploy template.yaml through CloudFormation, tests/e2e against it, always stop. See docs/deploy.md.
 test-localstack: $(STAMP) $(SAM)
 	SAM=$(SAM) PYTHON=$(PY) bash ops/localstack/run.sh
+
+# sam local in Docker (starts dockerd if none runs; builds the python3.13 base image once if it cannot be pulled):
+# every events/*.json through `sam local invoke`, then start-api driven until an order converges. docs/localcloud.md.
+sam-local: $(STAMP) $(SAM)
+	SAM=$(SAM) PYTHON=$(PY) bash ops/samlocal/run.sh
 
 # Benchmarks (docs/BENCHMARKS.md, out/bench.json): ratios against baselines measured in the same run.
 bench: $(STAMP)
