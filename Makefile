@@ -47,8 +47,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/common/python/converge localcloud tests bench tools
-	@for d in functions/*/; do echo "mypy $$d"; MYPYPATH=layers/common/python:$$d $(VENV)/bin/mypy $$d || exit 1; done
+	$(VENV)/bin/mypy layers/common/python/converge $(wildcard functions/*/*/) localcloud tests bench tools
 
 $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam

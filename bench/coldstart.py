@@ -27,14 +27,14 @@ LAYER_DIR = ROOT / "layers" / "common" / "python"
 # What each entry point's first invocation needs besides its imports: the AWS clients it calls. Keyed by
 # (CodeUri directory name, Handler); a template function missing here fails the smoke test, on purpose.
 CLIENTS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("orders", "handlers.api_handler"): ("dynamodb",),
-    ("orders", "handlers.consumer_handler"): ("dynamodb",),
-    ("inventory", "handlers.api_handler"): ("dynamodb",),
-    ("inventory", "handlers.consumer_handler"): ("dynamodb",),
-    ("notifications", "handlers.api_handler"): ("dynamodb",),
-    ("notifications", "handlers.consumer_handler"): ("dynamodb",),
-    ("publisher", "handlers.handler"): ("events",),
-    ("reconciler", "handlers.handler"): ("dynamodb", "sqs", "events"),
+    ("orders", "orders.handlers.api_handler"): ("dynamodb",),
+    ("orders", "orders.handlers.consumer_handler"): ("dynamodb",),
+    ("inventory", "inventory.handlers.api_handler"): ("dynamodb",),
+    ("inventory", "inventory.handlers.consumer_handler"): ("dynamodb",),
+    ("notifications", "notifications.handlers.api_handler"): ("dynamodb",),
+    ("notifications", "notifications.handlers.consumer_handler"): ("dynamodb",),
+    ("publisher", "publisher.handlers.handler"): ("events",),
+    ("reconciler", "reconciler.handlers.handler"): ("dynamodb", "sqs", "events"),
 }
 
 FAKE_ENVIRONMENT = {
@@ -132,7 +132,10 @@ def targets(template: dict[str, Any] | None = None) -> list[Target]:
             raise KeyError(f"{logical_id}: add {key} to bench.coldstart.CLIENTS (the clients its first call needs)")
         environment = {k: _fake(v, template) for k, v in spec.environment.items()}
         environment["AWS_LAMBDA_FUNCTION_NAME"] = logical_id
-        own = frozenset(p.stem for p in spec.code_dir.glob("*.py"))
+        # The service's package (and anything else at the top of its CodeUri) is the function's own code.
+        own = frozenset(p.stem for p in spec.code_dir.glob("*.py")) | {
+            p.name for p in spec.code_dir.iterdir() if p.is_dir()
+        }
         found.append(Target(logical_id, init_code(spec.code_dir, spec.module, CLIENTS[key]), environment, own))
     return found
 

@@ -13,8 +13,6 @@ from converge import aws
 from converge.envelope import event_from_item
 from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
 from converge.settings import settings
-from localcloud.loader import load_module
-from localcloud.template import ROOT
 from tests.support.events import domain_event, http_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack
 
@@ -379,12 +377,13 @@ def test_write_based_on_a_stale_read_is_refused(
 ) -> None:
     # GIVEN an order read while PENDING, then confirmed by the consumer
     order_id = place(functions).body["order_id"]
-    # the modules the function itself runs with (a second import would bring other exception classes)
-    handlers: Any = load_module(ROOT / "functions" / "orders", "handlers")
-    store, domain = handlers.store, handlers.domain
+    # the modules the function itself runs with: one import name per module, so the same classes
+    from orders import domain, store
+
     monkeypatch.setenv("TABLE_NAME", stack.table("OrdersTable"))
     settings.cache_clear()
     stale = store.get(order_id)
+    assert stale is not None
     reservation_outcome(functions, order_id, "StockReserved")
     settings.cache_clear()
     # WHEN a cancel computed from the stale read is written

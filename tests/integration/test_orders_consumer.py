@@ -11,8 +11,6 @@ import pytest
 from converge.consumer import Outcome
 from converge.envelope import event_from_item
 from converge.settings import settings
-from localcloud.loader import load_module
-from localcloud.template import ROOT
 from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack
 
@@ -161,7 +159,8 @@ def test_routes_report_applied_and_stale(
 ) -> None:
     # GIVEN the consumer's route, with the table the template gives the function, and a pending order
     order_id = place_order(functions)
-    handlers: Any = load_module(ROOT / "functions" / "orders", "handlers")
+    from orders import handlers
+
     monkeypatch.setenv("TABLE_NAME", stack.table("OrdersTable"))
     settings.cache_clear()
     # WHEN the outcome is applied, then applied again, then a contrary one, then one for a missing order

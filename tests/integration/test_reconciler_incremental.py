@@ -14,8 +14,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from converge.envelope import parse_detail
-from localcloud.loader import load_module
-from localcloud.template import function_specs
 from tests.support.events import sqs_event
 from tests.support.stack import TABLE_PROPERTIES, FunctionRunner, Stack
 from tools.reconcile_cost import Dataset, make_drift, seed
@@ -215,8 +213,8 @@ def test_a_pass_that_lost_the_race_to_save_its_state_leaves_the_winners_state(
     # GIVEN a saved state (version 1), and the reconciler's store as a pass that read version 0 would use it
     bootstrapped(stack, functions, entities=20)
     winner = state(stack)
-    store: Any = load_module(function_specs()[RECONCILER].code_dir, "store")
-    domain: Any = load_module(function_specs()[RECONCILER].code_dir, "domain")
+    from reconciler import domain, store
+
     late = domain.ReconcilerState(watermark=datetime.now(UTC) + timedelta(hours=1), version=1)
     # WHEN that pass saves its state
     with pytest.raises(store.ConcurrentPass):

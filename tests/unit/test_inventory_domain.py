@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from converge.events import REASON_MAX_LENGTH, OrderLine, ReservationStatus
-from localcloud.loader import load_module
-from localcloud.template import ROOT
-
-domain: Any = load_module(ROOT / "functions" / "inventory", "domain")
+from inventory import domain
 
 
 def lines(*pairs: tuple[str, int]) -> list[OrderLine]:

@@ -9,11 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from localcloud.loader import load_module
-from localcloud.template import ROOT
+from notifications import domain
 from tests.support.events import domain_event
-
-domain: Any = load_module(ROOT / "functions" / "notifications", "domain")
 
 LINES = [{"product_id": "p-1", "quantity": 1}]
 

@@ -11,10 +11,7 @@ from pydantic import ValidationError
 
 from converge.envelope import event_from_item
 from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
-from localcloud.loader import load_module
-from localcloud.template import ROOT
-
-domain: Any = load_module(ROOT / "functions" / "orders", "domain")
+from orders import domain
 
 AT = "2026-11-28T11:00:00+00:00"
 ALLOWED = {

@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 
+from converge.events import ProjectionCorrected, ReservationCorrected, ReservedRecounted
 from converge.projections import REINSTATE_FAILED, SAGA_RESOLUTIONS, Resolution
-from localcloud.loader import load_module
-from localcloud.template import function_specs
-
-domain: Any = load_module(function_specs()["ReconcilerFunction"].code_dir, "domain")
+from reconciler import domain
 
 Item = dict[str, Any]
 UPDATED_AT = "2026-11-28T10:00:00+00:00"
@@ -350,7 +348,7 @@ def test_each_difference_of_each_projection_has_its_repair(case: Case) -> None:
         assert found.republish == []
         [correction] = found.corrections
         data = correction.data
-        assert isinstance(data, domain.ProjectionCorrected)
+        assert isinstance(data, ProjectionCorrected)
         assert case.key is not None
         assert (data.projection, data.entity_id, data.pk, data.sk) == (case.projection, case.entity_id, *case.key)
         assert data.observed == case.observed
@@ -420,7 +418,7 @@ def test_each_saga_pair_comes_out_as_its_resolution(
         assert found.republish == []
         [correction] = found.corrections
         data = correction.data
-        assert isinstance(data, domain.ReservationCorrected)
+        assert isinstance(data, ReservationCorrected)
         assert (data.order_id, data.action.value) == ("o1", ACTIONS[resolution])
         assert data.observed_status == reservation_status
         assert data.observed_version == (3 if reservation_status else None)
@@ -505,7 +503,7 @@ def test_a_confirmed_recount_sets_reserved_to_the_count_at_the_observed_version(
     [suspect] = compare(counter_world(reserved=5)).recount_suspects
     correction = domain.recount(suspect)
     data = correction.data
-    assert isinstance(data, domain.ReservedRecounted)
+    assert isinstance(data, ReservedRecounted)
     assert (data.product_id, data.observed_version, data.reserved) == ("p1", 7, 3)
     assert (correction.finding.projection, correction.finding.entity_id) == ("reserved", "p1")
     assert domain.recount_needs_a_person(suspect) is None

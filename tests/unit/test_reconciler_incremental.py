@@ -9,10 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localcloud.loader import load_module
-from localcloud.template import function_specs
-
-domain: Any = load_module(function_specs()["ReconcilerFunction"].code_dir, "domain")
+from reconciler import domain
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 OVERLAP = timedelta(seconds=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,36 @@ def test_every_function_has_an_importable_handler(logical_id: str) -> None:
     handler = load_handler(spec.code_dir, spec.handler)
     # THEN it is a callable taking (event, context)
     assert callable(handler)
+
+
+@pytest.mark.parametrize("logical_id", FUNCTIONS)
+def test_every_handler_lives_in_its_services_package_inside_its_code_uri(logical_id: str) -> None:
+    # GIVEN a function's Handler: "<package>.<module>.<function>"
+    spec = function_specs()[logical_id]
+    package = spec.handler.split(".", 1)[0]
+    # THEN its package is the one directory of that name in its CodeUri, so every module has one import name
+    #      project-wide, and the artifact sam build makes of the CodeUri holds that service's code only
+    assert package == spec.code_dir.name, spec.handler
+    assert (spec.code_dir / package / "__init__.py").is_file()
+    assert sorted(p.name for p in spec.code_dir.iterdir() if not p.name.startswith((".", "__"))) == [package]
+
+
+def test_every_service_loads_beside_the_others_with_one_set_of_types() -> None:
+    # GIVEN every function's handler imported into this one interpreter
+    for spec in function_specs().values():
+        load_handler(spec.code_dir, spec.handler)
+    # THEN each module of functions/ was imported once, under its package's name (no copy under another name,
+    #      so a class is the same class wherever it is used)
+    functions = ROOT / "functions"
+    names_by_file: dict[str, list[str]] = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().is_relative_to(functions):
+            names_by_file.setdefault(path, []).append(name)
+    assert len(names_by_file) >= 15
+    for path, names in names_by_file.items():
+        (name,) = names
+        assert name.split(".")[0] == Path(path).parent.name, (path, name)
 
 
 @pytest.mark.parametrize("logical_id", FUNCTIONS)

@@ -12,8 +12,7 @@ from converge.dynamo import from_item, is_conditional_check_failure, to_item
 from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
-
-from domain import ConcurrentUpdateError, Order, sources_of
+from orders.domain import ConcurrentUpdateError, Order, sources_of
 
 SORT_KEY = "ORDER"
 

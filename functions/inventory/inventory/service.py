@@ -16,9 +16,7 @@ from converge.events import (
     ReservedRecounted,
 )
 from converge.observability import logger
-
-import domain
-import store
+from inventory import domain, store
 
 # A release races at most with the placement of the same order; a few rounds settle it, then SQS retries.
 RELEASE_ATTEMPTS = 3

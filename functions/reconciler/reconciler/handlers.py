@@ -24,9 +24,8 @@ from converge.errors import MalformedEventError, UnknownEventError
 from converge.observability import logger, metrics, traced
 from converge.projections import PRODUCT, RESERVATION
 from converge.settings import settings
-
-import store
-from domain import (
+from reconciler import store
+from reconciler.domain import (
     Correction,
     DeadLetterKind,
     Findings,

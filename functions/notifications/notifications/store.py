@@ -13,8 +13,7 @@ from botocore.exceptions import ClientError
 
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, put_if_newer, to_item
-
-from domain import (
+from notifications.domain import (
     CUSTOMER_PREFIX,
     NOTIFICATION_PREFIX,
     Availability,

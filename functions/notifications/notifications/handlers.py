@@ -22,9 +22,8 @@ from converge.http import NotFoundError, make_resolver
 from converge.observability import logger, metrics, traced
 from converge.projections import projections_of
 from converge.settings import settings
-
-import store
-from domain import (
+from notifications import store
+from notifications.domain import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     Availability,

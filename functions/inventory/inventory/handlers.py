@@ -12,10 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from converge.consumer import InboxConsumer
 from converge.http import error_response, make_resolver
 from converge.observability import logger, metrics, traced
-
-import domain
-import service
-import store
+from inventory import domain, service, store
 
 app = make_resolver()
 consumer = InboxConsumer(

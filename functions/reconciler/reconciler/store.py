@@ -14,8 +14,7 @@ from botocore.exceptions import ClientError
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, to_item
 from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets
-
-from domain import ReconcilerState, Scope
+from reconciler.domain import ReconcilerState, Scope
 
 REDRIVES_ATTRIBUTE = "converge-redrives"
 BATCH_GET_MAX_KEYS = 100

@@ -19,8 +19,7 @@ from converge.events import OrderLine, ReservationStatus
 from converge.projections import REINSTATE_FAILED
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
-
-import domain
+from inventory import domain
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef

@@ -21,9 +21,7 @@ from converge.errors import MalformedEventError
 from converge.events import DomainEvent, ReservationData
 from converge.http import error_response, make_resolver
 from converge.observability import logger, metrics, traced
-
-import domain
-import store
+from orders import domain, store
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 # Bounded like the event envelope's correlation_id, so every write can be published.

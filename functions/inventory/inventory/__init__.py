@@ -1,0 +1,1 @@
+"""The inventory service: stock levels, the stock HTTP API, and the reservation saga step."""

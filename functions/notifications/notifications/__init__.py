@@ -1,0 +1,1 @@
+"""The notifications service: read models built from events (availability, order outcomes, notifications)."""

@@ -1,0 +1,1 @@
+"""The stream publisher: one function per table stream, code in the layer (converge.publisher)."""
