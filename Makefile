@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/common/python/converge $(wildcard functions/*/*/) localcloud tests bench tools
+	$(VENV)/bin/mypy layers/common/python/converge $(dir $(wildcard functions/*/*/__init__.py)) localcloud tests bench tools
 
 $(SAM):
 	$(PYTHON) -m venv $(TOOLS)/sam
