@@ -42,7 +42,10 @@ if [[ ${SAMLOCAL_PULL:-} != 0 ]]; then
   echo "base image: cannot pull $IMAGE; building a Lambda-style one (debootstrap, about 2 minutes)"
 fi
 
-command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
+if ! command -v debootstrap >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap ||
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap; }
+fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 ROOTFS=$WORK/rootfs

@@ -93,8 +93,10 @@ if docker info >/dev/null 2>&1; then
 else
   if ! command -v dockerd >/dev/null; then
     ((EUID == 0)) || { echo "no Docker engine answers and dockerd is not installed (needs root: apt-get install docker.io)" >&2; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io > "$STATE/apt.log" 2>&1 ||
-      { tail -20 "$STATE/apt.log" >&2; exit 1; }
+    # A fresh machine's package lists may be missing or stale: update them once if the install cannot find it.
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io ||
+      { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io; }
+    } > "$STATE/apt.log" 2>&1 || { tail -20 "$STATE/apt.log" >&2; exit 1; }
   fi
   ((EUID == 0)) || { echo "no Docker engine answers; starting dockerd needs root" >&2; exit 1; }
   if [[ -s $DOCKER_STATE/dockerd.pid ]] && pid_alive "$(cat "$DOCKER_STATE/dockerd.pid")"; then
