@@ -27,6 +27,10 @@ help:
 	@echo "make chaos     faults injected, then convergence measured (docs/RELIABILITY.md)"
 	@echo "make test-localstack  deploy template.yaml to LocalStack on 127.0.0.1 and run tests/e2e against it"
 	@echo "make sam-local  the real sam local invoke/start-api in Docker against a moto server: every fixture asserted"
+	@echo "make unit      tests/unit (no AWS);  make integration  tests/integration (handlers under moto)"
+	@echo "make invoke FUNCTION=F EVENT=events/F.case.json  one fixture in-process;  make serve  HTTP API on :3000"
+	@echo "make reconcile-cost  incremental vs full reconciliation reads at 100k entities (docs/CONSISTENCY.md)"
+	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +45,12 @@ demo: $(STAMP)
 
 test: lint typecheck template-check
 	$(PY) -m pytest -n 2 --dist loadfile
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile tests/integration
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -111,9 +111,24 @@ def invoke_file(cloud: Any, function: str, event_path: Path) -> Any:
     return cloud.invoke(function, event)
 
 
+def _read_event(path: Path) -> str | None:
+    """Why the event file cannot be used (one line), or None if it is a JSON document."""
+    try:
+        json.loads(path.read_text())
+    except OSError as exc:
+        return f"cannot read the event file {path}: {exc.strerror or exc}"
+    except ValueError as exc:
+        return f"the event file {path} is not JSON: {exc}"
+    return None
+
+
 def _invoke(args: argparse.Namespace) -> int:
     from localcloud.cloud import LocalCloud
 
+    problem = _read_event(Path(args.event))
+    if problem is not None:
+        print(f"localcloud invoke: {problem}", file=sys.stderr)
+        return 2
     with LocalCloud(args.template, endpoint=args.endpoint) as cloud:
         if args.function not in cloud.runtime.functions:
             print(f"no function {args.function!r}; the template has {sorted(cloud.runtime.functions)}", file=sys.stderr)
@@ -128,7 +143,8 @@ def _invoke(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     payload = invocation.response if invocation.ok else invocation.error.payload()
     print(json.dumps(payload, indent=2, default=str))
-    return 0
+    # As `sam local invoke` does: a function that raised is a failed command.
+    return 0 if invocation.ok else 1
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -87,12 +87,16 @@ class _Tee(io.TextIOBase):
         if self.buffer_ is not None:
             self.buffer_.write(text)
             if self.echo:
-                self.real.write(text)
+                self._stream().write(text)
             return len(text)
-        return self.real.write(text)
+        return self._stream().write(text)
 
     def flush(self) -> None:
-        self.real.flush()
+        self._stream().flush()
+
+    def _stream(self) -> TextIO:
+        # The stream this tee replaced may have been closed since (a test harness's capture of an earlier test).
+        return sys.__stdout__ if getattr(self.real, "closed", False) and sys.__stdout__ else self.real
 
 
 def emf_metrics(logs: str) -> dict[str, float]:

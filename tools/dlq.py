@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 SERVICE_QUEUES = {
     "OrdersDLQ": "OrdersInbox",
@@ -172,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client boto3 creates
     session = boto3.session.Session(region_name=args.region)
-    queues = DeadLetterQueues.from_stack(args.stack, session)
+    try:
+        queues = DeadLetterQueues.from_stack(args.stack, session)
+    except (BotoCoreError, ClientError) as exc:
+        # No region, no credentials, no such stack: one line that says which, not a traceback.
+        print(f"tools.dlq: cannot read stack {args.stack!r}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "list":
         parked = queues.parked()
         for dlq in [*SERVICE_QUEUES, DELIVERY_DLQ]:

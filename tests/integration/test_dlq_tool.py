@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import boto3
+import pytest
 
 from tests.support.events import domain_event, eventbridge_event
 from tests.support.stack import FunctionRunner, Stack
-from tools.dlq import DeadLetterQueues
+from tools.dlq import DeadLetterQueues, main
 
 SCHEDULED = json.loads(
     (Path(__file__).resolve().parents[2] / "events" / "ReconcilerFunction.scheduled.json").read_text()
@@ -77,3 +78,19 @@ def test_a_confirmed_order_without_stock_is_listed_as_parked_for_a_person(
     assert (case["kind"], case["entity_id"]) == ("confirmed_without_stock", "o1")
     assert "CONFIRMED" in case["reason"]
     assert "FAILED" in case["reason"]
+
+
+def test_without_a_region_the_tool_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no region anywhere (environment or config)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    # WHEN a person runs the tool
+    code = main(["--stack", "converge", "list"])
+    # THEN it exits 2 with one line naming the problem
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [err.strip()]
+    assert "region" in err

@@ -26,6 +26,36 @@ def test_the_invoke_command_prints_the_response_and_the_logs(capsys: pytest.Capt
     assert any(line.startswith("{") and ('"level"' in line or '"_aws"' in line) for line in err.splitlines())
 
 
+@pytest.mark.parametrize(("content", "says"), [(None, "cannot read the event file"), ("{not json", "is not JSON")])
+def test_the_invoke_command_refuses_a_missing_or_invalid_event_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, says: str
+) -> None:
+    # GIVEN an event file that does not exist, or is not JSON
+    path = tmp_path / "event.json"
+    if content is not None:
+        path.write_text(content)
+    # WHEN invoke runs with it
+    code = main(["invoke", "OrdersApiFunction", "--event", str(path)])
+    # THEN it exits 2 with one line naming the problem, and no traceback
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_the_invoke_command_fails_when_the_function_raises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN an event the reconciler refuses (it asks for a mode that does not exist)
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps({"mode": "sideways"}))
+    # WHEN invoke runs it
+    code = main(["invoke", "ReconcilerFunction", "--event", str(path)])
+    # THEN it exits 1 and prints Lambda's error payload, as sam local invoke does
+    out = capsys.readouterr().out
+    assert code == 1
+    assert json.loads(out)["errorType"] == "InvalidInvocation"
+
+
 def test_the_demo_converges_and_writes_its_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a small scenario
     # WHEN `python -m localcloud demo` runs it
