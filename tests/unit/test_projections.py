@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from converge.events import EVENT_TYPES
 from converge.projections import (
     PROJECTIONS,
     PROJECTIONS_BY_NAME,
@@ -19,6 +20,7 @@ from converge.projections import (
     projections_of,
     reserved_by_product,
 )
+from localcloud.template import load_template
 
 AVAILABILITY = PROJECTIONS_BY_NAME["availability"]
 OUTCOME = PROJECTIONS_BY_NAME["order_outcome"]
@@ -248,6 +250,20 @@ def test_a_correction_observes_only_the_compared_attributes() -> None:
         "order_id": "o1",
         "reason": None,
     }
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_the_events_a_projection_declares_come_from_its_source_and_reach_its_service(projection: Any) -> None:
+    # GIVEN the event types a projection says carry its source's state
+    rules = {"orders": "OrdersInboxRule", "inventory": "InventoryInboxRule", "notifications": "NotificationsInboxRule"}
+    pattern = load_template()["Resources"][rules[projection.service]]["Properties"]["EventPattern"]
+    routed = {(source, t) for branch in pattern.get("$or", [pattern]) for source in branch["source"]
+              for t in branch["detail-type"]}  # fmt: skip
+    for event_type in projection.carried_by:
+        spec = EVENT_TYPES[event_type]
+        # THEN each is produced by the service that owns the source table, and routed to the projection's inbox
+        assert spec.producer == projection.source.table, event_type
+        assert (spec.source, event_type) in routed, event_type
 
 
 def test_the_notifications_service_owns_every_declared_projection() -> None:

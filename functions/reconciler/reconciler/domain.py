@@ -439,6 +439,11 @@ def defer_saga_repairs(
     return kept
 
 
+def to_confirm(findings: Findings) -> Scope:
+    """The entities whose sources are read again before their corrections are sent (only those)."""
+    return Scope.of_findings(Findings(corrections=findings.corrections))
+
+
 def confirmed_corrections(findings: Findings, reread: Snapshot) -> list[Correction]:
     """The corrections that still hold once their sources have been read again, after the projections.
 
@@ -448,7 +453,7 @@ def confirmed_corrections(findings: Findings, reread: Snapshot) -> list[Correcti
     """
     if not findings.corrections:
         return []
-    again = compare(reread, Scope.of_findings(findings), counters=False)
+    again = compare(reread, to_confirm(findings), counters=False)
     still = {c.data.correction_id for c in again.corrections}
     return [c for c in findings.corrections if c.data.correction_id in still]
 

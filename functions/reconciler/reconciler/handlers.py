@@ -45,6 +45,7 @@ from reconciler.domain import (
     recount_needs_a_person,
     requested_mode,
     source_keys,
+    to_confirm,
 )
 
 
@@ -270,7 +271,12 @@ def decide(
     hold back saga repairs on products being recounted. Returns the findings, the corrections to send, and how
     many found corrections a second read did not confirm (checked again next pass)."""
     findings = compare(snapshot, scope, corrections=cfg.corrections)
-    corrections = confirmed_corrections(findings, reread_sources(cfg, snapshot, Scope.of_findings(findings), cost))
+    # Only corrections need their sources read again: a republish is harmless if the source moved meanwhile.
+    corrections = (
+        confirmed_corrections(findings, reread_sources(cfg, snapshot, to_confirm(findings), cost))
+        if findings.corrections
+        else []
+    )
     unconfirmed = len(findings.corrections) - len(corrections)
     if findings.recount_suspects and cfg.corrections:
         suspects = [s.product_id for s in findings.recount_suspects]

@@ -81,7 +81,7 @@ class Projection:
     source_id_of: Callable[[str, str], str | None]  # (pk, sk) of a projection item -> source id, or None
     compared: tuple[str, ...]  # attributes compared (and observed by a correction)
     versioned: bool  # items carry the source's `version`: they can be behind or ahead
-    carried_by: str  # what republishes the source state: "the event of the source item's event_type"
+    carried_by: tuple[str, ...]  # the event types that carry the source state to the projection's service
     possible_keys: Callable[[str, Item | None], list[Key]]  # (source id, source item) -> keys an item may sit at
 
     def keys_to_read(self, entity_id: str, source: Item | None) -> list[Key]:
@@ -216,7 +216,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         source_id_of=AVAILABILITY.id_of,
         compared=("product_id", "on_hand", "reserved", "available", "version"),
         versioned=True,
-        carried_by="StockUpdated",
+        carried_by=("StockUpdated",),
         possible_keys=lambda product_id, _: [AVAILABILITY.key(product_id)],
     ),
     Projection(
@@ -228,7 +228,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         source_id_of=ORDER_OUTCOME.id_of,
         compared=("order_id", "customer_id", "status", "version"),
         versioned=True,
-        carried_by="OrderConfirmed | OrderRejected | OrderCancelled",
+        carried_by=("OrderConfirmed", "OrderRejected", "OrderCancelled"),
         possible_keys=lambda order_id, _: [ORDER_OUTCOME.key(order_id)],
     ),
     Projection(
@@ -240,7 +240,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         source_id_of=_order_of_notification,
         compared=("kind", "order_id", "reason"),
         versioned=False,
-        carried_by="OrderConfirmed | OrderRejected",
+        carried_by=("OrderConfirmed", "OrderRejected"),
         possible_keys=_possible_notifications,
     ),
 )
