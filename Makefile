@@ -16,7 +16,7 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost chaos bench bench-quick sam-local
+	test-localstack reconcile-cost chaos bench bench-quick sam-local openapi
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -29,6 +29,7 @@ help:
 	@echo "make sam-local  the real sam local invoke/start-api in Docker against a moto server: every fixture asserted"
 	@echo "make unit      tests/unit (no AWS);  make integration  tests/integration (handlers under moto)"
 	@echo "make invoke FUNCTION=F EVENT=events/F.case.json  one fixture in-process;  make serve  HTTP API on :3000"
+	@echo "make openapi   regenerate docs/openapi.json from the HTTP handlers (docs/api.md)"
 	@echo "make reconcile-cost  incremental vs full reconciliation reads at 100k entities (docs/CONSISTENCY.md)"
 	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
@@ -76,6 +77,9 @@ template-check: $(STAMP) $(SAM) $(CHECKOV)
 
 schemas: $(STAMP)
 	PYTHONPATH=layers/common/python $(PY) -m converge.schemas events/schemas
+
+openapi: $(STAMP)
+	$(PY) -m tools.openapi docs/openapi.json
 
 build: $(SAM)
 	SAM_CLI_TELEMETRY=0 $(SAM) build

@@ -4,6 +4,10 @@ Routing follows API Gateway HTTP APIs: an exact route wins over a route with pat
 variable, `ANY` matches every method, `$default` catches what no route matches; no match is 404 `Not Found`.
 A function error is 500 `Internal Server Error`. A response without `statusCode` is a 200 whose body is the JSON of
 what the function returned (payload format 2.0's inference rule).
+
+The server (not `LocalCloud.http`) also answers GET `/docs`: Swagger UI for docs/openapi.json, with the swagger-ui
+assets Powertools ships (no CDN), at `/docs/swagger-ui-bundle.min.js`, `/docs/swagger-ui.min.css` and the
+document at `/docs/openapi.json` (and `/docs?format=json`, where the page looks for it).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -184,6 +189,39 @@ def not_found() -> HttpResponse:
     return HttpResponse(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
 
 
+OPENAPI_DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
+
+
+def docs_response(method: str, path: str, raw_query: str = "") -> HttpResponse | None:
+    """Swagger UI at /docs for docs/openapi.json, from local assets; None for any other request."""
+    if method.upper() != "GET" or not (path == "/docs" or path.startswith("/docs/")):
+        return None
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
+
+    assets = Path(swagger_ui.__file__).parent
+    files = {
+        "/docs/swagger-ui-bundle.min.js": (assets / "swagger-ui-bundle.min.js", "text/javascript; charset=utf-8"),
+        "/docs/swagger-ui.min.css": (assets / "swagger-ui.min.css", "text/css; charset=utf-8"),
+        "/docs/openapi.json": (OPENAPI_DOCUMENT, "application/json"),
+    }
+    if path in ("/docs", "/docs/") and "format=json" in raw_query:
+        path = "/docs/openapi.json"
+    if path in files:
+        file, content_type = files[path]
+        return HttpResponse(200, {"content-type": content_type}, file.read_bytes())
+    if path in ("/docs", "/docs/"):
+        html = generate_swagger_html(
+            spec=OPENAPI_DOCUMENT.read_text(),
+            swagger_js="/docs/swagger-ui-bundle.min.js",
+            swagger_css="/docs/swagger-ui.min.css",
+            swagger_base_url="/docs",  # non-empty: link the assets instead of inlining them
+            oauth2_config=None,
+        )
+        return HttpResponse(200, {"content-type": "text/html; charset=utf-8"}, html.encode())
+    return not_found()
+
+
 class _Handler(BaseHTTPRequestHandler):
     cloud: LocalCloud
     protocol_version = "HTTP/1.1"
@@ -192,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else None
-        response = self.cloud.http(
+        response = docs_response(self.command, url.path, url.query) or self.cloud.http(
             self.command, url.path, raw_query=url.query, headers=dict(self.headers.items()), body=body
         )
         self.send_response(response.status)
