@@ -13,6 +13,9 @@ from converge.envelope import correction_event, parse_detail, parse_eventbridge_
 from converge.errors import MalformedEventError
 from converge.events import (
     EVENT_TYPES,
+    ORDER_EVENT_BY_STATUS,
+    RESERVATION_EVENT_BY_STATUS,
+    SHIPMENT_EVENT_BY_STATUS,
     CorrectionData,
     OrderLine,
     ProjectionCorrected,
@@ -30,12 +33,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "order": {"order_id": "o-1", "customer_id": "c-1", "lines": [{"product_id": "p-1", "quantity": 2}]},
     "product": {"product_id": "p-1", "on_hand": 5, "reserved": 2, "available": 3},
     "reservation": {"order_id": "o-1", "lines": [{"product_id": "p-1", "quantity": 2}]},
+    "shipment": {"order_id": "o-1", "customer_id": "c-1", "lines": [{"product_id": "p-1", "quantity": 2}]},
 }
+# event type -> the status its entity has (each entity's events are one per status)
 STATUS = {
-    "OrderPlaced": "PENDING", "OrderConfirmed": "CONFIRMED", "OrderRejected": "REJECTED",
-    "OrderCancelled": "CANCELLED", "StockReserved": "RESERVED", "StockReservationFailed": "FAILED",
-    "StockReleased": "RELEASED",
-}  # fmt: skip
+    event_type: status.value
+    for by_status in (ORDER_EVENT_BY_STATUS, RESERVATION_EVENT_BY_STATUS, SHIPMENT_EVENT_BY_STATUS)
+    for status, event_type in by_status.items()
+}
 
 
 LINES = [OrderLine(product_id="p-1", quantity=2)]

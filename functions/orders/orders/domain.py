@@ -25,9 +25,11 @@ MAX_LINES = 50
 # The status machine as data: status -> the statuses it may move to.
 TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
-    OrderStatus.CONFIRMED: frozenset({OrderStatus.CANCELLED}),
+    OrderStatus.CONFIRMED: frozenset({OrderStatus.CANCELLED, OrderStatus.SHIPPED}),
     OrderStatus.REJECTED: frozenset(),
-    OrderStatus.CANCELLED: frozenset(),
+    # A dispatch that crossed the cancellation wins: the parcel has left (docs/CONSISTENCY.md).
+    OrderStatus.CANCELLED: frozenset({OrderStatus.SHIPPED}),
+    OrderStatus.SHIPPED: frozenset(),
 }
 
 # Inventory's reservation outcome (event type) -> the status it moves a PENDING order to.

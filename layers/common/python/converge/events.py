@@ -21,9 +21,9 @@ Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
 # strict: an entity version given as "7", 7.0 or true is not a version.
 Version = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
 
-Entity = Literal["order", "product", "reservation", "correction"]
+Entity = Literal["order", "product", "reservation", "shipment", "correction"]
 # The services that put events on the bus; `converge.<producer>` is the EventBridge source.
-Producer = Literal["orders", "inventory", "reconciler"]
+Producer = Literal["orders", "inventory", "shipping", "reconciler"]
 
 
 class OrderStatus(StrEnum):
@@ -31,12 +31,20 @@ class OrderStatus(StrEnum):
     CONFIRMED = "CONFIRMED"
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
+    SHIPPED = "SHIPPED"
 
 
 class ReservationStatus(StrEnum):
     RESERVED = "RESERVED"
     FAILED = "FAILED"
     RELEASED = "RELEASED"
+    SHIPPED = "SHIPPED"  # the parcel left: the held stock left on_hand and reserved together
+
+
+class ShipmentStatus(StrEnum):
+    PENDING = "PENDING"  # created for a confirmed order, waiting for the warehouse
+    DISPATCHED = "DISPATCHED"  # the parcel left the warehouse: final, whatever else arrives
+    CANCELLED = "CANCELLED"  # the order was cancelled before dispatch (or before the shipment was created)
 
 
 class OrderLine(BaseModel):
@@ -88,6 +96,9 @@ class OrderData(EventData):
     status: OrderStatus
     reason: Reason | None = None
     shortages: list[Identifier] = Field(default_factory=list)
+    # The order was confirmed before it was cancelled: a shipment may exist, so shipping (not OrderCancelled)
+    # decides whether its stock is released (ShipmentCancelled) or leaves with the parcel (ShipmentDispatched).
+    confirmed: bool = False
 
 
 class ProductData(EventData):
@@ -118,7 +129,11 @@ class OrderRejected(OrderData):
 
 
 class OrderCancelled(OrderData):
-    """The customer cancelled the order; any reservation is to be released."""
+    """The customer cancelled the order; a reservation of an order never confirmed is to be released."""
+
+
+class OrderShipped(OrderData):
+    """The order's parcel left (ShipmentDispatched), even if a cancellation crossed it (`reason` says so)."""
 
 
 class StockUpdated(ProductData):
@@ -135,6 +150,30 @@ class StockReservationFailed(ReservationData):
 
 class StockReleased(ReservationData):
     """An order's reservation was released (or the order was cancelled before it was reserved)."""
+
+
+class StockShipped(ReservationData):
+    """An order's reserved stock left with its parcel: on_hand and reserved both dropped by its lines."""
+
+
+class ShipmentData(EventData):
+    order_id: Identifier  # one shipment per order: the order's id is the shipment's
+    customer_id: Identifier
+    lines: Annotated[list[OrderLine], Field(min_length=1, max_length=50)]
+    status: ShipmentStatus
+    reason: Reason | None = None
+
+
+class ShipmentCreated(ShipmentData):
+    """A confirmed order's shipment waits for the warehouse (PENDING)."""
+
+
+class ShipmentDispatched(ShipmentData):
+    """The warehouse says the parcel left: the order ships, whatever cancellation crosses it."""
+
+
+class ShipmentCancelled(ShipmentData):
+    """The order was cancelled before its parcel left: its stock is to be released."""
 
 
 # ---------------------------------------------------------------- corrections (sent by the reconciler only)
@@ -209,8 +248,12 @@ class EventSpec(BaseModel):
 
 
 def _spec(model: type[EventData], entity: Entity) -> EventSpec:
-    producer: Producer = {"order": "orders", "correction": "reconciler"}.get(entity, "inventory")  # type: ignore[assignment]
-    id_field = {"order": "order_id", "product": "product_id", "reservation": "order_id"}.get(entity, "entity_id")
+    producer: Producer = {"order": "orders", "shipment": "shipping", "correction": "reconciler"}.get(  # type: ignore[assignment]
+        entity, "inventory"
+    )
+    id_field = {"order": "order_id", "product": "product_id", "reservation": "order_id", "shipment": "order_id"}.get(
+        entity, "entity_id"
+    )
     return EventSpec(model=model, entity=entity, producer=producer, id_field=id_field)
 
 
@@ -220,10 +263,15 @@ EVENT_TYPES: dict[str, EventSpec] = {
     "OrderConfirmed": _spec(OrderConfirmed, "order"),
     "OrderRejected": _spec(OrderRejected, "order"),
     "OrderCancelled": _spec(OrderCancelled, "order"),
+    "OrderShipped": _spec(OrderShipped, "order"),
     "StockUpdated": _spec(StockUpdated, "product"),
     "StockReserved": _spec(StockReserved, "reservation"),
     "StockReservationFailed": _spec(StockReservationFailed, "reservation"),
     "StockReleased": _spec(StockReleased, "reservation"),
+    "StockShipped": _spec(StockShipped, "reservation"),
+    "ShipmentCreated": _spec(ShipmentCreated, "shipment"),
+    "ShipmentDispatched": _spec(ShipmentDispatched, "shipment"),
+    "ShipmentCancelled": _spec(ShipmentCancelled, "shipment"),
     "ProjectionCorrected": _spec(ProjectionCorrected, "correction"),
     "ReservationCorrected": _spec(ReservationCorrected, "correction"),
     "ReservedRecounted": _spec(ReservedRecounted, "correction"),
@@ -235,11 +283,18 @@ ORDER_EVENT_BY_STATUS = {
     OrderStatus.CONFIRMED: "OrderConfirmed",
     OrderStatus.REJECTED: "OrderRejected",
     OrderStatus.CANCELLED: "OrderCancelled",
+    OrderStatus.SHIPPED: "OrderShipped",
 }
 RESERVATION_EVENT_BY_STATUS = {
     ReservationStatus.RESERVED: "StockReserved",
     ReservationStatus.FAILED: "StockReservationFailed",
     ReservationStatus.RELEASED: "StockReleased",
+    ReservationStatus.SHIPPED: "StockShipped",
+}
+SHIPMENT_EVENT_BY_STATUS = {
+    ShipmentStatus.PENDING: "ShipmentCreated",
+    ShipmentStatus.DISPATCHED: "ShipmentDispatched",
+    ShipmentStatus.CANCELLED: "ShipmentCancelled",
 }
 
 
