@@ -56,7 +56,7 @@ AVAILABILITY = EntityLayout("notifications", "AVAILABILITY#", "AVAILABILITY")
 ORDER_OUTCOME = EntityLayout("notifications", "ORDER#", "ORDER")
 
 NOTIFICATION_SK_PREFIX = "NOTIFICATION#"
-ORDER_NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED")
+ORDER_NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED", "ORDER_SHIPPED")
 
 
 class Difference(StrEnum):
@@ -196,6 +196,20 @@ def _expected_notifications(order: Item | None) -> dict[Key, Expectation]:
                 {"kind": "ORDER_CONFIRMED", "order_id": order_id, "reason": None, "created_at": created_at}
             )
         }
+    if status == "SHIPPED":
+        # Shipped orders were confirmed first; the confirmation may have been lost on the way (a lost delivery
+        # of OrderConfirmed is overtaken by OrderShipped), so it may be absent but is never different.
+        return {
+            confirmed: Either(
+                {"kind": "ORDER_CONFIRMED", "order_id": order_id, "reason": None, "created_at": created_at}
+            ),
+            notification_key(customer_id, "ORDER_SHIPPED", order_id): {
+                "kind": "ORDER_SHIPPED",
+                "order_id": order_id,
+                "reason": order.get("reason"),
+                "created_at": created_at,
+            },
+        }
     return {}
 
 
@@ -228,7 +242,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         source_id_of=ORDER_OUTCOME.id_of,
         compared=("order_id", "customer_id", "status", "version"),
         versioned=True,
-        carried_by=("OrderConfirmed", "OrderRejected", "OrderCancelled"),
+        carried_by=("OrderConfirmed", "OrderRejected", "OrderCancelled", "OrderShipped"),
         possible_keys=lambda order_id, _: [ORDER_OUTCOME.key(order_id)],
     ),
     Projection(
@@ -240,7 +254,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         source_id_of=_order_of_notification,
         compared=("kind", "order_id", "reason"),
         versioned=False,
-        carried_by=("OrderConfirmed", "OrderRejected"),
+        carried_by=("OrderConfirmed", "OrderRejected", "OrderShipped"),
         possible_keys=_possible_notifications,
     ),
 )
