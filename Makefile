@@ -37,6 +37,8 @@ $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The layer on the venv's path, as /opt/python is in Lambda: localcloud, tools and bench import converge.
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "converge-layer.pth").write_text("$(CURDIR)/layers/common/python\n")'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -76,10 +78,10 @@ template-check: $(STAMP) $(SAM) $(CHECKOV)
 	SAM_CLI_TELEMETRY=0 $(SAM) build --build-dir $(TOOLS)/build --cache-dir $(TOOLS)/build-cache
 
 schemas: $(STAMP)
-	PYTHONPATH=layers/common/python $(PY) -m converge.schemas events/schemas
+	PYTHONPATH=layers/common/python $(PY) -m converge.schemas events/schemas docs/events.md
 
 openapi: $(STAMP)
-	$(PY) -m tools.openapi docs/openapi.json
+	PYTHONPATH=layers/common/python $(PY) -m tools.openapi docs/openapi.json
 
 build: $(SAM)
 	SAM_CLI_TELEMETRY=0 $(SAM) build

@@ -20,21 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from converge.contracts import function_kinds
 from localcloud.template import ROOT, function_specs, load_template
 
 LAYER_DIR = ROOT / "layers" / "common" / "python"
 
-# What each entry point's first invocation needs besides its imports: the AWS clients it calls. Keyed by
-# (CodeUri directory name, Handler); a template function missing here fails the smoke test, on purpose.
-CLIENTS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("orders", "orders.handlers.api_handler"): ("dynamodb",),
-    ("orders", "orders.handlers.consumer_handler"): ("dynamodb",),
-    ("inventory", "inventory.handlers.api_handler"): ("dynamodb",),
-    ("inventory", "inventory.handlers.consumer_handler"): ("dynamodb",),
-    ("notifications", "notifications.handlers.api_handler"): ("dynamodb",),
-    ("notifications", "notifications.handlers.consumer_handler"): ("dynamodb",),
-    ("publisher", "publisher.handlers.handler"): ("events",),
-    ("reconciler", "reconciler.handlers.handler"): ("dynamodb", "sqs", "events"),
+# What each kind of entry point's first invocation needs besides its imports: the AWS clients it calls. The kind
+# of each template function comes from the service contracts; a function no contract declares fails the smoke test.
+CLIENTS: dict[str, tuple[str, ...]] = {
+    "api": ("dynamodb",),
+    "consumer": ("dynamodb",),
+    "publisher": ("events",),
+    "scheduled": ("dynamodb", "sqs", "events"),
 }
 
 FAKE_ENVIRONMENT = {
@@ -126,17 +123,18 @@ def targets(template: dict[str, Any] | None = None) -> list[Target]:
     """Every function of the template, with its fake environment and its init program."""
     template = template or load_template()
     found = []
+    kinds = function_kinds()
     for logical_id, spec in sorted(function_specs(template).items()):
-        key = (spec.code_dir.name, spec.handler)
-        if key not in CLIENTS:
-            raise KeyError(f"{logical_id}: add {key} to bench.coldstart.CLIENTS (the clients its first call needs)")
+        if logical_id not in kinds:
+            raise KeyError(f"{logical_id}: no service contract declares it (converge.contracts)")
+        clients = CLIENTS[kinds[logical_id][1]]
         environment = {k: _fake(v, template) for k, v in spec.environment.items()}
         environment["AWS_LAMBDA_FUNCTION_NAME"] = logical_id
         # The service's package (and anything else at the top of its CodeUri) is the function's own code.
         own = frozenset(p.stem for p in spec.code_dir.glob("*.py")) | {
             p.name for p in spec.code_dir.iterdir() if p.is_dir()
         }
-        found.append(Target(logical_id, init_code(spec.code_dir, spec.module, CLIENTS[key]), environment, own))
+        found.append(Target(logical_id, init_code(spec.code_dir, spec.module, clients), environment, own))
     return found
 
 

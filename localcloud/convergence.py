@@ -1,23 +1,29 @@
 """Divergence between each projection and its source of truth, in every direction, read from the tables.
 
-Layout of the items: docs/items.md; why these are the rules: docs/CONSISTENCY.md. The rules are written out here
-again, on purpose without importing the reconciler or the layer's declarations (converge/projections.py): this is
-the independent second opinion, so a wrong declaration is caught here rather than confirmed.
+Layout of the items: docs/items.md; why these are the rules: docs/CONSISTENCY.md. The rules of the first three
+services' projections and of the order <-> reservation pair are written out here again, on purpose without the
+reconciler or the layer's declarations (converge/projections.py): this is the independent second opinion, so a
+wrong declaration is caught here rather than confirmed. Every other declared saga pair (order <-> shipment, and
+whatever a new service declares) is checked through its declaration (`SAGAS`), so adding a service adds no code
+here; those declarations are restated independently by tests/unit/test_projections.py instead.
 
 Projections of NotificationsTable, each a function of one source item (`expected(source)`):
 
 - availability: product `PRODUCT#<p>`/`PRODUCT` (InventoryTable) -> `AVAILABILITY#<p>`/`AVAILABILITY` with the
   product's product_id, on_hand, reserved, available and version; no product -> no availability item.
 - order_outcome: order `ORDER#<o>`/`ORDER` (OrdersTable) -> `ORDER#<o>`/`ORDER`: absent while the order is PENDING;
-  CONFIRMED / REJECTED / CANCELLED -> the order's order_id, customer_id, status and version; no order -> absent.
+  CONFIRMED / REJECTED / CANCELLED / SHIPPED -> the order's order_id, customer_id, status and version; no order ->
+  absent.
 - order_notification: order -> `CUSTOMER#<c>`/`NOTIFICATION#ORDER_CONFIRMED#<o>` and `.../ORDER_REJECTED#<o>`,
   c = the order's customer_id. CONFIRMED -> ORDER_CONFIRMED {kind, order_id} present, ORDER_REJECTED absent;
   REJECTED -> ORDER_REJECTED {kind, order_id, reason = the order's reason} present, ORDER_CONFIRMED absent;
   CANCELLED -> ORDER_REJECTED absent, ORDER_CONFIRMED either (the order may have been confirmed before);
+  SHIPPED -> ORDER_SHIPPED {kind, order_id, reason} present, ORDER_CONFIRMED either, ORDER_REJECTED absent;
   PENDING or no order -> both absent. A notification of order o under another customer than o's is an orphan.
 
 Saga pair, order <-> reservation `RESERVATION#<o>`/`RESERVATION` (InventoryTable): CONFIRMED agrees with RESERVED,
-REJECTED and CANCELLED with FAILED or RELEASED; a PENDING order is in flight (divergent once the system is quiet);
+REJECTED and CANCELLED with FAILED or RELEASED, SHIPPED with SHIPPED; a PENDING order is in flight (divergent once
+the system is quiet);
 a reservation whose order does not exist is an orphan. An order CONFIRMED whose reservation is FAILED and that the
 reconciler parked for a person (an item pk = "ANOMALY", kind "confirmed_without_stock", entity_id = the order, in
 ReconcilerStateTable) is counted as parked for a person, not divergent; anything else divergent stays divergent.
@@ -38,7 +44,7 @@ superseded (its entity converged), or lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +52,9 @@ from localcloud.loader import ensure_layer_on_path
 
 ensure_layer_on_path()
 
-from converge.dynamo import from_item  # noqa: E402 - the layer is at /opt/python in Lambda, put on the path above
+from converge.contracts import with_tables  # noqa: E402 - the layer is at /opt/python in Lambda, put on the path above
+from converge.dynamo import from_item  # noqa: E402
+from converge.projections import SAGAS, Resolution, SagaPair  # noqa: E402
 
 Items = dict[tuple[str, str], dict[str, Any]]
 
@@ -55,10 +63,11 @@ AGREEING_RESERVATION: dict[str, set[str]] = {
     "CONFIRMED": {"RESERVED"},
     "REJECTED": {"FAILED", "RELEASED"},
     "CANCELLED": {"FAILED", "RELEASED"},
+    "SHIPPED": {"SHIPPED"},
     "PENDING": set(),
 }
-OUTCOME_STATUSES = {"CONFIRMED", "REJECTED", "CANCELLED"}  # statuses with an order outcome in notifications
-NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED")
+OUTCOME_STATUSES = {"CONFIRMED", "REJECTED", "CANCELLED", "SHIPPED"}  # statuses with an outcome in notifications
+NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED", "ORDER_SHIPPED")
 PRESENT, ABSENT, EITHER = "present", "absent", "either"
 # (order status, notification kind) -> what the order requires of that notification; no order: both absent.
 NOTIFICATION_RULE: dict[tuple[str, str], str] = {
@@ -70,9 +79,22 @@ NOTIFICATION_RULE: dict[tuple[str, str], str] = {
     ("CANCELLED", "ORDER_REJECTED"): ABSENT,
     ("PENDING", "ORDER_CONFIRMED"): ABSENT,
     ("PENDING", "ORDER_REJECTED"): ABSENT,
-}
-NOTIFIED_STATUSES = {"CONFIRMED": "ORDER_CONFIRMED", "REJECTED": "ORDER_REJECTED"}
+    ("SHIPPED", "ORDER_CONFIRMED"): EITHER,  # a lost OrderConfirmed is overtaken by OrderShipped
+    ("SHIPPED", "ORDER_REJECTED"): ABSENT,
+    ("SHIPPED", "ORDER_SHIPPED"): PRESENT,
+}  # any other (status, kind): absent
+NOTIFIED_STATUSES = {"CONFIRMED": "ORDER_CONFIRMED", "REJECTED": "ORDER_REJECTED", "SHIPPED": "ORDER_SHIPPED"}
 PARKED_ANOMALY_KIND = "confirmed_without_stock"  # the reconciler's ANOMALY kind for (CONFIRMED, FAILED)
+# (order, reservation) statuses no event can repair -> the kind the reconciler parks them as: counted as parked
+# (not divergent) when the reconciler parked that order as that kind.
+PARKABLE_RESERVATION: dict[tuple[str, str | None], str] = {
+    ("CONFIRMED", "FAILED"): PARKED_ANOMALY_KIND,  # a reinstatement found no stock
+    ("SHIPPED", None): "shipped_without_held_stock",  # a parcel left without held stock
+    ("SHIPPED", "FAILED"): "shipped_without_held_stock",
+    ("SHIPPED", "RELEASED"): "shipped_without_held_stock",
+    ("PENDING", "SHIPPED"): "stock_shipped_for_an_unconfirmed_order",
+    ("REJECTED", "SHIPPED"): "stock_shipped_for_an_unconfirmed_order",
+}
 
 # The checks, and the projection (the group of `Divergence.divergent` / `counts`) each one reports under.
 AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION = (
@@ -81,13 +103,16 @@ AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION = (
     "order_notification",
     "order_reservation",
 )
-CHECKS = (AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION)
-PROJECTIONS = ("availability", "order_reservations", "order_notifications")
+# The declared saga pairs not restated here: checked through their declarations, each its own check and group.
+DECLARED_PAIRS = tuple(saga for saga in SAGAS if saga.name != ORDER_RESERVATION)
+CHECKS = (AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION, *(s.name for s in DECLARED_PAIRS))
+PROJECTIONS = ("availability", "order_reservations", "order_notifications", *(f"{s.name}s" for s in DECLARED_PAIRS))
 GROUP = {
     AVAILABILITY: "availability",
     ORDER_OUTCOME: "order_notifications",
     ORDER_NOTIFICATION: "order_notifications",
     ORDER_RESERVATION: "order_reservations",
+    **{s.name: f"{s.name}s" for s in DECLARED_PAIRS},
 }
 KINDS = ("missing", "behind", "ahead", "different", "unexpected", "orphaned", "disagrees", "in_flight")
 
@@ -168,16 +193,21 @@ def anomalies(client: Any, state_table: str) -> Items:
     return items
 
 
-def check(
-    client: Any, orders_table: str, inventory_table: str, notifications_table: str, state_table: str | None = None
-) -> Divergence:
-    """Compare every projection with its source of truth (a DynamoDB client and the table names; with the
+def service_tables(cloud: Any) -> dict[str, str]:
+    """Service name -> the physical name of its table, for every service contract that owns one."""
+    return {service.name: cloud.table_name(str(service.table)) for service in with_tables()}
+
+
+def check(client: Any, tables: Mapping[str, str], state_table: str | None = None) -> Divergence:
+    """Compare every projection with its source of truth (a DynamoDB client and service -> table name; with the
     reconciler's state table, the orders it parked for a person are counted as parked, not divergent)."""
+    scanned = {service: scan(client, table) for service, table in tables.items()}
     return _compare(
-        scan(client, orders_table),
-        scan(client, inventory_table),
-        scan(client, notifications_table),
+        scanned["orders"],
+        scanned["inventory"],
+        scanned["notifications"],
         anomalies(client, state_table) if state_table else None,
+        scanned,
     )
 
 
@@ -192,20 +222,6 @@ def _direction(expected_version: Any, actual_version: Any, same_data: bool) -> s
 
 def _differing(expected: dict[str, Any], item: dict[str, Any]) -> list[str]:
     return [name for name, value in expected.items() if item.get(name) != value]
-
-
-def parked_orders(state: Items | None) -> set[str]:
-    """Order ids the reconciler parked for a person as confirmed without stock (ANOMALY items)."""
-    parked: set[str] = set()
-    for (pk, sk), item in (state or {}).items():
-        if pk != "ANOMALY":
-            continue
-        parts = sk.split("#")
-        kind = str(item.get("kind", parts[0]))
-        entity_id = str(item.get("entity_id", parts[1] if len(parts) > 1 else ""))
-        if kind == PARKED_ANOMALY_KIND and entity_id:
-            parked.add(entity_id)
-    return parked
 
 
 def _orders(orders: Items) -> dict[str, dict[str, Any]]:
@@ -226,7 +242,14 @@ def _order_notifications(notifications: Items) -> Iterable[tuple[str, str, str, 
             yield parts[2], parts[1], pk.removeprefix("CUSTOMER#"), (pk, sk), item
 
 
-def _compare(orders: Items, inventory: Items, notifications: Items, state: Items | None = None) -> Divergence:
+def _compare(
+    orders: Items,
+    inventory: Items,
+    notifications: Items,
+    state: Items | None = None,
+    tables: Mapping[str, Items] | None = None,
+) -> Divergence:
+    """Every finding. `tables`: every service's items by service name (the declared pairs read theirs there)."""
     result = Divergence()
     checked: dict[str, set[str]] = {p: set() for p in PROJECTIONS}
 
@@ -254,7 +277,7 @@ def _compare(orders: Items, inventory: Items, notifications: Items, state: Items
                 result.add(AVAILABILITY, kind, product_id, key, ",".join(differing))
 
     by_id = _orders(orders)
-    parked = parked_orders(state)
+    parked = parked_cases(state)
 
     # order outcome <- order, both directions
     outcomes = {
@@ -305,7 +328,7 @@ def _compare(orders: Items, inventory: Items, notifications: Items, state: Items
                 result.add(ORDER_NOTIFICATION, "unexpected", order_id, key, f"order {status}")
             else:
                 expected = {"kind": kind, "order_id": order_id}
-                if kind == "ORDER_REJECTED":
+                if kind in ("ORDER_REJECTED", "ORDER_SHIPPED"):
                     expected["reason"] = order.get("reason")
                 differing = _differing(expected, item)
                 if differing:
@@ -328,20 +351,64 @@ def _compare(orders: Items, inventory: Items, notifications: Items, state: Items
             continue
         status = str(order.get("status"))
         reservation_status = None if reservation is None else str(reservation.get("status"))
-        if status == "PENDING":
+        if (PARKABLE_RESERVATION.get((status, reservation_status)), order_id) in parked:
+            result.parked_for_a_person.append(order_id)
+        elif status == "PENDING":
             result.add(ORDER_RESERVATION, "in_flight", order_id, key, f"reservation {reservation_status}")
         elif reservation_status is None:
             result.add(ORDER_RESERVATION, "missing", order_id, key, status)
         elif reservation_status in AGREEING_RESERVATION.get(status, set()):
             continue
-        elif (status, reservation_status) == ("CONFIRMED", "FAILED") and order_id in parked:
-            result.parked_for_a_person.append(order_id)
         else:
             result.add(ORDER_RESERVATION, "disagrees", order_id, key, f"{status} <-> {reservation_status}")
+
+    read = {"orders": orders, "inventory": inventory, "notifications": notifications, **(tables or {})}
+    for saga in DECLARED_PAIRS:
+        if saga.left.table in read and saga.right.table in read:  # (check and verify read every table)
+            _compare_declared_pair(saga, read, state, result, checked[GROUP[saga.name]])
 
     result.divergent = {p: sorted(set(result.divergent.get(p, []))) for p in PROJECTIONS}
     result.checked = {p: len(ids) for p, ids in checked.items()}
     return result
+
+
+def parked_cases(state: Items | None) -> set[tuple[str, str]]:
+    """(kind, entity id) of every case the reconciler parked for a person (ANOMALY items)."""
+    parked: set[tuple[str, str]] = set()
+    for (pk, sk), item in (state or {}).items():
+        if pk == "ANOMALY":
+            parts = sk.split("#")
+            parked.add(
+                (str(item.get("kind", parts[0])), str(item.get("entity_id", parts[1] if len(parts) > 1 else "")))
+            )
+    return parked
+
+
+def _entities(items: Items, prefix: str, sk: str) -> dict[str, dict[str, Any]]:
+    return {pk.removeprefix(prefix): item for (pk, s), item in items.items() if pk.startswith(prefix) and s == sk}
+
+
+def _compare_declared_pair(
+    saga: SagaPair, tables: Mapping[str, Items], state: Items | None, result: Divergence, checked: set[str]
+) -> None:
+    """A declared saga pair, through its own resolution table: anything but AGREES is divergent (`disagrees`, or
+    `missing` / `orphaned` when a side is absent), unless the reconciler parked that very case for a person."""
+    left = _entities(tables.get(saga.left.table, {}), saga.left.prefix, saga.left.sk)
+    right = _entities(tables.get(saga.right.table, {}), saga.right.prefix, saga.right.sk)
+    parked = parked_cases(state)
+    for entity_id in sorted(left.keys() | right.keys()):
+        checked.add(entity_id)
+        one, other = left.get(entity_id), right.get(entity_id)
+        resolution = saga.resolve(one, other)
+        if resolution is Resolution.AGREES:
+            continue
+        statuses = (None if one is None else str(one["status"]), None if other is None else str(other["status"]))
+        if resolution is Resolution.PARK and (saga.parked_kind(*statuses), entity_id) in parked:
+            result.parked_for_a_person.append(entity_id)
+            continue
+        kind = "orphaned" if one is None else "missing" if other is None else "disagrees"
+        key = saga.right.key(entity_id)
+        result.add(saga.name, kind, entity_id, key, f"{statuses[0]} <-> {statuses[1]}: {resolution.value}")
 
 
 # ---------------------------------------------------------------------------------------------------- the checker
@@ -402,7 +469,7 @@ def check_invariants(
             result.violations["order_not_terminal"].append(order_id)
         reservation_status = inventory.get((f"RESERVATION#{order_id}", "RESERVATION"), {}).get("status")
         agrees = reservation_status in AGREEING_RESERVATION.get(status, set())
-        is_parked = (status, reservation_status) == ("CONFIRMED", "FAILED") and order_id in parked
+        is_parked = (status, reservation_status) in PARKABLE_RESERVATION and order_id in parked
         if status != "PENDING" and not agrees and not is_parked:
             result.violations["order_disagrees_with_reservation"].append(order_id)
         for kind in NOTIFICATION_KINDS:
@@ -477,12 +544,10 @@ def verify(
 
     `parked_reasons`: DLQ message id -> the reason the reconciler logged when it parked it."""
     client = cloud.clients.dynamodb
-    tables = {n: cloud.table_name(n) for n in ("OrdersTable", "InventoryTable", "NotificationsTable")}
-    orders = scan(client, tables["OrdersTable"])
-    inventory = scan(client, tables["InventoryTable"])
-    notifications = scan(client, tables["NotificationsTable"])
+    scanned = {service: scan(client, table) for service, table in service_tables(cloud).items()}
+    orders, inventory, notifications = scanned["orders"], scanned["inventory"], scanned["notifications"]
     state = anomalies(client, cloud.table_name("ReconcilerStateTable"))
-    divergence = _compare(orders, inventory, notifications, state)
+    divergence = _compare(orders, inventory, notifications, state, scanned)
     invariants = check_invariants(orders, inventory, notifications, divergence.parked_for_a_person)
     accounting = Accounting()
     accounting.parked_for_a_person = len(divergence.parked_for_a_person)

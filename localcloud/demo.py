@@ -112,10 +112,7 @@ class Demo:
             self.events["batch_item_failures"] += len(response["batchItemFailures"])
 
     def sample(self, phase: str) -> convergence.Divergence:
-        tables = {name: self.cloud.table_name(name) for name in ("OrdersTable", "InventoryTable", "NotificationsTable")}
-        result = convergence.check(
-            self.cloud.clients.dynamodb, tables["OrdersTable"], tables["InventoryTable"], tables["NotificationsTable"]
-        )
+        result = convergence.check(self.cloud.clients.dynamodb, convergence.service_tables(self.cloud))
         self.report.samples.append(Sample(time.monotonic() - self.started, phase, result.total, result.counts))
         return result
 

@@ -26,11 +26,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-SERVICE_QUEUES = {
-    "OrdersDLQ": "OrdersInbox",
-    "InventoryDLQ": "InventoryInbox",
-    "NotificationsDLQ": "NotificationsInbox",
-}
+from converge.contracts import with_inboxes
+
+# Each consuming service's DLQ -> its inbox (converge.contracts): where a redriven message goes back to.
+SERVICE_QUEUES = {service.dlq: service.inbox for service in with_inboxes()}
 DELIVERY_DLQ = "DeliveryDLQ"
 PARKED_PK = "PARKED"
 ANOMALY_PK = "ANOMALY"

@@ -43,11 +43,13 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "layers" / "common" / "python"))
 
 from env_vars import env_vars_from_stack  # noqa: E402
 from env_vars import write as write_env_vars  # noqa: E402
 from local_template import LOCAL_TEMPLATE, write_local_template  # noqa: E402
 
+from converge.contracts import with_inboxes  # noqa: E402
 from localcloud.template import TEMPLATE_PATH  # noqa: E402
 
 EVENTS = ROOT / "events"
@@ -398,7 +400,7 @@ def drive_api(run: Run, cloud: Any, env: dict[str, str]) -> None:
     listed = (body or {}).get("notifications", []) if isinstance(body, dict) else []
     expect(f"GET /customers/{customer}/notifications (order confirmed)", status, 200, len(listed) >= 1)
     run.timed("start-api requests (converged)", started)
-    for name in ("OrdersInbox", "InventoryInbox", "NotificationsInbox"):
+    for name in (service.inbox for service in with_inboxes()):
         if depths.get(name):
             run.fail(f"{name} still holds {depths[name]} message(s) after the pumps")
 

@@ -19,8 +19,8 @@ import boto3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from converge.contracts import EVENT_TYPES
 from converge.dynamo import from_item, to_item
-from converge.events import EVENT_TYPES
 from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event
 from tests.support.stack import FunctionRunner, Stack
 

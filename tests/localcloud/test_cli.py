@@ -65,7 +65,12 @@ def test_the_demo_converges_and_writes_its_report_and_chart(tmp_path: Path, caps
     report = json.loads((tmp_path / "demo-report.json").read_text())
     assert code == 0, out
     assert report["total_divergent"] == 0
-    assert report["divergent"] == {"availability": 0, "order_reservations": 0, "order_notifications": 0}
+    assert report["divergent"] == {
+        "availability": 0,
+        "order_reservations": 0,
+        "order_notifications": 0,
+        "order_shipments": 0,
+    }
     assert report["operations"]["place_order"] == 30
     assert report["events"]["published"] > 0
     assert report["events"]["applied"] > 0

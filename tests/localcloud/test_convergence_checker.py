@@ -268,8 +268,18 @@ def test_a_converged_world_has_no_finding_and_no_violation() -> None:
     # THEN nothing diverges, in any projection or direction, and no invariant is broken
     assert divergence.findings == []
     assert divergence.total == 0
-    assert divergence.counts == {"availability": 0, "order_reservations": 0, "order_notifications": 0}
-    assert divergence.checked == {"availability": 1, "order_reservations": 5, "order_notifications": 5}
+    assert divergence.counts == {
+        "availability": 0,
+        "order_reservations": 0,
+        "order_notifications": 0,
+        "order_shipments": 0,
+    }
+    assert divergence.checked == {
+        "availability": 1,
+        "order_reservations": 5,
+        "order_notifications": 5,
+        "order_shipments": 0,
+    }
     assert invariants.total == 0, invariants.violations
 
 
@@ -438,6 +448,7 @@ def test_findings_are_counted_per_projection_and_direction() -> None:
         "availability": ["p1"],
         "order_reservations": [],
         "order_notifications": ["o-can-confirmed", "o-conf"],
+        "order_shipments": [],
     }
 
 

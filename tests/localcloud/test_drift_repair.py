@@ -163,7 +163,12 @@ def test_a_product_rolled_back_to_an_earlier_image_is_followed_by_its_availabili
     assert _availability(real, "sku-1") == restored
     # AND the checker finds nothing divergent
     report = convergence.verify(real, DLQS)
-    assert report.divergence.counts == {"availability": 0, "order_reservations": 0, "order_notifications": 0}
+    assert report.divergence.counts == {
+        "availability": 0,
+        "order_reservations": 0,
+        "order_notifications": 0,
+        "order_shipments": 0,
+    }
     assert report.divergence.total == 0
     assert report.invariants.total == 0, report.summary()
     assert report.converged, report.summary()

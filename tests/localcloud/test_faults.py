@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from converge.contracts import EVENT_TYPES
 from converge.dynamo import from_item
 from converge.envelope import parse_eventbridge_json
-from converge.events import EVENT_TYPES
 from localcloud.cloud import LocalCloud
 from localcloud.faults import (
     ATTACKER_TEXT,

@@ -127,8 +127,7 @@ def test_the_schedule_fires_the_reconciler_which_repairs_a_lost_projection(real:
 
 
 def _divergence(cloud: LocalCloud) -> dict[str, int]:
-    tables = [cloud.table_name(t) for t in ("OrdersTable", "InventoryTable", "NotificationsTable")]
-    return convergence.check(cloud.clients.dynamodb, *tables).counts
+    return convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud)).counts
 
 
 def test_the_convergence_check_counts_divergent_entities_per_projection(real: LocalCloud) -> None:
@@ -136,7 +135,12 @@ def test_the_convergence_check_counts_divergent_entities_per_projection(real: Lo
     _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}))
     _ok(real.http("POST", "/orders", body={"customer_id": "cust-1", "lines": [{"product_id": "sku-1", "quantity": 1}]}))
     real.run_until_quiet()
-    assert _divergence(real) == {"availability": 0, "order_reservations": 0, "order_notifications": 0}
+    assert _divergence(real) == {
+        "availability": 0,
+        "order_reservations": 0,
+        "order_notifications": 0,
+        "order_shipments": 0,
+    }
     # WHEN a new order is placed but not propagated, and the product's availability is lost
     _ok(real.http("POST", "/orders", body={"customer_id": "cust-2", "lines": [{"product_id": "sku-1", "quantity": 1}]}))
     real.clients.dynamodb.delete_item(
@@ -144,4 +148,9 @@ def test_the_convergence_check_counts_divergent_entities_per_projection(real: Lo
         Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
     )
     # THEN the PENDING order and the product count as divergent, each in its projection
-    assert _divergence(real) == {"availability": 1, "order_reservations": 1, "order_notifications": 0}
+    assert _divergence(real) == {
+        "availability": 1,
+        "order_reservations": 1,
+        "order_notifications": 0,
+        "order_shipments": 0,
+    }

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from converge.bus import to_entry
+from converge.contracts import EVENT_TYPES
 from converge.dynamo import to_item
 from converge.envelope import event_from_item
-from converge.events import EVENT_TYPES, DomainEvent
+from converge.events import DomainEvent
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from converge.events import CORRECTION_TYPES, EVENT_TYPES
+from converge.contracts import CORRECTION_TYPES, EVENT_TYPES, SERVICES, with_inboxes, with_tables
 from localcloud.deploy import load_and_translate
 from localcloud.template import TEMPLATE_PATH, function_specs
 
@@ -89,17 +89,14 @@ def test_put_events_is_limited_to_the_bus_and_the_callers_own_sources(resources:
         if "events:PutEvents" in as_list(statement["Action"])
     ]
     # THEN each names the bus and an events:source condition, and each publisher may only use its own source
-    assert {name for name, _ in grants} == {
-        "OrdersPublisherFunctionRole",
-        "InventoryPublisherFunctionRole",
-        "ReconcilerFunctionRole",
-    }
+    publishers = {f"{s.functions()['publisher']}Role": s.source for s in SERVICES if s.has_publisher}
+    assert {name for name, _ in grants} == {*publishers, "ReconcilerFunctionRole"}
     sources = {}
     for name, statement in grants:
         assert statement["Resource"] == {"Fn::GetAtt": ["Bus", "Arn"]}, name
         sources[name] = set(as_list(statement["Condition"]["StringEquals"]["events:source"]))
-    assert sources["OrdersPublisherFunctionRole"] == {"converge.orders"}
-    assert sources["InventoryPublisherFunctionRole"] == {"converge.inventory"}
+    for role, source in publishers.items():
+        assert sources[role] == {source}, role
     # AND only the reconciler may send corrections (the source every correction type is declared with)
     correction_sources = {EVENT_TYPES[t].source for t in CORRECTION_TYPES}
     assert correction_sources == {"converge.reconciler"}
@@ -108,7 +105,7 @@ def test_put_events_is_limited_to_the_bus_and_the_callers_own_sources(resources:
 
 def test_each_inbox_rule_routes_every_source_with_its_own_event_types_only(resources: dict[str, Any]) -> None:
     # GIVEN the inbox rules' patterns
-    for rule in ("OrdersInboxRule", "InventoryInboxRule", "NotificationsInboxRule"):
+    for rule in (s.rule for s in with_inboxes()):
         pattern = resources[rule]["Properties"]["EventPattern"]
         branches = pattern.get("$or", [pattern])
         # THEN each branch names one source and only event types declared with that source
@@ -120,10 +117,11 @@ def test_each_inbox_rule_routes_every_source_with_its_own_event_types_only(resou
 
 
 def test_api_and_consumer_functions_touch_only_their_own_table(resources: dict[str, Any]) -> None:
-    own = {"Orders": "OrdersTable", "Inventory": "InventoryTable", "Notifications": "NotificationsTable"}
-    for service, table in own.items():
-        for kind in ("Api", "Consumer"):
-            role = resources[f"{service}{kind}FunctionRole"]
+    for service in with_tables():
+        for kind in ("api", "consumer"):
+            if kind not in service.functions():
+                continue
+            role = resources[f"{service.functions()[kind]}Role"]
             for statement in statements(role):
                 if any(a.startswith("dynamodb:") for a in as_list(statement["Action"])):
-                    assert statement["Resource"] == {"Fn::GetAtt": [table, "Arn"]}, (service, kind)
+                    assert statement["Resource"] == {"Fn::GetAtt": [service.table, "Arn"]}, (service.name, kind)

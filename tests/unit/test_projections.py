@@ -6,13 +6,15 @@ from typing import Any
 
 import pytest
 
-from converge.events import EVENT_TYPES
+from converge.contracts import EVENT_TYPES
 from converge.projections import (
     PROJECTIONS,
     PROJECTIONS_BY_NAME,
     REINSTATE_FAILED,
     SAGA,
     SAGA_RESOLUTIONS,
+    SHIPMENT_RESOLUTIONS,
+    SHIPMENT_SAGA,
     Difference,
     Either,
     Resolution,
@@ -275,23 +277,64 @@ def test_the_notifications_service_owns_every_declared_projection() -> None:
 # ---------------------------------------------------------------- the saga pair
 # The contract's table, restated: order status (None: no order) x reservation status (None: no reservation).
 CONTRACT = {
-    None: {None: "agrees", "RESERVED": "remove", "FAILED": "remove", "RELEASED": "remove"},
+    None: {None: "agrees", "RESERVED": "remove", "FAILED": "remove", "RELEASED": "remove", "SHIPPED": "remove"},
     "PENDING": {
         None: "republish_order",
         "RESERVED": "republish_reservation",
         "FAILED": "republish_reservation",
         "RELEASED": "reinstate",
+        "SHIPPED": "park",
     },
-    "CONFIRMED": {None: "reinstate", "RESERVED": "agrees", "FAILED": "reinstate", "RELEASED": "reinstate"},
-    "REJECTED": {None: "tombstone", "RESERVED": "release", "FAILED": "agrees", "RELEASED": "agrees"},
-    "CANCELLED": {None: "republish_order", "RESERVED": "republish_order", "FAILED": "agrees", "RELEASED": "agrees"},
+    "CONFIRMED": {
+        None: "reinstate",
+        "RESERVED": "agrees",
+        "FAILED": "reinstate",
+        "RELEASED": "reinstate",
+        "SHIPPED": "republish_shipment",
+    },
+    "REJECTED": {None: "tombstone", "RESERVED": "release", "FAILED": "agrees", "RELEASED": "agrees", "SHIPPED": "park"},
+    "CANCELLED": {
+        None: "republish_order",
+        "RESERVED": "republish_order",
+        "FAILED": "agrees",
+        "RELEASED": "agrees",
+        "SHIPPED": "republish_shipment",
+    },
+    "SHIPPED": {
+        None: "park",
+        "RESERVED": "republish_shipment",
+        "FAILED": "park",
+        "RELEASED": "park",
+        "SHIPPED": "agrees",
+    },
+}
+# order status x shipment status: shipping arbitrates a confirmed order's stock, and a dispatch wins.
+SHIPMENT_CONTRACT = {
+    None: {None: "agrees", "PENDING": "park", "DISPATCHED": "park", "CANCELLED": "agrees"},
+    "PENDING": {None: "agrees", "PENDING": "park", "DISPATCHED": "park", "CANCELLED": "agrees"},
+    "CONFIRMED": {
+        None: "republish_order",
+        "PENDING": "agrees",
+        "DISPATCHED": "republish_shipment",
+        "CANCELLED": "park",
+    },
+    "REJECTED": {None: "agrees", "PENDING": "park", "DISPATCHED": "park", "CANCELLED": "agrees"},
+    "CANCELLED": {
+        None: "agrees",
+        "PENDING": "republish_order",
+        "DISPATCHED": "republish_shipment",
+        "CANCELLED": "agrees",
+    },
+    "SHIPPED": {None: "park", "PENDING": "park", "DISPATCHED": "agrees", "CANCELLED": "park"},
 }
 
 
 def test_the_saga_table_resolves_every_pair_as_the_contract_says() -> None:
     restated = {(o, r): Resolution(value) for o, row in CONTRACT.items() for r, value in row.items()}
-    assert len(SAGA_RESOLUTIONS) == 20
+    assert len(SAGA_RESOLUTIONS) == 30
     assert dict(SAGA_RESOLUTIONS) == restated
+    restated = {(o, r): Resolution(value) for o, row in SHIPMENT_CONTRACT.items() for r, value in row.items()}
+    assert dict(SHIPMENT_RESOLUTIONS) == restated
 
 
 def test_only_the_quiet_outcomes_agree() -> None:
@@ -303,7 +346,19 @@ def test_only_the_quiet_outcomes_agree() -> None:
         ("REJECTED", "RELEASED"),
         ("CANCELLED", "FAILED"),
         ("CANCELLED", "RELEASED"),
+        ("SHIPPED", "SHIPPED"),
     }
+
+
+def test_a_confirmed_orders_cancellation_is_left_to_its_shipment() -> None:
+    # GIVEN a cancelled order that had been confirmed, its stock still RESERVED
+    cancelled = {**order("CANCELLED"), "confirmed": True}
+    # THEN inventory waits for the shipment's news (cancelled or dispatched), not for OrderCancelled again
+    assert SAGA.resolve(cancelled, reservation("RESERVED")) is Resolution.REPUBLISH_SHIPMENT
+    assert SAGA.resolve(order("CANCELLED"), reservation("RESERVED")) is Resolution.REPUBLISH_ORDER
+    # AND a shipment that never heard of the order's confirmation gets OrderCancelled again (its tombstone)
+    assert SHIPMENT_SAGA.resolve(cancelled, None) is Resolution.REPUBLISH_ORDER
+    assert SHIPMENT_SAGA.resolve(order("CANCELLED"), None) is Resolution.AGREES
 
 
 def reservation(status: str, **extra: Any) -> dict[str, Any]:

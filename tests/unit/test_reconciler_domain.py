@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from converge.events import ProjectionCorrected, ReservationCorrected, ReservedRecounted
-from converge.projections import REINSTATE_FAILED, SAGA_RESOLUTIONS, Resolution
+from converge.projections import REINSTATE_FAILED, SAGA_RESOLUTIONS, SHIPMENT_RESOLUTIONS, Resolution
 from reconciler import domain
 
 Item = dict[str, Any]
@@ -103,16 +103,33 @@ def notification(oid: str, kind: str = "ORDER_CONFIRMED", *, customer: str = "c1
     }
 
 
+def shipment(oid: str, status: str, version: int = 1, **extra: Any) -> Item:
+    return {
+        "pk": f"SHIPMENT#{oid}",
+        "sk": "SHIPMENT",
+        "order_id": oid,
+        "customer_id": "c1",
+        "status": status,
+        "version": version,
+        "lines": [{"product_id": "p1", "quantity": 2}],
+        "updated_at": UPDATED_AT,
+        **extra,
+    }
+
+
 @dataclass
 class World:
-    """The three tables; by default one product, one confirmed order and every projection agreeing."""
+    """The four tables; by default one product, one confirmed order and every projection agreeing."""
 
     inventory: list[Item] = field(default_factory=list)
     orders: list[Item] = field(default_factory=list)
     notifications: list[Item] = field(default_factory=list)
+    shipping: list[Item] = field(default_factory=list)
 
     def snapshot(self) -> Any:
-        return domain.Snapshot.from_items(self.inventory, self.orders, self.notifications)
+        return domain.Snapshot.of(
+            inventory=self.inventory, orders=self.orders, notifications=self.notifications, shipping=self.shipping
+        )
 
 
 def agreeing() -> World:
@@ -120,6 +137,7 @@ def agreeing() -> World:
         inventory=[product("p1", 3, on_hand=10, reserved=2), reservation("o1", "RESERVED")],
         orders=[order("o1", "CONFIRMED", 2)],
         notifications=[availability("p1", 3, reserved=2), outcome("o1", "CONFIRMED", 2), notification("o1")],
+        shipping=[shipment("o1", "PENDING")],
     )
 
 
@@ -384,12 +402,18 @@ ACTIONS = {
 }
 
 
+# The shipment each order status agrees with (order_shipment), so that only the order <-> reservation pair speaks.
+AGREEING_SHIPMENT = {"CONFIRMED": "PENDING", "CANCELLED": "DISPATCHED", "SHIPPED": "DISPATCHED"}
+
+
 def saga_world(order_status: str | None, reservation_status: str | None, **flags: Any) -> World:
     world = World()
     if order_status is not None:
         world.orders.append(order("o1", order_status, 2, lines=ORDER_LINES))
     if reservation_status is not None:
         world.inventory.append(reservation("o1", reservation_status, 3, lines=RESERVATION_LINES, **flags))
+    if order_status in AGREEING_SHIPMENT:
+        world.shipping.append(shipment("o1", AGREEING_SHIPMENT[order_status], 4))
     return world
 
 
@@ -407,8 +431,16 @@ def test_each_saga_pair_comes_out_as_its_resolution(
         assert found.all == []
         return
     assert [(f.entity_id, f.difference) for f in found.all] == [("o1", resolution.value)]
+    if resolution is Resolution.PARK:
+        [parked] = found.parked
+        assert parked.attributes == {"order_status": order_status, "reservation_status": reservation_status}
+        assert found.republish == found.corrections == []
+        return
     assert found.parked == []
-    if resolution is Resolution.REPUBLISH_ORDER:
+    if resolution is Resolution.REPUBLISH_SHIPMENT:
+        assert [r.source_item["pk"] for r in found.republish] == ["SHIPMENT#o1"]
+        assert found.corrections == []
+    elif resolution is Resolution.REPUBLISH_ORDER:
         assert [r.source_item["pk"] for r in found.republish] == ["ORDER#o1"]
         assert found.corrections == []
     elif resolution is Resolution.REPUBLISH_RESERVATION:
@@ -427,6 +459,45 @@ def test_each_saga_pair_comes_out_as_its_resolution(
         expected_lines = ORDER_LINES if order_status else RESERVATION_LINES
         assert [line.model_dump() for line in data.lines] == expected_lines
         assert correction.version == (2 if order_status else 3)
+
+
+@pytest.mark.parametrize(("pair", "resolution"), list(SHIPMENT_RESOLUTIONS.items()), ids=str)
+def test_each_order_shipment_pair_comes_out_as_its_resolution(
+    pair: tuple[str | None, str | None], resolution: Resolution
+) -> None:
+    # GIVEN an order (or none) and its shipment (or none) in the statuses of one row of the table
+    order_status, shipment_status = pair
+    world = World()
+    if order_status is not None:
+        world.orders.append(order("o1", order_status, 2, lines=ORDER_LINES))
+    if shipment_status is not None:
+        world.shipping.append(shipment("o1", shipment_status, 4))
+    # WHEN compared
+    found = about(compare(world), "order_shipment")
+    # THEN the declared resolution comes out: a republish of the side that is ahead, or parked for a person
+    if resolution is Resolution.AGREES:
+        assert found.all == []
+        return
+    assert [(f.entity_id, f.difference) for f in found.all] == [("o1", resolution.value)]
+    assert found.corrections == []  # shipping takes no corrections: forward repairs or a person
+    if resolution is Resolution.PARK:
+        [parked] = found.parked
+        assert parked.kind == f"order_{order_status}_shipment_{shipment_status}".lower()
+        assert found.republish == []
+    else:
+        wanted = {Resolution.REPUBLISH_ORDER: "ORDER#o1", Resolution.REPUBLISH_SHIPMENT: "SHIPMENT#o1"}[resolution]
+        assert [r.source_item["pk"] for r in found.republish] == [wanted]
+
+
+def test_a_shipment_pair_with_nothing_to_republish_waits_for_the_other_pair() -> None:
+    # GIVEN a confirmed order whose stock was shipped, and no shipment item to send again
+    world = saga_world("CONFIRMED", "SHIPPED")
+    world.shipping = []
+    # WHEN compared
+    findings = compare(world)
+    # THEN the reservation pair's repair is deferred (named, checked next pass), not sent and not dropped
+    assert [(f.projection, f.difference) for f in findings.deferred] == [("order_reservation", "republish_shipment")]
+    assert about(findings, "order_reservation").republish == []
 
 
 def test_a_confirmed_order_whose_reinstatement_failed_is_parked_for_a_person() -> None:
@@ -565,6 +636,7 @@ def test_without_corrections_the_differences_are_left_unrepaired_and_republishin
             notification("o2", "ORDER_REJECTED"),
             outcome("o9", "CONFIRMED", 1),
         ],
+        shipping=[shipment("o1", "PENDING")],
     )
     with_corrections = compare(world, counters=False)
     # WHEN compared with corrections turned off

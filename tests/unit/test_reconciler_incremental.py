@@ -83,7 +83,7 @@ def availability(pid: str, version: int = 1) -> Item:
 # ---------------------------------------------------------------- what a pass leaves behind
 def lagging_world() -> Any:
     """A snapshot with an availability behind, a recount suspect, an orphaned outcome and a pair to release."""
-    return domain.Snapshot.from_items(
+    return domain.Snapshot.of(
         inventory=[
             product("p1", 3),
             product("p2", 1, reserved=4),
@@ -142,7 +142,7 @@ def test_the_watermark_never_moves_back_and_too_many_suspects_schedule_a_sweep()
     # GIVEN a pass that started before the saved watermark and found more lagging products than a state holds
     previous = domain.ReconcilerState(watermark=T0, version=1)
     products = [product(f"p{i}") for i in range(domain.MAX_SUSPECTS + 1)]
-    findings = domain.compare(domain.Snapshot.from_items(products, [], []))  # no availability at all
+    findings = domain.compare(domain.Snapshot.of(inventory=products))  # no availability at all
     assert len(findings.republish) == domain.MAX_SUSPECTS + 1
     # WHEN it computes its state
     state = domain.next_state(previous, T0 - timedelta(minutes=1), findings)
@@ -160,20 +160,22 @@ def test_changed_items_name_their_entities_and_the_sources_are_read_before_their
         reservation("o2", "RESERVED"),
         order("o1", "CONFIRMED", customer="c1"),
     ]
-    already = domain.Snapshot.from_items(changed[:2], changed[2:], [])
+    already = domain.Snapshot.of(inventory=changed[:2], orders=changed[2:])
     # WHEN the scope and the source keys still to read are derived
     scope = domain.Scope.of_items(changed)
     assert scope == domain.Scope(frozenset({"p1"}), frozenset({"o1", "o2"}))
     keys = domain.source_keys(scope, already_read=already)
-    # THEN only the sources not read yet are fetched, from the table that holds them
+    # THEN only the sources not read yet are fetched, from the table that holds them (the orders' shipments too)
     assert keys == {
         "orders": [("ORDER#o2", "ORDER")],
         "inventory": [("RESERVATION#o1", "RESERVATION")],
         "notifications": [],
+        "shipping": [("SHIPMENT#o1", "SHIPMENT"), ("SHIPMENT#o2", "SHIPMENT")],
     }
     # WHEN the sources are read (o2 is a rejected order of customer c2) and the projection keys derived
-    sources = domain.Snapshot.from_items(
-        [*changed[:2], reservation("o1", "RESERVED")], [changed[2], order("o2", "REJECTED", customer="c2")], []
+    sources = domain.Snapshot.of(
+        inventory=[*changed[:2], reservation("o1", "RESERVED")],
+        orders=[changed[2], order("o2", "REJECTED", customer="c2")],
     )
     projection = domain.projection_keys(scope, sources)
     # THEN every projection item their sources imply is fetched (the notifications under each order's customer),
@@ -254,13 +256,13 @@ def tables(draw: st.DrawFn, any_kind: bool) -> dict[str, list[Item]]:
 
 
 def snapshot_of(contents: dict[str, list[Item]]) -> Any:
-    return domain.Snapshot.from_items(contents["inventory"], contents["orders"], contents["notifications"])
+    return domain.Snapshot.of(**contents)
 
 
 def read(contents: dict[str, list[Item]], keys: dict[str, list[tuple[str, str]]], into: Any) -> Any:
     """`into` with the items at `keys` added, as a batch get of each table would return them."""
     for role, wanted in keys.items():
-        into.add(role, [i for i in contents[role] if (i["pk"], i["sk"]) in set(wanted)])
+        into.add(role, [i for i in contents.get(role, []) if (i["pk"], i["sk"]) in set(wanted)])
     return into
 
 

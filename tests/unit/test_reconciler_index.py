@@ -5,10 +5,12 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 
+from converge.contracts import with_tables
 from converge.reconcile_index import BUCKET_ATTRIBUTE, BUCKETS, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets, bucket_of
 from localcloud.template import function_specs, load_template, resources_of_type
 
-SOURCE_TABLES = ("OrdersTable", "InventoryTable")
+# Every service table that holds source entities (converge.contracts): each has the changed-since index.
+SOURCE_TABLES = tuple(str(s.table) for s in with_tables() if s.layouts)
 
 
 def test_a_bucket_is_a_stable_function_of_the_partition_key() -> None:

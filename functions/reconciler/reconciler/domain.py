@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from converge.contracts import SERVICES, with_tables
 from converge.envelope import correction_id_for
 from converge.events import (
     CorrectionData,
@@ -45,8 +46,10 @@ from converge.projections import (
     ORDER,
     PRODUCT,
     PROJECTIONS,
+    REPUBLISHED_BY,
     RESERVATION,
     SAGA,
+    SAGAS,
     Difference,
     Either,
     EntityLayout,
@@ -54,6 +57,7 @@ from converge.projections import (
     Key,
     Projection,
     Resolution,
+    SagaPair,
     reserved_by_product,
 )
 
@@ -63,6 +67,9 @@ SAGA_ACTIONS: Mapping[Resolution, ReservationAction] = {
     Resolution.REINSTATE: ReservationAction.REINSTATE,
     Resolution.TOMBSTONE: ReservationAction.TOMBSTONE,
 }
+# Every source entity layout the contracts declare (what a pass reads first, and what scopes are made of).
+SOURCES: tuple[EntityLayout, ...] = tuple(layout for service in SERVICES for layout in service.layouts)
+SAGA_NAMES = frozenset(saga.name for saga in SAGAS)
 RESERVED_COUNTER = "reserved"  # the name findings about products' `reserved` go by
 CONFIRMED_WITHOUT_STOCK = "confirmed_without_stock"  # parked kind: a person decides (docs/CONSISTENCY.md)
 RECOUNT_RAISED_ON_HAND = "stock_recount_raised_on_hand"
@@ -120,20 +127,14 @@ class RecountSuspect:
 class Snapshot:
     """The items reconciliation compares: table role -> (pk, sk) -> item."""
 
-    tables: dict[str, dict[Key, Item]] = field(
-        default_factory=lambda: {"orders": {}, "inventory": {}, "notifications": {}}
-    )
+    tables: dict[str, dict[Key, Item]] = field(default_factory=lambda: {s.name: {} for s in with_tables()})
 
     @classmethod
-    def from_items(
-        cls,
-        inventory: Iterable[Item],
-        orders: Iterable[Item],
-        notifications: Iterable[Item],
-    ) -> Snapshot:
+    def of(cls, **items: Iterable[Item]) -> Snapshot:
+        """A snapshot of the given items, by service: `Snapshot.of(inventory=[...], orders=[...])`."""
         snapshot = cls()
-        for role, items in (("inventory", inventory), ("orders", orders), ("notifications", notifications)):
-            snapshot.add(role, items)
+        for role, found in items.items():
+            snapshot.add(role, found)
         return snapshot
 
     def add(self, role: str, items: Iterable[Item]) -> None:
@@ -170,7 +171,8 @@ class Snapshot:
 
     @property
     def checked(self) -> int:
-        return len(self.entities(PRODUCT)) + len(self.entities(ORDER))
+        """The distinct source entities in the snapshot (an order, its reservation and shipment count once)."""
+        return len({(layout.kind, entity_id) for layout in SOURCES for entity_id in self.entities(layout)})
 
 
 @dataclass
@@ -193,7 +195,7 @@ class Findings:
         ]
 
     def count_by_projection(self) -> dict[str, int]:
-        counts = {p.name: 0 for p in PROJECTIONS} | {SAGA.name: 0, RESERVED_COUNTER: 0}
+        counts = {p.name: 0 for p in PROJECTIONS} | {saga.name: 0 for saga in SAGAS} | {RESERVED_COUNTER: 0}
         for finding in self.all:
             counts[finding.projection] = counts.get(finding.projection, 0) + 1
         counts[RESERVED_COUNTER] += len(self.recount_suspects)
@@ -259,62 +261,70 @@ def _compare_projection(
                 findings.corrections.append(Correction(finding, data, _version(source) or _version(item)))
 
 
-# ---------------------------------------------------------------- the saga pair
-def _compare_saga(snapshot: Snapshot, ids: set[str] | None, findings: Findings, corrections: bool) -> None:
-    orders, reservations = snapshot.entities(SAGA.left), snapshot.entities(SAGA.right)
-    for order_id in sorted((orders.keys() | reservations.keys()) if ids is None else ids):
-        order, reservation = orders.get(order_id), reservations.get(order_id)
-        resolution = SAGA.resolve(order, reservation)
+# ---------------------------------------------------------------- the saga pairs
+def _compare_saga(
+    saga: SagaPair, snapshot: Snapshot, ids: set[str] | None, findings: Findings, corrections: bool
+) -> None:
+    orders, others = snapshot.entities(saga.left), snapshot.entities(saga.right)
+    for order_id in sorted((orders.keys() | others.keys()) if ids is None else ids):
+        order, other = orders.get(order_id), others.get(order_id)
+        resolution = saga.resolve(order, other)
         if resolution is Resolution.AGREES:
             continue
         order_status = None if order is None else str(order["status"])
-        reservation_status = None if reservation is None else str(reservation["status"])
+        other_status = None if other is None else str(other["status"])
         finding = Finding(
-            SAGA.name,
+            saga.name,
             order_id,
             resolution.value,
-            f"order {order_status or 'missing'} (version {_version(order)}), reservation "
-            f"{reservation_status or 'missing'} (version {_version(reservation)})",
+            f"order {order_status or 'missing'} (version {_version(order)}), {saga.right.sk.lower()} "
+            f"{other_status or 'missing'} (version {_version(other)})",
         )
-        if resolution is Resolution.REPUBLISH_ORDER and order is not None:
-            findings.republish.append(Republish(finding, order))
-        elif resolution is Resolution.REPUBLISH_RESERVATION and reservation is not None:
-            findings.republish.append(Republish(finding, reservation))
+        if resolution in REPUBLISHED_BY:
+            source = snapshot.entities(REPUBLISHED_BY[resolution]).get(order_id)
+            if source is None:  # nothing to send again: the other pair's repair makes it (checked next pass)
+                findings.deferred.append(finding)
+            else:
+                findings.republish.append(Republish(finding, source))
         elif resolution is Resolution.PARK:
             findings.parked.append(
                 Parked(
                     finding,
-                    CONFIRMED_WITHOUT_STOCK,
-                    f"{_version(order)}:{_version(reservation)}",
-                    {"order_status": order_status, "reservation_status": reservation_status},
+                    saga.parked_kind(order_status, other_status),
+                    f"{_version(order)}:{_version(other)}",
+                    {"order_status": order_status, f"{saga.right.sk.lower()}_status": other_status},
                 )
             )
         elif not corrections:
             findings.unrepaired.append(finding)
         else:
-            action = SAGA_ACTIONS[resolution]
-            lines = _lines(reservation, order) if action is ReservationAction.REMOVE else _lines(order, reservation)
-            observed_version = _version(reservation) or None
-            data = ReservationCorrected(
-                correction_id=correction_id_for(
-                    SAGA.name,
-                    order_id,
-                    action.value,
-                    reservation_status,
-                    observed_version,
-                    order_status,
-                    _version(order),
-                ),
-                entity_id=order_id,
-                reason=finding.reason,
-                order_id=order_id,
-                action=action,
-                observed_status=None if reservation_status is None else ReservationStatus(reservation_status),
-                observed_version=observed_version,
-                lines=lines,
-                order_status=None if order_status is None else OrderStatus(order_status),
-            )
-            findings.corrections.append(Correction(finding, data, _version(order) or _version(reservation)))
+            findings.corrections.append(_reservation_correction(finding, resolution, order, other))
+
+
+def _reservation_correction(
+    finding: Finding, resolution: Resolution, order: Item | None, reservation: Item | None
+) -> Correction:
+    """The correction a resolution of the order <-> reservation pair sends to inventory."""
+    order_id = finding.entity_id
+    order_status = None if order is None else str(order["status"])
+    reservation_status = None if reservation is None else str(reservation["status"])
+    action = SAGA_ACTIONS[resolution]
+    lines = _lines(reservation, order) if action is ReservationAction.REMOVE else _lines(order, reservation)
+    observed_version = _version(reservation) or None
+    data = ReservationCorrected(
+        correction_id=correction_id_for(
+            SAGA.name, order_id, action.value, reservation_status, observed_version, order_status, _version(order)
+        ),
+        entity_id=order_id,
+        reason=finding.reason,
+        order_id=order_id,
+        action=action,
+        observed_status=None if reservation_status is None else ReservationStatus(reservation_status),
+        observed_version=observed_version,
+        lines=lines,
+        order_status=None if order_status is None else OrderStatus(order_status),
+    )
+    return Correction(finding, data, _version(order) or _version(reservation))
 
 
 # ---------------------------------------------------------------- derived counters
@@ -396,7 +406,8 @@ def compare(
     for projection in PROJECTIONS:
         ids = None if scope is None else set(scope.ids_of(projection.source))
         _compare_projection(projection, snapshot, ids, findings, corrections)
-    _compare_saga(snapshot, None if scope is None else set(scope.orders), findings, corrections)
+    for saga in SAGAS:
+        _compare_saga(saga, snapshot, None if scope is None else set(scope.ids_of(saga.left)), findings, corrections)
     if counters if counters is not None else scope is None:
         _compare_counters(snapshot, findings)
     return findings
@@ -425,14 +436,14 @@ def defer_saga_repairs(
 
     kept_republish = []
     for repair in findings.republish:
-        if repair.finding.projection == SAGA.name and touches(repair.finding.entity_id):
+        if repair.finding.projection in SAGA_NAMES and touches(repair.finding.entity_id):
             findings.deferred.append(repair.finding)
         else:
             kept_republish.append(repair)
     findings.republish = kept_republish
     kept = []
     for correction in corrections:
-        if correction.finding.projection == SAGA.name and touches(correction.finding.entity_id):
+        if correction.finding.projection in SAGA_NAMES and touches(correction.finding.entity_id):
             findings.deferred.append(correction.finding)
         else:
             kept.append(correction)
@@ -533,20 +544,19 @@ class Scope:
 
     def ids_of(self, layout: EntityLayout) -> frozenset[str]:
         """The scope's ids of the entity kind whose items have this layout."""
-        return self.products if layout == PRODUCT else self.orders
+        return self.products if layout.kind == PRODUCT.kind else self.orders
 
     @classmethod
     def of_items(cls, items: Iterable[Item]) -> Scope:
-        """The entities that source items (orders, products, reservations) belong to."""
-        products: set[str] = set()
-        orders: set[str] = set()
+        """The entities that source items (every contract's entity layouts) belong to."""
+        ids: dict[str, set[str]] = {PRODUCT.kind: set(), ORDER.kind: set()}
         for item in items:
             pk, sk = str(item["pk"]), str(item["sk"])
-            if (product_id := PRODUCT.id_of(pk, sk)) is not None:
-                products.add(product_id)
-            elif (order_id := ORDER.id_of(pk, sk) or RESERVATION.id_of(pk, sk)) is not None:
-                orders.add(order_id)
-        return cls(frozenset(products), frozenset(orders))
+            for layout in SOURCES:
+                if (entity_id := layout.id_of(pk, sk)) is not None:
+                    ids[layout.kind].add(entity_id)
+                    break
+        return cls(frozenset(ids[PRODUCT.kind]), frozenset(ids[ORDER.kind]))
 
     @classmethod
     def of_findings(cls, findings: Findings) -> Scope:
@@ -570,8 +580,8 @@ def source_keys(scope: Scope, already_read: Snapshot | None = None) -> dict[str,
     Read first: the projection keys of an entity can depend on its source (a notification is keyed by the
     order's customer).
     """
-    keys: dict[str, list[Key]] = {"orders": [], "inventory": [], "notifications": []}
-    for layout in (PRODUCT, ORDER, RESERVATION):
+    keys: dict[str, list[Key]] = {s.name: [] for s in with_tables()}
+    for layout in SOURCES:
         keys[layout.table].extend(layout.key(entity_id) for entity_id in scope.ids_of(layout))
     return _without(keys, already_read)
 
@@ -582,7 +592,7 @@ def projection_keys(scope: Scope, sources: Snapshot) -> dict[str, list[Key]]:
     For each entity: the keys its source implies (`expected`) and every other key the projection's item could
     sit at (where a stale or forged item would be, whatever the source says now).
     """
-    keys: dict[str, list[Key]] = {"orders": [], "inventory": [], "notifications": []}
+    keys: dict[str, list[Key]] = {s.name: [] for s in with_tables()}
     for projection in PROJECTIONS:
         found = sources.entities(projection.source)
         for entity_id in sorted(scope.ids_of(projection.source)):

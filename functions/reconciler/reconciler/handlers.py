@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge import aws
 from converge.bus import EventSender, to_entry
+from converge.contracts import read_order, with_inboxes, with_tables
 from converge.envelope import correction_event, event_from_item, parse_eventbridge_json
 from converge.errors import MalformedEventError, UnknownEventError
 from converge.observability import logger, metrics, traced
@@ -51,9 +52,8 @@ from reconciler.domain import (
 
 @dataclass(frozen=True)
 class ReconcilerConfig:
-    orders_table: str
-    inventory_table: str
-    notifications_table: str
+    # Service name -> its table (every service contract with a table).
+    tables: dict[str, str]
     # DLQ url -> the inbox its valid messages are redriven to ("" = back onto the bus).
     dead_letter_queues: dict[str, str]
     state_table: str
@@ -63,20 +63,20 @@ class ReconcilerConfig:
     corrections: bool = True
 
     def table_of(self, role: str) -> str:
-        return {"orders": self.orders_table, "inventory": self.inventory_table}.get(role, self.notifications_table)
+        return self.tables[role]
 
 
 def config() -> ReconcilerConfig:
-    """Read per pass (not cached): cheap, and always the function's current environment."""
+    """Read per pass (not cached): cheap, and always the function's current environment.
+
+    Every service contract with a table has `<NAME>_TABLE_NAME`; every one with a consumer `<NAME>_DLQ_URL` and
+    `<NAME>_INBOX_URL` (template.yaml sets them; tests/unit/test_service_contracts.py checks it does).
+    """
     env = os.environ
     return ReconcilerConfig(
-        orders_table=env["ORDERS_TABLE_NAME"],
-        inventory_table=env["INVENTORY_TABLE_NAME"],
-        notifications_table=env["NOTIFICATIONS_TABLE_NAME"],
+        tables={service.name: env[f"{service.env_prefix}_TABLE_NAME"] for service in with_tables()},
         dead_letter_queues={
-            env["ORDERS_DLQ_URL"]: env["ORDERS_INBOX_URL"],
-            env["INVENTORY_DLQ_URL"]: env["INVENTORY_INBOX_URL"],
-            env["NOTIFICATIONS_DLQ_URL"]: env["NOTIFICATIONS_INBOX_URL"],
+            **{env[f"{s.env_prefix}_DLQ_URL"]: env[f"{s.env_prefix}_INBOX_URL"] for s in with_inboxes()},
             env["DELIVERY_DLQ_URL"]: "",
         },
         state_table=env["STATE_TABLE_NAME"],
@@ -215,14 +215,10 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
 
 
 def full_snapshot(cfg: ReconcilerConfig, cost: store.ReadCost) -> Snapshot:
-    """Every item of the three tables, projections before sources.
-
-    Sources only move forward between two reads (a restore aside, which is what the comparison is for), so a
-    projection read before its source can look behind (harmless: a republish) but never falsely ahead.
-    """
+    """Every item of every service's table, projections before sources (contracts.read_order says why)."""
     snapshot = Snapshot()
-    for role in ("notifications", "inventory", "orders"):
-        snapshot.add(role, store.scan_items(cfg.table_of(role), cost, role))
+    for service in read_order():
+        snapshot.add(service.name, store.scan_items(cfg.table_of(service.name), cost, service.name))
     return snapshot
 
 
@@ -233,8 +229,9 @@ def incremental_snapshot(
     if plan.since is None:
         raise ValueError("an incremental plan has a start")
     snapshot = Snapshot()
-    for role in ("orders", "inventory"):
-        snapshot.add(role, store.changed_since(cfg.table_of(role), plan.since, cost, role))
+    for service in with_tables():
+        if service.layouts:  # a table of sources has the changed-since index
+            snapshot.add(service.name, store.changed_since(cfg.table_of(service.name), plan.since, cost, service.name))
     changed = [item for table in snapshot.tables.values() for item in table.values()]
     scope = Scope.of_items(changed).union(suspects)
     for role, keys in source_keys(scope, already_read=snapshot).items():
@@ -255,12 +252,13 @@ def reread_sources(cfg: ReconcilerConfig, snapshot: Snapshot, scope: Scope, cost
 def reread_for_recount(cfg: ReconcilerConfig, products: list[str], cost: store.ReadCost) -> Snapshot:
     """Every reservation, then the suspect products: the second read a recount must agree with."""
     snapshot = Snapshot()
+    table = cfg.table_of(RESERVATION.table)
     snapshot.add(
-        "inventory",
-        (i for i in store.scan_items(cfg.inventory_table, cost, "inventory") if RESERVATION.id_of(i["pk"], i["sk"])),
+        RESERVATION.table,
+        (i for i in store.scan_items(table, cost, RESERVATION.table) if RESERVATION.id_of(i["pk"], i["sk"])),
     )
     keys = [PRODUCT.key(product_id) for product_id in products]
-    snapshot.add("inventory", store.batch_get(cfg.inventory_table, keys, cost, "inventory"))
+    snapshot.add(PRODUCT.table, store.batch_get(cfg.table_of(PRODUCT.table), keys, cost, PRODUCT.table))
     return snapshot
 
 

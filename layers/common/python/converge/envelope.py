@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError, create_model
 
+from converge.contracts import EVENT_TYPES
 from converge.errors import MalformedEventError, UnknownEventError
 from converge.events import (
     EVENT_ID_NAMESPACE,
-    EVENT_TYPES,
     SCHEMA_VERSION,
     CorrectionData,
     DomainEvent,
@@ -146,9 +146,12 @@ def detail_json_schema(event_type: str) -> dict[str, Any]:
     detail_model = create_model(event_type, metadata=(Metadata, ...), data=(spec.model, ...))
     schema = detail_model.model_json_schema()
     # One schema per type: pin metadata.event_type to this type's name.
-    schema["properties"]["metadata"] = {
-        "allOf": [schema["properties"]["metadata"], {"properties": {"event_type": {"const": event_type}}}]
+    pinned = {
+        "event_type": {"const": event_type},
+        "entity": {"const": spec.entity},
+        "producer": {"const": spec.producer},
     }
+    schema["properties"]["metadata"] = {"allOf": [schema["properties"]["metadata"], {"properties": pinned}]}
     schema["$id"] = f"https://converge.example/schemas/{event_type}.json"
     schema["description"] = (spec.model.__doc__ or "").strip()
     schema["x-source"] = spec.source

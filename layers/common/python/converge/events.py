@@ -21,9 +21,11 @@ Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
 # strict: an entity version given as "7", 7.0 or true is not a version.
 Version = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
 
-Entity = Literal["order", "product", "reservation", "shipment", "correction"]
-# The services that put events on the bus; `converge.<producer>` is the EventBridge source.
-Producer = Literal["orders", "inventory", "shipping", "reconciler"]
+# The entity kinds and producing services are declared by the service contracts (converge.contracts): the
+# registry entry of an event's type says which entity and producer it must name (envelope.parse_detail).
+Entity = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
+# `converge.<producer>` is the EventBridge source.
+Producer = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
 
 
 class OrderStatus(StrEnum):
@@ -233,7 +235,8 @@ class ReservedRecounted(CorrectionData):
 
 
 class EventSpec(BaseModel):
-    """Where an event type comes from: its payload model, entity, producer and the id field."""
+    """Where an event type comes from: its payload model, entity, producer and the id field (the registry of
+    them is derived from the service contracts: converge.contracts.EVENT_TYPES)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -246,37 +249,6 @@ class EventSpec(BaseModel):
     def source(self) -> str:
         return f"converge.{self.producer}"
 
-
-def _spec(model: type[EventData], entity: Entity) -> EventSpec:
-    producer: Producer = {"order": "orders", "shipment": "shipping", "correction": "reconciler"}.get(  # type: ignore[assignment]
-        entity, "inventory"
-    )
-    id_field = {"order": "order_id", "product": "product_id", "reservation": "order_id", "shipment": "order_id"}.get(
-        entity, "entity_id"
-    )
-    return EventSpec(model=model, entity=entity, producer=producer, id_field=id_field)
-
-
-# The registry is data: event type -> spec. Routing, schema export and docs all read it.
-EVENT_TYPES: dict[str, EventSpec] = {
-    "OrderPlaced": _spec(OrderPlaced, "order"),
-    "OrderConfirmed": _spec(OrderConfirmed, "order"),
-    "OrderRejected": _spec(OrderRejected, "order"),
-    "OrderCancelled": _spec(OrderCancelled, "order"),
-    "OrderShipped": _spec(OrderShipped, "order"),
-    "StockUpdated": _spec(StockUpdated, "product"),
-    "StockReserved": _spec(StockReserved, "reservation"),
-    "StockReservationFailed": _spec(StockReservationFailed, "reservation"),
-    "StockReleased": _spec(StockReleased, "reservation"),
-    "StockShipped": _spec(StockShipped, "reservation"),
-    "ShipmentCreated": _spec(ShipmentCreated, "shipment"),
-    "ShipmentDispatched": _spec(ShipmentDispatched, "shipment"),
-    "ShipmentCancelled": _spec(ShipmentCancelled, "shipment"),
-    "ProjectionCorrected": _spec(ProjectionCorrected, "correction"),
-    "ReservationCorrected": _spec(ReservationCorrected, "correction"),
-    "ReservedRecounted": _spec(ReservedRecounted, "correction"),
-}
-CORRECTION_TYPES = frozenset(t for t, spec in EVENT_TYPES.items() if spec.entity == "correction")
 
 ORDER_EVENT_BY_STATUS = {
     OrderStatus.PENDING: "OrderPlaced",
@@ -315,7 +287,7 @@ class DomainEvent(BaseModel):
 
     @property
     def source(self) -> str:
-        return EVENT_TYPES[self.event_type].source
+        return f"converge.{self.metadata.producer}"
 
 
 def event_id_for(entity: str, entity_id: str, version: int) -> str:

@@ -35,9 +35,10 @@ Expectation = Item | Either
 class EntityLayout:
     """Where the items of one entity kind live: table role, `pk = <prefix><id>`, fixed sort key."""
 
-    table: str  # "orders" | "inventory" | "notifications" (the owning service)
+    table: str  # the owning service's name (converge.contracts)
     prefix: str
     sk: str
+    kind: str  # the id space: "product" or "order" (a reservation and a shipment share their order's id)
 
     def key(self, entity_id: str) -> Key:
         return f"{self.prefix}{entity_id}", self.sk
@@ -49,11 +50,12 @@ class EntityLayout:
         return pk.removeprefix(self.prefix)
 
 
-ORDER = EntityLayout("orders", "ORDER#", "ORDER")
-PRODUCT = EntityLayout("inventory", "PRODUCT#", "PRODUCT")
-RESERVATION = EntityLayout("inventory", "RESERVATION#", "RESERVATION")
-AVAILABILITY = EntityLayout("notifications", "AVAILABILITY#", "AVAILABILITY")
-ORDER_OUTCOME = EntityLayout("notifications", "ORDER#", "ORDER")
+ORDER = EntityLayout("orders", "ORDER#", "ORDER", "order")
+PRODUCT = EntityLayout("inventory", "PRODUCT#", "PRODUCT", "product")
+RESERVATION = EntityLayout("inventory", "RESERVATION#", "RESERVATION", "order")
+SHIPMENT = EntityLayout("shipping", "SHIPMENT#", "SHIPMENT", "order")
+AVAILABILITY = EntityLayout("notifications", "AVAILABILITY#", "AVAILABILITY", "product")
+ORDER_OUTCOME = EntityLayout("notifications", "ORDER#", "ORDER", "order")
 
 NOTIFICATION_SK_PREFIX = "NOTIFICATION#"
 ORDER_NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED", "ORDER_SHIPPED")
@@ -277,7 +279,8 @@ class Resolution(StrEnum):
     REMOVE = "remove"  # a reservation without an order: give back any stock, delete it
     REINSTATE = "reinstate"  # the order still needs stock the reservation does not hold: reserve again
     TOMBSTONE = "tombstone"  # record RELEASED so that a late OrderPlaced reserves nothing
-    PARK = "park"  # a confirmed order whose reinstatement failed for lack of stock: a person decides
+    REPUBLISH_SHIPMENT = "republish_shipment"  # a side missed the shipment's news (dispatched or cancelled)
+    PARK = "park"  # what no event can repair (a parcel left without held stock, ...): a person decides
 
 
 # (order status, reservation status) -> resolution; None = the item does not exist. Why each: CONSISTENCY.md.
@@ -302,8 +305,35 @@ SAGA_RESOLUTIONS: Mapping[tuple[str | None, str | None], Resolution] = {
     ("CANCELLED", "RESERVED"): Resolution.REPUBLISH_ORDER,
     ("CANCELLED", "FAILED"): Resolution.AGREES,
     ("CANCELLED", "RELEASED"): Resolution.AGREES,
+    # Shipped stock left with the parcel: only the shipment's ShipmentDispatched moves either side there.
+    ("CONFIRMED", "SHIPPED"): Resolution.REPUBLISH_SHIPMENT,
+    ("CANCELLED", "SHIPPED"): Resolution.REPUBLISH_SHIPMENT,  # dispatch wins: orders has not heard of it
+    ("SHIPPED", "RESERVED"): Resolution.REPUBLISH_SHIPMENT,  # inventory has not heard of the dispatch
+    ("SHIPPED", "SHIPPED"): Resolution.AGREES,
+    ("SHIPPED", None): Resolution.PARK,  # the parcel left without held stock: a person counts it
+    ("SHIPPED", "FAILED"): Resolution.PARK,
+    ("SHIPPED", "RELEASED"): Resolution.PARK,
+    ("PENDING", "SHIPPED"): Resolution.PARK,  # stock shipped for an order never confirmed (a restored order)
+    ("REJECTED", "SHIPPED"): Resolution.PARK,
+    (None, "SHIPPED"): Resolution.REMOVE,  # an orphan that holds no stock: removing it gives nothing back
 }
 REINSTATE_FAILED = "reinstate_failed"  # set on a FAILED reservation written by a failed reinstatement
+
+
+def _refine_reservation(order: Item | None, reservation: Item | None, resolution: Resolution) -> Resolution:
+    if resolution is Resolution.REINSTATE and reservation is not None and reservation.get(REINSTATE_FAILED):
+        return Resolution.PARK  # reserving again already failed for lack of stock: do not loop
+    confirmed_cancel = order is not None and order["status"] == "CANCELLED" and bool(order.get("confirmed"))
+    if resolution is Resolution.REPUBLISH_ORDER and confirmed_cancel:
+        # A confirmed order's stock is shipping's to release or ship: inventory waits for the shipment's event.
+        return Resolution.REPUBLISH_SHIPMENT
+    return resolution
+
+
+def _refine_shipment(order: Item | None, shipment: Item | None, resolution: Resolution) -> Resolution:
+    if order is not None and shipment is None and order["status"] == "CANCELLED" and order.get("confirmed"):
+        return Resolution.REPUBLISH_ORDER  # shipping never heard of it: OrderCancelled leaves its tombstone
+    return resolution
 
 
 @dataclass(frozen=True)
@@ -312,19 +342,72 @@ class SagaPair:
 
     name: str
     left: EntityLayout  # the order (the customer's intent)
-    right: EntityLayout  # the reservation (the stock held for it)
+    right: EntityLayout  # the reservation (the stock held for it), or the shipment
     resolutions: Mapping[tuple[str | None, str | None], Resolution]
+    # A resolution that depends on more than the two statuses (a mark on an item, the order's `confirmed`).
+    refine: Callable[[Item | None, Item | None, Resolution], Resolution] = lambda _left, _right, found: found
+    parked_kind: Callable[[str | None, str | None], str] = lambda left, right: f"{left}_{right}".lower()
 
-    def resolve(self, order: Item | None, reservation: Item | None) -> Resolution:
+    def resolve(self, order: Item | None, other: Item | None) -> Resolution:
         order_status = None if order is None else str(order["status"])
-        reservation_status = None if reservation is None else str(reservation["status"])
-        resolution = self.resolutions[(order_status, reservation_status)]
-        if resolution is Resolution.REINSTATE and reservation is not None and reservation.get(REINSTATE_FAILED):
-            return Resolution.PARK  # reserving again already failed for lack of stock: do not loop
-        return resolution
+        other_status = None if other is None else str(other["status"])
+        return self.refine(order, other, self.resolutions[(order_status, other_status)])
 
 
-SAGA = SagaPair("order_reservation", ORDER, RESERVATION, SAGA_RESOLUTIONS)
+def _reservation_parked_kind(order_status: str | None, reservation_status: str | None) -> str:
+    if order_status == "CONFIRMED":
+        return "confirmed_without_stock"  # a reinstatement failed for lack of stock
+    if order_status == "SHIPPED":
+        return "shipped_without_held_stock"
+    return "stock_shipped_for_an_unconfirmed_order"
+
+
+SAGA = SagaPair(
+    "order_reservation", ORDER, RESERVATION, SAGA_RESOLUTIONS, _refine_reservation, _reservation_parked_kind
+)
+
+# (order status, shipment status) -> resolution. Shipping is the arbiter of a confirmed order's stock: the
+# shipment is created by OrderConfirmed, cancelled by OrderCancelled unless dispatched, and a dispatch wins.
+SHIPMENT_RESOLUTIONS: Mapping[tuple[str | None, str | None], Resolution] = {
+    (None, None): Resolution.AGREES,
+    (None, "PENDING"): Resolution.PARK,  # a shipment for no order: the warehouse must not send it
+    (None, "DISPATCHED"): Resolution.PARK,
+    (None, "CANCELLED"): Resolution.AGREES,  # a tombstone of nothing: harmless
+    ("PENDING", None): Resolution.AGREES,
+    ("PENDING", "PENDING"): Resolution.PARK,  # a shipment for an order never confirmed (a restored order)
+    ("PENDING", "DISPATCHED"): Resolution.PARK,
+    ("PENDING", "CANCELLED"): Resolution.AGREES,
+    ("CONFIRMED", None): Resolution.REPUBLISH_ORDER,  # shipping missed OrderConfirmed
+    ("CONFIRMED", "PENDING"): Resolution.AGREES,
+    ("CONFIRMED", "DISPATCHED"): Resolution.REPUBLISH_SHIPMENT,  # orders missed the dispatch
+    ("CONFIRMED", "CANCELLED"): Resolution.PARK,  # cancelled for an order that is not (a restored order)
+    ("REJECTED", None): Resolution.AGREES,
+    ("REJECTED", "PENDING"): Resolution.PARK,
+    ("REJECTED", "DISPATCHED"): Resolution.PARK,
+    ("REJECTED", "CANCELLED"): Resolution.AGREES,
+    ("CANCELLED", None): Resolution.AGREES,  # never confirmed; REPUBLISH_ORDER if it was (see refine)
+    ("CANCELLED", "PENDING"): Resolution.REPUBLISH_ORDER,  # shipping missed OrderCancelled
+    ("CANCELLED", "DISPATCHED"): Resolution.REPUBLISH_SHIPMENT,  # dispatch wins: orders missed it
+    ("CANCELLED", "CANCELLED"): Resolution.AGREES,
+    ("SHIPPED", None): Resolution.PARK,  # shipped, and shipping knows no parcel: a person checks
+    ("SHIPPED", "PENDING"): Resolution.PARK,  # a restored shipment: the parcel left, says orders
+    ("SHIPPED", "DISPATCHED"): Resolution.AGREES,
+    ("SHIPPED", "CANCELLED"): Resolution.PARK,
+}
+SHIPMENT_SAGA = SagaPair(
+    "order_shipment",
+    ORDER,
+    SHIPMENT,
+    SHIPMENT_RESOLUTIONS,
+    _refine_shipment,
+    lambda order_status, shipment_status: f"order_{order_status}_shipment_{shipment_status}".lower(),
+)
+SAGAS: tuple[SagaPair, ...] = (SAGA, SHIPMENT_SAGA)
+REPUBLISHED_BY: Mapping[Resolution, EntityLayout] = {
+    Resolution.REPUBLISH_ORDER: ORDER,
+    Resolution.REPUBLISH_RESERVATION: RESERVATION,
+    Resolution.REPUBLISH_SHIPMENT: SHIPMENT,
+}
 
 
 # ---------------------------------------------------------------- derived counters
