@@ -36,6 +36,7 @@ from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.faults import DRIFT_KINDS, DRIFT_STATS, FaultPlan
 from localcloud.runtime import Invocation
+from localcloud.scenario import Scenario
 from localcloud.template import TEMPLATE_PATH, load_template
 
 PUMP_EVERY = 4  # operations between two pump rounds (commands and events interleave)
@@ -70,6 +71,7 @@ class ChaosReport:
     pass_mode: str
     plan: dict[str, Any]
     operations: dict[str, int] = field(default_factory=dict)
+    crossings: int = 0  # a cancellation and a dispatch of one order, both accepted before either was heard of
     injected: dict[str, int] = field(default_factory=dict)
     sdk_backoff_seconds_not_slept: float = 0.0
     function_errors: dict[str, int] = field(default_factory=dict)
@@ -120,8 +122,7 @@ class Chaos:
             raise ValueError(f"pass mode {pass_mode!r}: one of {PASS_MODES}")
         self.cloud = cloud
         self.rng = random.Random(seed)
-        self.product_ids = [f"p-{i:04d}" for i in range(products)]
-        self.placed: list[str] = []
+        self.scenario = Scenario(self.rng, products, orders)
         self.progress = progress
         self.report = ChaosReport(orders, products, seed, pass_mode, cloud.faults.plan.describe())
         self.dlqs = dead_letter_queues(load_template(cloud.template_path))
@@ -143,45 +144,15 @@ class Chaos:
             print(f"chaos: {text}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------- scenario
-    def _operations(self) -> list[tuple[str, Any]]:
-        ops: list[tuple[str, Any]] = [("set_stock", p) for p in self.product_ids]
-        for _ in range(self.report.orders):
-            ops.append(("place_order", None))
-            roll = self.rng.random()
-            if roll < 0.10:
-                ops.append(("cancel_order", None))
-            elif roll < 0.15:
-                ops.append(("restock", None))
-        return ops
+    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = self.cloud.http(method, path, body=body)
+        return response.status, response.json() if response.status < 300 else None
 
-    def _run(self, kind: str, argument: Any) -> None:
-        rng, cloud = self.rng, self.cloud
-        if kind == "set_stock":
-            response = cloud.http("PUT", f"/products/{argument}/stock", body={"on_hand": rng.randint(20, 80)})
-        elif kind == "place_order":
-            chosen = rng.sample(self.product_ids, k=min(len(self.product_ids), rng.randint(1, 3)))
-            body = {
-                "customer_id": f"c-{rng.randint(0, 99):03d}",
-                "lines": [{"product_id": p, "quantity": rng.randint(1, 4)} for p in chosen],
-            }
-            response = cloud.http("POST", "/orders", body=body)
-            if response.status == 201:
-                self.placed.append(response.json()["order_id"])
-        elif kind == "cancel_order" and self.placed:
-            response = cloud.http("POST", f"/orders/{rng.choice(self.placed)}/cancel")
-        elif kind == "restock":
-            path = f"/products/{rng.choice(self.product_ids)}/stock/adjustments"
-            response = cloud.http("POST", path, body={"delta": rng.randint(5, 30)})
-        else:
-            return
-        key = f"{kind} {response.status}"
-        self.report.operations[key] = self.report.operations.get(key, 0) + 1
-
-    def scenario(self) -> None:
-        operations = self._operations()
+    def run_scenario(self) -> None:
+        operations = self.scenario.operations()
         started = time.monotonic()
         for index, (kind, argument) in enumerate(operations, start=1):
-            self._run(kind, argument)
+            self.scenario.run(kind, argument, self._call)
             self.cloud.faults.drift(self.cloud)  # drift faults, at the plan's rates per operation (none if off)
             if index % QUIET_EVERY == 0:
                 self.cloud.run_until_quiet()
@@ -251,7 +222,9 @@ class Chaos:
         report, cloud = self.report, self.cloud
         t0 = time.monotonic()
         self._note(f"{report.orders} orders over {report.products} products, faults {report.plan}")
-        self.scenario()
+        self.run_scenario()
+        report.operations = dict(self.scenario.responses)
+        report.crossings = self.scenario.crossings
         t1 = time.monotonic()
         cloud.faults.stop()
         self._pause_schedules()
@@ -447,6 +420,9 @@ def markdown(report: ChaosReport, command: str) -> str:
         "## Operations",
         "",
         f"{dict(sorted(report.operations.items()))}",
+        "",
+        f"Crossings (a cancellation and a dispatch of one order, both accepted before either service heard of the "
+        f"other; dispatch wins): {report.crossings}.",
         "",
     ]
     if report.divergent_examples or report.lost_examples:

@@ -20,6 +20,7 @@ from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan
 from localcloud.runtime import Invocation
+from localcloud.scenario import Mix, Scenario
 from localcloud.template import TEMPLATE_PATH, load_template
 
 PUMP_EVERY = 4  # operations between two pump rounds while the scenario runs
@@ -41,6 +42,7 @@ class DemoReport:
     seed: int
     operations: dict[str, int] = field(default_factory=dict)
     responses: dict[str, int] = field(default_factory=dict)
+    crossings: int = 0  # a cancellation and a dispatch of one order, both accepted before either was heard of
     events: dict[str, int] = field(default_factory=dict)
     pipeline: dict[str, int] = field(default_factory=dict)
     invocations: dict[str, int] = field(default_factory=dict)
@@ -82,17 +84,27 @@ def dead_letter_queues(template: dict[str, Any]) -> list[str]:
     return sorted(n for n in names if n and resources.get(n, {}).get("Type") == "AWS::SQS::Queue")
 
 
+# The demo's storefront: few customers and small stock, so that orders are rejected for lack of stock too.
+DEMO_MIX = Mix(
+    cancel=0.15,
+    restock=0.10,
+    dispatch=0.35,
+    cross=0.05,
+    stock=(0, 25),
+    restock_delta=(1, 10),
+    quantity=(1, 5),
+    customers=10,
+)
+
+
 class Demo:
     def __init__(self, cloud: LocalCloud, products: int, orders: int, seed: int, progress: bool = True) -> None:
         self.cloud = cloud
         self.rng = random.Random(seed)
         self.report = DemoReport(products=products, orders=orders, seed=seed)
-        self.product_ids = [f"p-{i:03d}" for i in range(products)]
+        self.scenario = Scenario(self.rng, products, orders, DEMO_MIX)
         self.progress = progress
         self.started = time.monotonic()
-        self.placed: list[str] = []
-        self.operations: Counter[str] = Counter()
-        self.responses: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
         cloud.runtime.listeners.append(self._count)
         cloud.runtime.keep_history = False
@@ -116,53 +128,16 @@ class Demo:
         self.report.samples.append(Sample(time.monotonic() - self.started, phase, result.total, result.counts))
         return result
 
-    def _call(self, operation: str, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         response = self.cloud.http(method, path, body=body)
-        self.operations[operation] += 1
-        self.responses[f"{operation} {response.status}"] += 1
-        return response.json() if response.status < 300 else None
-
-    # ------------------------------------------------------------------------------------------------ scenario
-    def _operations(self) -> list[tuple[str, Any]]:
-        ops: list[tuple[str, Any]] = [("set_stock", p) for p in self.product_ids]
-        for _ in range(self.report.orders):
-            ops.append(("place_order", None))
-            roll = self.rng.random()
-            if roll < 0.15:
-                ops.append(("cancel_order", None))
-            elif roll < 0.25:
-                ops.append(("restock", None))
-        return ops
-
-    def _run_operation(self, kind: str, argument: Any) -> None:
-        rng = self.rng
-        if kind == "set_stock":
-            self._call(kind, "PUT", f"/products/{argument}/stock", {"on_hand": rng.randint(0, 25)})
-        elif kind == "place_order":
-            chosen = rng.sample(self.product_ids, k=min(len(self.product_ids), rng.randint(1, 3)))
-            body = {
-                "customer_id": f"c-{rng.randint(0, 9):02d}",
-                "lines": [{"product_id": p, "quantity": rng.randint(1, 5)} for p in chosen],
-            }
-            placed = self._call(kind, "POST", "/orders", body)
-            if placed:
-                self.placed.append(placed["order_id"])
-        elif kind == "cancel_order" and self.placed:
-            self._call(kind, "POST", f"/orders/{rng.choice(self.placed)}/cancel")
-        elif kind == "restock":
-            self._call(
-                kind,
-                "POST",
-                f"/products/{rng.choice(self.product_ids)}/stock/adjustments",
-                {"delta": rng.randint(1, 10)},
-            )
+        return response.status, response.json() if response.status < 300 else None
 
     def run(self) -> DemoReport:
-        operations = self._operations()
+        operations = self.scenario.operations()
         bar = _progress(len(operations) + 2, self.progress)
         self.sample("start")
         for index, (kind, argument) in enumerate(operations, start=1):
-            self._run_operation(kind, argument)
+            self.scenario.run(kind, argument, self._call)
             if index % PUMP_EVERY == 0:
                 self.cloud.pump()
                 if index % (PUMP_EVERY * SAMPLE_EVERY_PUMPS) == 0:
@@ -215,8 +190,13 @@ class Demo:
 
     def _finish(self, final: convergence.Divergence) -> None:
         report = self.report
-        report.operations = dict(self.operations)
-        report.responses = dict(sorted(self.responses.items()))
+        responses = self.scenario.responses
+        operations: Counter[str] = Counter()
+        for key, count in responses.items():
+            operations[key.rsplit(" ", 1)[0]] += count
+        report.operations = dict(operations)
+        report.responses = dict(sorted(responses.items()))
+        report.crossings = self.scenario.crossings
         report.events = dict(self.events)
         streams = self.cloud.stream_mappings.values()
         queues = self.cloud.sqs_mappings.values()
@@ -290,6 +270,7 @@ def summary(report: DemoReport) -> str:
     lines = [
         f"localcloud demo: {report.products} products, {report.orders} orders (seed {report.seed})",
         f"  operations      {report.operations}",
+        f"  crossings       {report.crossings} (cancel and dispatch of one order, both accepted: dispatch wins)",
         f"  responses       {report.responses}",
         f"  events          {report.events}",
         f"  pipeline        {report.pipeline}",

@@ -52,10 +52,11 @@ PUBLISHERS = ("OrdersPublisherFunction", "InventoryPublisherFunction")
 
 # Order status -> the statuses it may move to (docs: PENDING -> CONFIRMED | REJECTED; PENDING or CONFIRMED -> CANCELLED)
 FORWARD = {
-    "PENDING": {"PENDING", "CONFIRMED", "REJECTED", "CANCELLED"},
-    "CONFIRMED": {"CONFIRMED", "CANCELLED"},
+    "PENDING": {"PENDING", "CONFIRMED", "REJECTED", "CANCELLED", "SHIPPED"},
+    "CONFIRMED": {"CONFIRMED", "CANCELLED", "SHIPPED"},
     "REJECTED": {"REJECTED"},
-    "CANCELLED": {"CANCELLED"},
+    "CANCELLED": {"CANCELLED", "SHIPPED"},  # a dispatch that crossed the cancellation wins
+    "SHIPPED": {"SHIPPED"},
 }
 
 FAULTS: dict[str, dict[str, Any]] = {
@@ -167,6 +168,20 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def cancel(self, order_id: str) -> None:
         response = self.cloud.http("POST", f"/orders/{order_id}/cancel")
         assert response.status in (200, 409), response.body
+
+    @rule(order_id=orders)
+    def dispatch(self, order_id: str) -> None:
+        # The warehouse says the parcel left: 404 before the shipment exists, 409 once it is cancelled.
+        response = self.cloud.http("POST", f"/shipments/{order_id}/dispatch")
+        assert response.status in (200, 404, 409), response.body
+
+    @rule(order_id=orders)
+    def cancel_and_dispatch_cross(self, order_id: str) -> None:
+        # Both accepted by their own service before either hears of the other: dispatch wins, in every order.
+        cancelled = self.cloud.http("POST", f"/orders/{order_id}/cancel")
+        dispatched = self.cloud.http("POST", f"/shipments/{order_id}/dispatch")
+        assert cancelled.status in (200, 409), cancelled.body
+        assert dispatched.status in (200, 404, 409), dispatched.body
 
     # ------------------------------------------------------------------------------------------- the pipeline
     @rule(rounds=st.integers(1, 3))
