@@ -7,17 +7,12 @@ at the sizes of the run and puts its rows in the doc. Until it exists the sectio
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
-
-from localcloud.template import ROOT
 
 DRIFTS = (0.0, 0.001, 0.01)
 
 
 def measure(entities: int) -> dict[str, Any]:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     try:
         tool = importlib.import_module("tools.reconcile_cost")
     except ModuleNotFoundError as exc:

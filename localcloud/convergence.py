@@ -48,13 +48,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcloud.loader import ensure_layer_on_path
-
-ensure_layer_on_path()
-
-from converge.contracts import with_tables  # noqa: E402 - the layer is at /opt/python in Lambda, put on the path above
-from converge.dynamo import from_item  # noqa: E402
-from converge.projections import SAGAS, Resolution, SagaPair  # noqa: E402
+# The layer is on the path as /opt/python is in Lambda: the venv's converge-layer.pth (make venv), pytest's pythonpath.
+from converge.contracts import with_tables
+from converge.dynamo import from_item
+from converge.projections import SAGAS, Resolution, SagaPair
 
 Items = dict[tuple[str, str], dict[str, Any]]
 

@@ -21,8 +21,4 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
-from localcloud.loader import ensure_layer_on_path
-
-ensure_layer_on_path()
-
 pytest_plugins = ["tests.support.fixtures"]

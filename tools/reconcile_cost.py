@@ -40,10 +40,6 @@ for _name, _value in {
 
 import boto3  # noqa: E402
 
-from localcloud.loader import ensure_layer_on_path  # noqa: E402
-
-ensure_layer_on_path()
-
 from converge.dynamo import to_item  # noqa: E402
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of  # noqa: E402
 
