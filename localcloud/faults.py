@@ -41,7 +41,7 @@ Handler code is never edited. Faults reach a function only through what it calls
   chaos command calls it after every scenario operation, so the rates are per operation), and each kind is an
   explicit method too (`rollback_source`, `corrupt_projection`, `delete_projection`, `forge_event`,
   `inject_orphan_saga_event`), which tests and the state machine call at a moment of their choosing.
-  * source rollback: a source item (order, product, reservation) is put back to an earlier image of itself, as
+  * source rollback: a source item (any contract's entity: order, product, reservation, shipment) is put back to an earlier image of itself, as
     copying items back from a point-in-time restore does: a PutItem of the old image (its old version and
     `updated_at`) straight into the table. Earlier images are read from the tables' streams (NEW_AND_OLD_IMAGES);
   * projection corruption: a notifications projection item (availability, order outcome, order notification)
@@ -66,6 +66,8 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
+
+from converge.contracts import with_tables
 
 if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud
@@ -704,7 +706,8 @@ def poison_body(kind: str, number: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ drift plumbing
-SOURCE_TABLES = {"OrdersTable": ("ORDER#",), "InventoryTable": ("PRODUCT#", "RESERVATION#")}  # sources of truth
+# The sources of truth (every service contract's entity layouts): table -> the pk prefixes of its entities.
+SOURCE_TABLES = {str(s.table): tuple(layout.prefix for layout in s.layouts) for s in with_tables() if s.layouts}
 PROJECTION_TABLE = "NotificationsTable"
 MAX_EARLIER_IMAGES = 8  # per source item: enough choice for a rollback without keeping every image of a long run
 
