@@ -41,7 +41,8 @@ Handler code is never edited. Faults reach a function only through what it calls
   chaos command calls it after every scenario operation, so the rates are per operation), and each kind is an
   explicit method too (`rollback_source`, `corrupt_projection`, `delete_projection`, `forge_event`,
   `inject_orphan_saga_event`), which tests and the state machine call at a moment of their choosing.
-  * source rollback: a source item (any contract's entity: order, product, reservation, shipment) is put back to an earlier image of itself, as
+  * source rollback: a source item (any contract's entity: order, product, reservation, shipment) is put back to an
+    earlier image of itself, as
     copying items back from a point-in-time restore does: a PutItem of the old image (its old version and
     `updated_at`) straight into the table. Earlier images are read from the tables' streams (NEW_AND_OLD_IMAGES);
   * projection corruption: a notifications projection item (availability, order outcome, order notification)
