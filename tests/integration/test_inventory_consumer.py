@@ -40,6 +40,41 @@ def cancelled(order_id: str, lines: list[tuple[str, int]], **kwargs: Any) -> Dom
     return order_event("OrderCancelled", order_id, lines, version=2, **kwargs)
 
 
+def confirmed_cancellation(order_id: str, lines: list[tuple[str, int]], **kwargs: Any) -> DomainEvent:
+    """The OrderCancelled of an order that had been confirmed (version 3: placed, confirmed, cancelled)."""
+    data = {
+        "order_id": order_id,
+        "customer_id": "cust-1",
+        "status": "CANCELLED",
+        "confirmed": True,
+        "lines": [{"product_id": p, "quantity": q} for p, q in lines],
+    }
+    return domain_event("OrderCancelled", data, version=3, **kwargs)
+
+
+def shipment(event_type: str, order_id: str, lines: list[tuple[str, int]], **kwargs: Any) -> DomainEvent:
+    status, version = {"ShipmentDispatched": ("DISPATCHED", 2), "ShipmentCancelled": ("CANCELLED", 2)}[event_type]
+    data = {
+        "order_id": order_id,
+        "customer_id": "cust-1",
+        "status": status,
+        "lines": [{"product_id": p, "quantity": q} for p, q in lines],
+    }
+    return domain_event(event_type, data, version=version, **kwargs)
+
+
+def dispatched(order_id: str, lines: list[tuple[str, int]], **kwargs: Any) -> DomainEvent:
+    return shipment("ShipmentDispatched", order_id, lines, **kwargs)
+
+
+def shipment_cancelled(order_id: str, lines: list[tuple[str, int]], **kwargs: Any) -> DomainEvent:
+    return shipment("ShipmentCancelled", order_id, lines, **kwargs)
+
+
+def reserved_for(functions: FunctionRunner, order_id: str, lines: list[tuple[str, int]]) -> None:
+    assert deliver(functions, placed(order_id, lines)) == []
+
+
 def deliver(functions: FunctionRunner, *events: DomainEvent) -> list[str]:
     """Run one inbox batch; the message ids reported as failed."""
     response = functions.invoke(CONSUMER, sqs_event_of(*events))
@@ -201,12 +236,27 @@ def test_redelivered_failed_order_stays_failed_even_after_restock(stack: Stack, 
 
 
 # ---------------------------------------------------------------- releasing
-def test_order_cancelled_releases_the_reservation_once(stack: Stack, functions: FunctionRunner) -> None:
-    # GIVEN an order reserving 3 p1 and 2 p2
+def releasing(by: str, order_id: str, lines: list[tuple[str, int]], **kwargs: Any) -> DomainEvent:
+    """The event that releases a reservation: the cancellation of an order never confirmed, or shipping's
+    ShipmentCancelled for a confirmed one (inventory leaves that order's own cancellation to shipping)."""
+    if by == "OrderCancelled":
+        return cancelled(order_id, lines, **kwargs)
+    return shipment_cancelled(order_id, lines, **kwargs)
+
+
+RELEASERS = ["OrderCancelled", "ShipmentCancelled"]
+
+
+@pytest.mark.parametrize("by", RELEASERS)
+def test_a_cancellation_releases_the_reservation_once(stack: Stack, functions: FunctionRunner, by: str) -> None:
+    # GIVEN an order reserving 3 p1 and 2 p2 (if confirmed, its own cancellation was left to shipping)
     stock(functions, p1=10, p2=5)
     deliver(functions, placed("o1", [("p1", 3), ("p2", 2)]))
-    # WHEN it is cancelled
-    assert deliver(functions, cancelled("o1", [("p1", 3), ("p2", 2)], correlation_id="corr-cancel")) == []
+    if by == "ShipmentCancelled":
+        assert deliver(functions, confirmed_cancellation("o1", [("p1", 3), ("p2", 2)])) == []
+        assert levels(stack, "p1") == (10, 3, 7, 2)
+    # WHEN it is cancelled (by the order, never confirmed, or by shipping)
+    assert deliver(functions, releasing(by, "o1", [("p1", 3), ("p2", 2)], correlation_id="corr-cancel")) == []
     # THEN its stock is given back
     assert levels(stack, "p1") == (10, 0, 10, 3)
     assert levels(stack, "p2") == (5, 0, 5, 3)
@@ -218,21 +268,26 @@ def test_order_cancelled_releases_the_reservation_once(stack: Stack, functions: 
     assert published_as(item) == ("StockReleased", 2)
     after = (product(stack, "p1"), product(stack, "p2"), item)
     # AND a redelivered cancellation changes nothing
-    assert deliver(functions, cancelled("o1", [("p1", 3), ("p2", 2)])) == []
+    assert deliver(functions, releasing(by, "o1", [("p1", 3), ("p2", 2)])) == []
     assert (product(stack, "p1"), product(stack, "p2"), reservation(stack, "o1")) == after
 
 
+@pytest.mark.parametrize("by", RELEASERS)
 def test_cancel_before_place_leaves_a_tombstone_and_the_late_placement_reserves_nothing(
-    stack: Stack, functions: FunctionRunner
+    stack: Stack, functions: FunctionRunner, by: str
 ) -> None:
     # GIVEN p1 with 10 on hand
     stock(functions, p1=10)
-    # WHEN the cancellation of o1 overtakes its placement
-    assert deliver(functions, cancelled("o1", [("p1", 3)])) == []
+    # WHEN the cancellation of o1 (by the order, or by shipping) overtakes its placement
+    assert deliver(functions, releasing(by, "o1", [("p1", 3)])) == []
     # THEN a RELEASED tombstone is written and no stock moves
     tomb = reservation(stack, "o1")
     assert tomb is not None
-    assert (tomb["status"], tomb["version"]) == ("RELEASED", 1)
+    assert (tomb["status"], tomb["version"], tomb["reason"]) == (
+        "RELEASED",
+        1,
+        "order cancelled before it was reserved",
+    )
     assert published_as(tomb) == ("StockReleased", 1)
     assert levels(stack, "p1") == (10, 0, 10, 1)
     # AND when the placement finally arrives, nothing is reserved
@@ -309,3 +364,153 @@ def test_sam_fixtures_apply_on_an_empty_table(stack: Stack, functions: FunctionR
     assert response["batchItemFailures"] == []
     expected = {"order-placed": "FAILED", "order-cancelled": "RELEASED"}[name]
     assert reservation(stack, "ord-1001")["status"] == expected  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- shipping: the arbiter of confirmed orders
+def test_cancellation_of_a_confirmed_order_is_left_to_shipping(
+    stack: Stack, functions: FunctionRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN an order reserving 3 p1
+    stock(functions, p1=10)
+    reserved_for(functions, "o1", [("p1", 3)])
+    before = (product(stack, "p1"), reservation(stack, "o1"))
+    # WHEN its cancellation arrives saying it had been confirmed
+    failures = deliver(functions, confirmed_cancellation("o1", [("p1", 3)]))
+    # THEN it is not a failure, nothing is released (shipping decides), and the log says so
+    assert failures == []
+    assert (product(stack, "p1"), reservation(stack, "o1")) == before
+    assert any("left to shipping" in r.getMessage() for r in caplog.records)
+
+
+def test_cancellation_of_a_confirmed_order_never_reserved_here_writes_no_tombstone(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN no reservation for o1 WHEN its confirmed cancellation arrives THEN nothing is written: shipping decides
+    assert deliver(functions, confirmed_cancellation("o1", [("p1", 3)])) == []
+    assert reservation(stack, "o1") is None
+
+
+def test_shipment_dispatched_consumes_the_reservation_in_one_transaction(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN an order reserving 3+1 p1 and 2 p2, beside another order reserving 1 p1
+    stock(functions, p1=10, p2=5)
+    lines = [("p1", 3), ("p2", 2), ("p1", 1)]
+    reserved_for(functions, "o1", lines)
+    reserved_for(functions, "o2", [("p1", 1)])
+    assert levels(stack, "p1") == (10, 5, 5, 3)
+    stack.events_on_bus()
+    # WHEN its parcel is dispatched
+    assert deliver(functions, dispatched("o1", lines, correlation_id="corr-dispatch")) == []
+    # THEN on_hand and reserved both drop by the order's quantities, available is unchanged, one version on
+    assert levels(stack, "p1") == (6, 1, 5, 4)
+    assert levels(stack, "p2") == (3, 0, 3, 3)
+    assert published_as(product(stack, "p1")) == ("StockUpdated", 4)
+    assert product(stack, "p1")["correlation_id"] == "corr-dispatch"
+    # AND the reservation is SHIPPED at version 2 (StockShipped), keeping its lines; o2's is untouched
+    item = reservation(stack, "o1")
+    assert item is not None
+    assert (item["status"], item["version"], item["correlation_id"]) == ("SHIPPED", 2, "corr-dispatch")
+    assert published_as(item) == ("StockShipped", 2)
+    assert [(line["product_id"], line["quantity"]) for line in item["lines"]] == lines
+    assert reservation(stack, "o2")["status"] == "RESERVED"  # type: ignore[index]
+    # AND nothing went to the bus from here: the stream publisher sends the items' events
+    assert stack.events_on_bus() == []
+
+
+def test_a_duplicate_dispatch_consumes_once(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN an order whose 3 p1 were shipped
+    stock(functions, p1=10)
+    reserved_for(functions, "o1", [("p1", 3)])
+    event = dispatched("o1", [("p1", 3)])
+    assert deliver(functions, event) == []
+    before = (product(stack, "p1"), reservation(stack, "o1"))
+    # WHEN the same dispatch arrives again, alone and twice in one batch
+    assert deliver(functions, event) == []
+    assert deliver(functions, event, event) == []
+    # THEN it is skipped: stock left once
+    assert (product(stack, "p1"), reservation(stack, "o1")) == before
+    assert levels(stack, "p1") == (7, 0, 7, 3)
+
+
+@pytest.mark.parametrize("held", ["released", "failed", "absent"])
+def test_a_dispatch_of_stock_not_held_fails_the_record_and_changes_nothing(
+    stack: Stack, functions: FunctionRunner, caplog: pytest.LogCaptureFixture, held: str
+) -> None:
+    # GIVEN p1 with 2 reserved by o2, and o1's reservation released, failed or absent (drifted, or a forged event)
+    stock(functions, p1=5)
+    reserved_for(functions, "o2", [("p1", 2)])
+    if held == "released":
+        reserved_for(functions, "o1", [("p1", 3)])
+        deliver(functions, cancelled("o1", [("p1", 3)]))
+    elif held == "failed":
+        reserved_for(functions, "o1", [("p1", 30)])
+    before = (product(stack, "p1"), reservation(stack, "o1"))
+    caplog.clear()
+    # WHEN a dispatch of o1 arrives
+    failures = deliver(functions, dispatched("o1", [("p1", 3)]))
+    # THEN the record is a batch item failure (redriven, then parked in the DLQ), nothing changed, and the
+    #      reason is logged
+    assert len(failures) == 1
+    assert (product(stack, "p1"), reservation(stack, "o1")) == before
+    assert levels(stack, "p1")[:3] == (5, 2, 3)
+    [logged] = [r for r in caplog.records if r.getMessage() == "failed to apply event"]
+    assert "dispatched stock was not held" in vars(logged)["reason"]
+
+
+def test_a_late_shipment_cancelled_does_not_release_shipped_stock(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN an order whose 3 p1 left with its parcel
+    stock(functions, p1=10)
+    reserved_for(functions, "o1", [("p1", 3)])
+    deliver(functions, dispatched("o1", [("p1", 3)]))
+    before = (product(stack, "p1"), reservation(stack, "o1"))
+    # WHEN a shipment cancellation arrives anyway (a dispatch is final: forged or out of order)
+    # THEN it is skipped: stock is never both shipped and given back
+    assert deliver(functions, shipment_cancelled("o1", [("p1", 3)])) == []
+    assert (product(stack, "p1"), reservation(stack, "o1")) == before
+
+
+CROSSING_LINES = [("p1", 3), ("p2", 2)]
+
+
+def _crossing_end_state(stack: Stack) -> tuple[tuple[int, int, int], tuple[int, int, int], str, int, int]:
+    p1, p2 = levels(stack, "p1"), levels(stack, "p2")
+    held = sum(
+        line["quantity"]
+        for item in stack.scan(TABLE)
+        if item["pk"].startswith("RESERVATION#") and item["status"] == "RESERVED"
+        for line in item["lines"]
+    )
+    shipped = reservation(stack, "o1")
+    assert shipped is not None
+    return p1[:3], p2[:3], shipped["status"], p1[1] + p2[1], held
+
+
+@pytest.mark.parametrize(
+    ("decision", "expected"),
+    [
+        # dispatch wins: o1's stock left once (on_hand 10-3 and 5-2), nothing was given back
+        ("ShipmentDispatched", ((7, 1, 6), (3, 0, 3), "SHIPPED")),
+        # shipping cancelled before dispatch: o1's stock is back exactly once, on_hand never moved
+        ("ShipmentCancelled", ((10, 1, 9), (5, 0, 5), "RELEASED")),
+    ],
+)
+@pytest.mark.parametrize("arrival", ["cancel first", "shipping's decision first"])
+def test_a_confirmed_cancellation_and_shippings_decision_conserve_stock_in_either_order(
+    stack: Stack, functions: FunctionRunner, decision: str, expected: tuple[Any, ...], arrival: str
+) -> None:
+    # GIVEN o1 reserving 3 p1 and 2 p2, and o2 reserving 1 p1 (10 p1 and 5 p2 on hand)
+    stock(functions, p1=10, p2=5)
+    reserved_for(functions, "o1", CROSSING_LINES)
+    reserved_for(functions, "o2", [("p1", 1)])
+    # WHEN o1's confirmed cancellation and shipping's decision (dispatch, or shipment cancelled) cross, arriving
+    #      in either order, each delivered twice
+    cancel, decided = confirmed_cancellation("o1", CROSSING_LINES), shipment(decision, "o1", CROSSING_LINES)
+    events = [cancel, decided] if arrival == "cancel first" else [decided, cancel]
+    for event in [*events, *events]:
+        assert deliver(functions, event) == []
+    # THEN shipping's decision stands whichever came first, o2 still holds its 1 p1, and every product's reserved
+    #      is exactly what the RESERVED reservations hold
+    p1, p2, status, reserved_total, held = _crossing_end_state(stack)
+    assert (p1, p2, status) == expected
+    assert reserved_total == held == 1

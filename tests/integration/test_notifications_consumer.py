@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from converge.projections import PROJECTIONS_BY_NAME
 from localcloud.template import ROOT
 from tests.support.events import domain_event, eventbridge_event, sqs_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack
@@ -289,3 +290,117 @@ def test_the_fixture_batch_ends_with_a_back_in_stock_notification(stack: Stack, 
     item = availability(stack, "sku-2")
     assert item is not None
     assert (item["available"], item["version"]) == (20, 5)
+
+
+# ------------------------------------------------------------------ shipped orders
+TOO_LATE = "cancellation came too late: the parcel had already left the warehouse"
+
+
+def order_event(event_type: str, version: int, order_id: str = "o-1", customer_id: str = "c-1", **extra: Any) -> Any:
+    status = {"OrderConfirmed": "CONFIRMED", "OrderCancelled": "CANCELLED", "OrderShipped": "SHIPPED"}[event_type]
+    data = {"order_id": order_id, "customer_id": customer_id, "lines": LINES, "status": status, **extra}
+    return domain_event(event_type, data, version=version)
+
+
+def outcome_of(stack: Stack, order_id: str = "o-1") -> tuple[str, int]:
+    item = stack.get_item(TABLE, f"ORDER#{order_id}", "ORDER")
+    assert item is not None
+    return item["status"], item["version"]
+
+
+def assert_agrees_with_the_reconciler(stack: Stack, order: dict[str, Any]) -> None:
+    """The stored outcome and notifications are what converge.projections expects of `order` (no finding)."""
+    for name in ("order_outcome", "order_notification"):
+        projection = PROJECTIONS_BY_NAME[name]
+        expected = projection.expected(order)
+        stored = {
+            (i["pk"], i["sk"]): i for i in stack.scan(TABLE) if projection.source_id_of(i["pk"], i["sk"]) == "o-1"
+        }
+        for key in set(expected) | set(stored):
+            assert projection.difference(order, expected.get(key), stored.get(key)) is None, (name, key)
+
+
+def test_order_shipped_projects_the_outcome_and_notifies_once(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN an OrderShipped event (version 3: placed, confirmed, shipped)
+    event = order_event("OrderShipped", 3)
+    # WHEN it is delivered three times (twice in one batch, once later)
+    functions.invoke(CONSUMER, sqs_event_of(event, event))
+    response = functions.invoke(CONSUMER, sqs_event_of(event))
+    # THEN the outcome is SHIPPED at version 3 and the customer has exactly one ORDER_SHIPPED notification
+    assert failures(response) == []
+    assert outcome_of(stack) == ("SHIPPED", 3)
+    [notification] = notifications(stack)
+    assert notification["sk"] == "NOTIFICATION#ORDER_SHIPPED#o-1"
+    assert (notification["kind"], notification["order_id"], notification.get("reason")) == (
+        "ORDER_SHIPPED",
+        "o-1",
+        None,
+    )
+
+
+def test_a_shipment_that_crossed_a_cancellation_says_the_cancellation_came_too_late(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN an order confirmed (v2), cancelled (v3), then shipped anyway (v4: dispatch wins)
+    events = [
+        order_event("OrderConfirmed", 2),
+        order_event("OrderCancelled", 3, confirmed=True),
+        order_event("OrderShipped", 4, confirmed=True, reason=TOO_LATE),
+    ]
+    # WHEN they are consumed
+    response = functions.invoke(CONSUMER, sqs_event_of(*events))
+    # THEN the outcome is SHIPPED at v4, and the customer was told of the confirmation and of the shipment, why
+    assert failures(response) == []
+    assert outcome_of(stack) == ("SHIPPED", 4)
+    kinds = {n["kind"]: n.get("reason") for n in notifications(stack)}
+    assert kinds == {"ORDER_CONFIRMED": None, "ORDER_SHIPPED": TOO_LATE}
+
+
+@pytest.mark.parametrize("reason", [None, TOO_LATE])
+def test_any_arrival_order_of_a_shipped_orders_events_ends_the_same(
+    stack: Stack, functions: FunctionRunner, reason: str | None
+) -> None:
+    # GIVEN the events of an order shipped at v4 (with a crossed cancellation at v3, or without)
+    extra = {"reason": reason} if reason else {}
+    middle = order_event("OrderCancelled", 3, confirmed=True) if reason else order_event("OrderConfirmed", 2)
+    shipped = order_event("OrderShipped", 4 if reason else 3, **extra)
+    # WHEN they arrive newest first, each twice
+    response = functions.invoke(CONSUMER, sqs_event_of(shipped, middle, shipped, middle))
+    # THEN the outcome stays SHIPPED at the shipment's version, one ORDER_SHIPPED notification carries the reason,
+    #      and the reconciler finds nothing to correct
+    assert failures(response) == []
+    assert outcome_of(stack) == ("SHIPPED", shipped.metadata.entity_version)
+    [shipment] = [n for n in notifications(stack) if n["kind"] == "ORDER_SHIPPED"]
+    assert shipment.get("reason") == reason
+    order = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "status": "SHIPPED",
+        "reason": reason,
+        "version": shipped.metadata.entity_version,
+    }
+    assert_agrees_with_the_reconciler(stack, order)
+
+
+def test_a_retry_after_the_shipped_outcome_was_written_still_notifies(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN an earlier delivery wrote the SHIPPED outcome and failed before its notification
+    stack.put_item(
+        TABLE,
+        {"pk": "ORDER#o-1", "sk": "ORDER", "order_id": "o-1", "customer_id": "c-1", "status": "SHIPPED", "version": 3},
+    )
+    # WHEN the event is retried
+    response = functions.invoke(CONSUMER, sqs_event_of(order_event("OrderShipped", 3)))
+    # THEN the notification is written even though the outcome is already at this version
+    assert failures(response) == []
+    assert [n["sk"] for n in notifications(stack)] == ["NOTIFICATION#ORDER_SHIPPED#o-1"]
+
+
+def test_the_order_shipped_fixture_notifies_the_fixture_customer(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN the committed OrderShipped fixture (cust-42's order, version 3)
+    event = json.loads((ROOT / "events" / f"{CONSUMER}.order-shipped.json").read_text())
+    # WHEN the consumer is invoked with it
+    response = functions.invoke(CONSUMER, event)
+    # THEN the outcome is SHIPPED and cust-42 has one ORDER_SHIPPED notification
+    assert failures(response) == []
+    assert [n["kind"] for n in notifications(stack, "cust-42")] == ["ORDER_SHIPPED"]
+    assert outcome_of(stack, "016c8d9b-75f4-55bb-9b76-932d48efa3e6") == ("SHIPPED", 3)

@@ -297,6 +297,42 @@ def test_cancel_of_a_rejected_order_is_409(stack: Stack, functions: FunctionRunn
     assert (item["status"], item["version"], item["event_type"]) == ("REJECTED", 2, "OrderRejected")
 
 
+def shipment_dispatched(functions: FunctionRunner, order_id: str) -> None:
+    """Deliver shipping's ShipmentDispatched to the orders inbox consumer (how orders become SHIPPED)."""
+    data = {"order_id": order_id, "customer_id": "cust-1", "lines": LINES, "status": "DISPATCHED"}
+    result = functions.invoke(CONSUMER, sqs_event_of(domain_event("ShipmentDispatched", data)))
+    assert result == {"batchItemFailures": []}
+
+
+def test_cancel_of_a_shipped_order_is_409(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a confirmed order whose parcel was dispatched (SHIPPED, version 3, publishing OrderShipped)
+    order_id = place(functions).body["order_id"]
+    reservation_outcome(functions, order_id, "StockReserved")
+    shipment_dispatched(functions, order_id)
+    assert_publishable(stored(stack, order_id), "OrderShipped", 3)
+    # WHEN the customer cancels it
+    reply = cancel(functions, order_id)
+    # THEN 409 in the error shape, saying it is SHIPPED, and the order is unchanged
+    assert (reply.status, reply.body["order_status"]) == (409, "SHIPPED")
+    assert "SHIPPED" in reply.body["message"]
+    item = stored(stack, order_id)
+    assert item is not None
+    assert (item["status"], item["version"], item["event_type"]) == ("SHIPPED", 3, "OrderShipped")
+
+
+def test_the_order_view_says_whether_it_was_confirmed(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a placed order
+    order_id = place(functions).body["order_id"]
+    assert get(functions, order_id).body["confirmed"] is False
+    # WHEN it is confirmed and then cancelled
+    reservation_outcome(functions, order_id, "StockReserved")
+    reply = cancel(functions, order_id)
+    # THEN the cancelled order's view and item still say it was confirmed
+    assert (reply.body["status"], reply.body["confirmed"]) == ("CANCELLED", True)
+    assert get(functions, order_id).body["confirmed"] is True
+    assert stored(stack, order_id)["confirmed"] is True  # type: ignore[index]
+
+
 def test_cancel_twice_is_idempotent(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN a cancelled order
     order_id = place(functions).body["order_id"]

@@ -190,6 +190,57 @@ def test_only_a_reserved_reservation_can_be_released(status: ReservationStatus) 
         reservation.released()
 
 
+def test_shipping_consumes_a_reserved_reservation_one_version_on() -> None:
+    # GIVEN a RESERVED reservation at version 1
+    reservation = domain.reserved("o1", lines(("p1", 3), ("p2", 1), ("p1", 1)))
+    # WHEN its parcel is dispatched
+    shipped = reservation.shipped()
+    # THEN it is SHIPPED at version 2 (publishing StockShipped) with the same lines and quantities
+    assert (shipped.status, shipped.version, shipped.event_type) == (ReservationStatus.SHIPPED, 2, "StockShipped")
+    assert shipped.lines == reservation.lines
+    assert shipped.quantities == {"p1": 4, "p2": 1}
+
+
+@pytest.mark.parametrize("status", [ReservationStatus.FAILED, ReservationStatus.RELEASED, ReservationStatus.SHIPPED])
+def test_only_a_reserved_reservation_can_be_shipped(status: ReservationStatus) -> None:
+    # GIVEN a reservation that holds no stock
+    reservation = domain.Reservation("o1", tuple(lines(("p1", 1))), status)
+    # WHEN it is shipped
+    # THEN it is refused as stock that was not held (an invariant violation: never applied, never dropped)
+    with pytest.raises(domain.StockNotHeld, match="dispatched stock was not held") as refused:
+        reservation.shipped()
+    assert isinstance(refused.value, domain.InvariantViolation)
+
+
+def test_a_dispatch_consumes_a_reserved_reservation_and_skips_a_shipped_one() -> None:
+    # GIVEN a RESERVED reservation and the same one already SHIPPED
+    reservation = domain.reserved("o1", lines(("p1", 3)))
+    # WHEN a dispatch asks what to consume
+    # THEN the RESERVED one is consumed and the SHIPPED one is a duplicate (nothing to do)
+    assert domain.to_ship("o1", reservation) is reservation
+    assert domain.to_ship("o1", reservation.shipped()) is None
+
+
+@pytest.mark.parametrize("status", [None, ReservationStatus.RELEASED, ReservationStatus.FAILED])
+def test_a_dispatch_of_stock_not_held_is_refused(status: ReservationStatus | None) -> None:
+    # GIVEN no reservation, or one that holds no stock (impossible under the arbiter rule unless drifted or forged)
+    current = None if status is None else domain.Reservation("o1", tuple(lines(("p1", 1))), status)
+    # WHEN a dispatch asks what to consume
+    # THEN it is refused, saying the stock was not held and what the reservation is
+    with pytest.raises(domain.StockNotHeld) as refused:
+        domain.to_ship("o1", current)
+    assert str(refused.value) == f"dispatched stock was not held: reservation o1 is {status or 'absent'}"
+    assert refused.value.status is status
+
+
+def test_only_a_cancellation_of_an_unconfirmed_order_releases_its_stock() -> None:
+    # GIVEN cancellations of a never-confirmed and of a confirmed order
+    # WHEN inventory asks whether to release
+    # THEN only the unconfirmed one releases; the confirmed one is left to shipping (the arbiter)
+    assert domain.releases_stock(confirmed=False)
+    assert not domain.releases_stock(confirmed=True)
+
+
 def test_a_tombstone_is_released_without_having_reserved() -> None:
     # GIVEN an order cancelled before it was reserved
     # WHEN its tombstone is made

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from converge.projections import PROJECTIONS_BY_NAME, notification_key
 from notifications import domain
 from tests.support.events import domain_event
 
@@ -16,7 +17,7 @@ LINES = [{"product_id": "p-1", "quantity": 1}]
 
 
 def order_event(event_type: str, *, version: int = 2, **data: Any) -> Any:
-    status = {"OrderConfirmed": "CONFIRMED", "OrderRejected": "REJECTED"}[event_type]
+    status = {"OrderConfirmed": "CONFIRMED", "OrderRejected": "REJECTED", "OrderShipped": "SHIPPED"}[event_type]
     payload = {"order_id": "o-1", "customer_id": "c-1", "lines": LINES, "status": status, **data}
     return domain_event(event_type, payload, version=version)
 
@@ -122,6 +123,53 @@ def test_a_rejection_notification_carries_the_reason() -> None:
         "reason": "insufficient stock",
         "created_at": notification.created_at,
     }
+
+
+def test_a_shipment_notification_is_keyed_by_order_and_says_shipped() -> None:
+    # GIVEN a shipped order, delivered twice
+    first = domain.order_notification(order_event("OrderShipped", version=3))
+    again = domain.order_notification(order_event("OrderShipped", version=3))
+    # THEN both name one ORDER_SHIPPED item of the customer, with no reason (it simply shipped)
+    assert first.key == again.key == ("CUSTOMER#c-1", "NOTIFICATION#ORDER_SHIPPED#o-1")
+    assert first.as_dict() == {
+        "id": "ORDER_SHIPPED#o-1",
+        "kind": "ORDER_SHIPPED",
+        "order_id": "o-1",
+        "created_at": first.created_at,
+    }
+
+
+def test_a_shipment_that_crossed_a_cancellation_tells_the_customer_it_came_too_late() -> None:
+    # GIVEN an order shipped after its customer's cancellation crossed the dispatch
+    too_late = "cancellation came too late: the parcel had already left the warehouse"
+    # WHEN its notification is made
+    notification = domain.order_notification(order_event("OrderShipped", version=4, reason=too_late))
+    # THEN it carries the order's reason
+    assert (notification.kind, notification.reason) == (domain.NotificationKind.ORDER_SHIPPED, too_late)
+
+
+@pytest.mark.parametrize("reason", [None, "cancellation came too late"])
+def test_a_shipped_orders_outcome_and_notification_are_what_the_reconciler_expects(reason: str | None) -> None:
+    # GIVEN a shipped order as the orders table holds it, and the OrderShipped it publishes
+    order = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "status": "SHIPPED",
+        "reason": reason,
+        "version": 4,
+        "updated_at": "2026-11-28T11:00:00+00:00",
+    }
+    event = order_event("OrderShipped", version=4, reason=reason)
+    # WHEN the projections are made from the event
+    outcome = domain.OrderOutcome.from_event(event)
+    notification = domain.order_notification(event)
+    # THEN they sit where converge.projections expects them and agree with what it expects there
+    outcomes, notifications = PROJECTIONS_BY_NAME["order_outcome"], PROJECTIONS_BY_NAME["order_notification"]
+    expected_outcome = outcomes.expected(order)[outcome.key]
+    assert outcomes.difference(order, expected_outcome, {"pk": outcome.key[0], **outcome.as_dict()}) is None
+    assert notification.key == notification_key("c-1", "ORDER_SHIPPED", "o-1")
+    expected = notifications.expected(order)[notification.key]
+    assert notifications.difference(order, expected, notification.attributes()) is None
 
 
 def test_a_rejection_watches_each_short_product_once() -> None:

@@ -76,7 +76,7 @@ def test_reservation_outcomes_only_move_pending_orders() -> None:
 
 def test_a_decided_order_is_never_moved_backwards() -> None:
     # GIVEN every status reachable after PENDING
-    for status in (OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED):
+    for status in (OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.SHIPPED):
         # WHEN the machine is asked for a way back to PENDING or to another reservation outcome
         # THEN there is none
         assert not domain.can_transition(status, OrderStatus.PENDING)
@@ -105,6 +105,100 @@ def test_cancel_of_a_rejected_order_is_refused() -> None:
     # GIVEN a rejected order WHEN it is cancelled THEN the cancel is refused
     with pytest.raises(domain.TransitionNotAllowedError):
         domain.cancel(order_in(OrderStatus.REJECTED), correlation_id="c-9", at=AT)
+
+
+def test_cancel_of_a_shipped_order_is_refused() -> None:
+    # GIVEN a shipped order WHEN it is cancelled THEN the cancel is refused, naming SHIPPED: the parcel has left
+    with pytest.raises(domain.TransitionNotAllowedError) as refused:
+        domain.cancel(order_in(OrderStatus.SHIPPED), correlation_id="c-9", at=AT)
+    assert refused.value.current is OrderStatus.SHIPPED
+
+
+# ----------------------------------------------------------------------------------------------- confirmed
+def test_confirming_marks_the_order_confirmed_and_cancelling_keeps_the_mark() -> None:
+    # GIVEN a pending order (never confirmed)
+    pending = order_in(OrderStatus.PENDING, version=1)
+    assert not pending.confirmed
+    # WHEN it is confirmed, then cancelled
+    confirmed = domain.transition(pending, OrderStatus.CONFIRMED, correlation_id="c-1", at=AT)
+    cancelled = domain.cancel(confirmed, correlation_id="c-2", at=AT)
+    # THEN both remember the confirmation, and the OrderCancelled built from the stored item carries it
+    assert confirmed.confirmed
+    assert cancelled.confirmed
+    assert cancelled.state()["confirmed"] is True
+    event = event_from_item(cancelled.state())
+    assert event is not None
+    assert (event.event_type, event.data.model_dump()["confirmed"]) == ("OrderCancelled", True)
+
+
+def test_an_order_cancelled_before_confirmation_says_it_was_not_confirmed() -> None:
+    # GIVEN a pending order WHEN it is cancelled
+    cancelled = domain.cancel(order_in(OrderStatus.PENDING, version=1), correlation_id="c-2", at=AT)
+    # THEN the item has no confirmation mark and its OrderCancelled says confirmed = false (inventory releases)
+    assert "confirmed" not in cancelled.state()
+    event = event_from_item(cancelled.state())
+    assert event is not None
+    assert event.data.model_dump()["confirmed"] is False
+
+
+@pytest.mark.parametrize("target", [OrderStatus.REJECTED, OrderStatus.CANCELLED])
+def test_only_the_confirmed_transition_marks_an_order_confirmed(target: OrderStatus) -> None:
+    # GIVEN a pending order WHEN it moves anywhere but CONFIRMED THEN it is not marked confirmed
+    assert not domain.transition(order_in(OrderStatus.PENDING), target, correlation_id="c", at=AT).confirmed
+
+
+def test_the_view_shows_whether_the_order_was_confirmed() -> None:
+    # GIVEN a pending order and its confirmation WHEN they are viewed THEN the view says confirmed false, then true
+    pending = order_in(OrderStatus.PENDING, version=1)
+    confirmed = domain.transition(pending, OrderStatus.CONFIRMED, correlation_id="c", at=AT)
+    assert (pending.view()["confirmed"], confirmed.view()["confirmed"]) == (False, True)
+
+
+# ----------------------------------------------------------------------------------------------- ship
+def test_dispatch_ships_a_confirmed_order_without_a_reason() -> None:
+    # GIVEN a confirmed order at version 2
+    confirmed = domain.transition(
+        order_in(OrderStatus.PENDING, version=1), OrderStatus.CONFIRMED, correlation_id="c-1", at=AT
+    )
+    # WHEN its parcel is dispatched
+    shipped = domain.ship(confirmed, correlation_id="c-ship", at="2026-11-28T12:00:00+00:00")
+    # THEN it is SHIPPED at version 3, still marked confirmed, publishing OrderShipped with no reason
+    assert (shipped.status, shipped.version, shipped.event_type) == (OrderStatus.SHIPPED, 3, "OrderShipped")
+    assert (shipped.reason, shipped.confirmed, shipped.correlation_id) == (None, True, "c-ship")
+    event = event_from_item(shipped.state())
+    assert event is not None
+    assert (event.event_type, event.metadata.entity_version) == ("OrderShipped", 3)
+
+
+def test_dispatch_crossing_a_cancellation_ships_the_order_saying_the_cancellation_came_too_late() -> None:
+    # GIVEN an order confirmed and then cancelled by its customer (version 3)
+    order = order_in(OrderStatus.PENDING, version=1)
+    order = domain.transition(order, OrderStatus.CONFIRMED, correlation_id="c-1", at=AT)
+    cancelled = domain.cancel(order, correlation_id="c-2", at=AT)
+    # WHEN the dispatch that crossed the cancellation arrives
+    shipped = domain.ship(cancelled, correlation_id="c-ship", at=AT)
+    # THEN dispatch wins: SHIPPED at version 4, with the reason that the cancellation came too late
+    assert (shipped.status, shipped.version) == (OrderStatus.SHIPPED, 4)
+    assert shipped.reason == domain.SHIPPED_AFTER_CANCELLATION
+    assert "too late" in shipped.reason
+    event = event_from_item(shipped.state())
+    assert event is not None
+    assert event.data.model_dump()["reason"] == domain.SHIPPED_AFTER_CANCELLATION
+
+
+def test_a_duplicate_dispatch_leaves_a_shipped_order_as_it_is() -> None:
+    # GIVEN a shipped order WHEN the dispatch arrives again THEN it is the very same order (no new version)
+    shipped = order_in(OrderStatus.SHIPPED)
+    assert domain.ship(shipped, correlation_id="c-again", at=AT) is shipped
+
+
+@pytest.mark.parametrize("status", [OrderStatus.PENDING, OrderStatus.REJECTED])
+def test_a_dispatch_of_an_order_never_confirmed_is_refused(status: OrderStatus) -> None:
+    # GIVEN an order that was never confirmed (shipping only ships confirmed orders: forged or drifted)
+    # WHEN a dispatch is applied to it THEN it is refused, naming the status
+    with pytest.raises(domain.TransitionNotAllowedError) as refused:
+        domain.ship(order_in(status), correlation_id="c", at=AT)
+    assert (refused.value.current, refused.value.target) == (status, OrderStatus.SHIPPED)
 
 
 # ----------------------------------------------------------------------------------------------- placing

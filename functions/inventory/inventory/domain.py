@@ -40,6 +40,22 @@ class InvariantViolation(InventoryError):
     """Stored state contradicts the rules (e.g. releasing more than is reserved): never applied, never dropped."""
 
 
+class StockNotHeld(InvariantViolation):
+    """A dispatch names a reservation that holds no stock (RELEASED, FAILED or absent): never applied.
+
+    Under the arbiter rule (shipping decides for confirmed orders) this only happens after drift or a forged
+    event. Consuming anyway would take the parcel's quantities off `on_hand` while `reserved` still counts
+    other orders' holdings in full, so on_hand could fall below reserved (or below zero): the record fails,
+    is redriven, and if it still fails it is parked in the DLQ for a person.
+    """
+
+    def __init__(self, order_id: str, status: ReservationStatus | None) -> None:
+        held = "absent" if status is None else status.value
+        super().__init__(f"dispatched stock was not held: reservation {order_id} is {held}")
+        self.order_id = order_id
+        self.status = status
+
+
 class ReservationExists(InventoryError):
     """The order already has a reservation (a redelivered OrderPlaced, or a cancellation's tombstone)."""
 
@@ -174,7 +190,7 @@ class Shortage:
 
 @dataclass(frozen=True)
 class Reservation:
-    """An order's reservation as stored: RESERVED (every line), FAILED (none) or RELEASED."""
+    """An order's reservation as stored: RESERVED (every line), FAILED (none), RELEASED or SHIPPED (consumed)."""
 
     order_id: str
     lines: tuple[OrderLine, ...]  # as the order has them, so the item validates as the event it publishes
@@ -198,6 +214,33 @@ class Reservation:
         if self.status is not ReservationStatus.RESERVED:
             raise InvariantViolation(f"reservation {self.order_id} is {self.status}, not RESERVED")
         return Reservation(self.order_id, self.lines, ReservationStatus.RELEASED, None, (), self.version + 1)
+
+    def shipped(self) -> Reservation:
+        """The RESERVED reservation consumed by its parcel's dispatch; anything else holds nothing to consume."""
+        if self.status is not ReservationStatus.RESERVED:
+            raise StockNotHeld(self.order_id, self.status)
+        return Reservation(self.order_id, self.lines, ReservationStatus.SHIPPED, None, (), self.version + 1)
+
+
+def to_ship(order_id: str, current: Reservation | None) -> Reservation | None:
+    """The reservation a dispatch consumes: `current` if RESERVED, None if already SHIPPED (a duplicate).
+
+    StockNotHeld if it is RELEASED, FAILED or absent (see StockNotHeld for why that is not applied).
+    """
+    if current is not None and current.status is ReservationStatus.SHIPPED:
+        return None
+    if current is None or current.status is not ReservationStatus.RESERVED:
+        raise StockNotHeld(order_id, None if current is None else current.status)
+    return current
+
+
+def releases_stock(confirmed: bool) -> bool:
+    """Whether an OrderCancelled releases the reservation: only for an order never confirmed.
+
+    A confirmed order may have a shipment, and shipping is the arbiter (dispatch wins): its ShipmentCancelled
+    releases the stock, its ShipmentDispatched consumes it, so stock is never both released and shipped.
+    """
+    return not confirmed
 
 
 def summarise(parts: Sequence[str], limit: int = REASON_MAX_LENGTH) -> str:

@@ -1,4 +1,5 @@
-"""Inventory entry points: the stock HTTP API and the inbox consumer (OrderPlaced, OrderCancelled)."""
+"""Inventory entry points: the stock HTTP API and the inbox consumer (OrderPlaced, OrderCancelled,
+ShipmentDispatched, ShipmentCancelled, and the reconciler's corrections)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ consumer = InboxConsumer(
     {
         "OrderPlaced": service.on_order_placed,
         "OrderCancelled": service.on_order_cancelled,
+        "ShipmentDispatched": service.on_shipment_dispatched,
+        "ShipmentCancelled": service.on_shipment_cancelled,
         "ReservationCorrected": service.on_reservation_corrected,
         "ReservedRecounted": service.on_reserved_recounted,
     }

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from converge.consumer import Outcome
 from converge.errors import MalformedEventError
 from converge.events import (
     DomainEvent,
+    EventData,
     OrderData,
     OrderLine,
     ReservationAction,
     ReservationCorrected,
     ReservationStatus,
     ReservedRecounted,
+    ShipmentData,
 )
 from converge.observability import logger
 from inventory import domain, store
 
-# A release races at most with the placement of the same order; a few rounds settle it, then SQS retries.
+PayloadT = TypeVar("PayloadT", bound=EventData)
+
+# A release races at most with the placement of the same order (a dispatch with a correction of it); a few
+# rounds settle it, then SQS retries.
 RELEASE_ATTEMPTS = 3
 
 
@@ -35,40 +41,91 @@ def reserve_stock(order_id: str, lines: Sequence[OrderLine], correlation_id: str
     return Outcome.APPLIED
 
 
+def _until_settled(order_id: str, doing: str, attempt: Callable[[], Outcome | None]) -> Outcome:
+    """Run `attempt` (read the reservation, decide, write) until it settles; None: it changed under us, read again."""
+    for _ in range(RELEASE_ATTEMPTS):
+        outcome = attempt()
+        if outcome is not None:
+            return outcome
+    raise domain.ConcurrentModification(f"reservation {order_id} kept changing during {doing}")
+
+
 def release_stock(order_id: str, lines: Sequence[OrderLine], correlation_id: str) -> Outcome:
     """Give back an order's reservation; if the cancellation overtook the placement, leave a tombstone."""
     context = store.WriteContext.now(correlation_id)
-    for _ in range(RELEASE_ATTEMPTS):
+
+    def attempt() -> Outcome | None:
         current = store.get_reservation(order_id)
         if current is None:
-            if store.put_new_reservation(domain.tombstone(order_id, lines), context):
-                return Outcome.APPLIED
-            continue  # the placement was reserved meanwhile: release that
+            # None: the placement was reserved meanwhile, release that.
+            return Outcome.APPLIED if store.put_new_reservation(domain.tombstone(order_id, lines), context) else None
         if current.status is not ReservationStatus.RESERVED:
-            return Outcome.STALE  # already released, or nothing was ever reserved (FAILED)
+            # Already released, nothing was ever reserved (FAILED), or the stock left with its parcel (SHIPPED).
+            return Outcome.STALE
         try:
             store.release(current, context)
         except domain.ConcurrentModification:
-            continue
+            return None
         return Outcome.APPLIED
-    raise domain.ConcurrentModification(f"reservation {order_id} kept changing during release")
+
+    return _until_settled(order_id, "release", attempt)
 
 
-def _order(event: DomainEvent) -> OrderData:
+def ship_stock(order_id: str, correlation_id: str) -> Outcome:
+    """Consume an order's reservation as its parcel leaves; a second delivery of the dispatch changes nothing.
+
+    StockNotHeld (a batch item failure, so redriven and then parked in the DLQ) if the reservation holds no
+    stock: consuming it anyway could leave on_hand below reserved (domain.StockNotHeld).
+    """
+    context = store.WriteContext.now(correlation_id)
+
+    def attempt() -> Outcome | None:
+        current = domain.to_ship(order_id, store.get_reservation(order_id))
+        if current is None:
+            logger.info("reservation already shipped: duplicate dispatch", extra={"order_id": order_id})
+            return Outcome.STALE
+        try:
+            store.ship(current, context)
+        except domain.ConcurrentModification:
+            return None
+        return Outcome.APPLIED
+
+    return _until_settled(order_id, "dispatch", attempt)
+
+
+def _payload(event: DomainEvent, model: type[PayloadT]) -> PayloadT:
     data = event.data
-    if not isinstance(data, OrderData):
-        raise TypeError(f"{event.event_type} does not carry an order")
+    if not isinstance(data, model):
+        raise TypeError(f"{event.event_type} does not carry {model.__name__}")
     return data
 
 
 def on_order_placed(event: DomainEvent) -> Outcome:
-    order = _order(event)
+    order = _payload(event, OrderData)
     return reserve_stock(order.order_id, order.lines, event.metadata.correlation_id)
 
 
 def on_order_cancelled(event: DomainEvent) -> Outcome:
-    order = _order(event)
+    order = _payload(event, OrderData)
+    if not domain.releases_stock(order.confirmed):
+        logger.info(
+            "cancellation of a confirmed order: its reservation is left to shipping",
+            extra={"order_id": order.order_id},
+        )
+        return Outcome.STALE
     return release_stock(order.order_id, order.lines, event.metadata.correlation_id)
+
+
+def on_shipment_cancelled(event: DomainEvent) -> Outcome:
+    """Shipping's decision that the parcel will not leave: release exactly as an unconfirmed cancellation does."""
+    shipment = _payload(event, ShipmentData)
+    return release_stock(shipment.order_id, shipment.lines, event.metadata.correlation_id)
+
+
+def on_shipment_dispatched(event: DomainEvent) -> Outcome:
+    """Shipping's decision that the parcel left (dispatch wins): the held stock leaves on_hand and reserved."""
+    shipment = _payload(event, ShipmentData)
+    return ship_stock(shipment.order_id, event.metadata.correlation_id)
 
 
 # ---------------------------------------------------------------- corrections (sent by the reconciler only)

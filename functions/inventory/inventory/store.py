@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -206,17 +207,34 @@ def put_new_reservation(reservation: domain.Reservation, context: WriteContext) 
     return put_if_absent(_table(), _reservation_item(reservation, context))
 
 
-def _stock_change(product_id: str, quantity: int, context: WriteContext, *, reserve: bool) -> TransactWriteItemTypeDef:
-    if reserve:
-        change, condition = "reserved = reserved + :q, available = available - :q", "available >= :q"
-    else:
-        # Giving back more than is reserved would mean the stored state is already wrong: refuse, do not clamp.
-        change, condition = "reserved = reserved - :q, available = available + :q", "reserved >= :q"
+class StockChange(StrEnum):
+    """How a reservation transaction changes one product's counters."""
+
+    RESERVE = "reserve"
+    RELEASE = "release"
+    SHIP = "ship"
+
+
+# change -> (update, condition). `available` is stored, so each change keeps it equal to on_hand - reserved.
+_STOCK_CHANGES: dict[StockChange, tuple[str, str]] = {
+    StockChange.RESERVE: ("reserved = reserved + :q, available = available - :q", "available >= :q"),
+    # Giving back more than is reserved would mean the stored state is already wrong: refuse, do not clamp.
+    StockChange.RELEASE: ("reserved = reserved - :q, available = available + :q", "reserved >= :q"),
+    # The held stock leaves with the parcel: on_hand and reserved drop together, available is unchanged.
+    # reserved >= :q also keeps on_hand >= :q (reserved <= on_hand), so neither can go below zero.
+    StockChange.SHIP: ("on_hand = on_hand - :q, reserved = reserved - :q", "reserved >= :q"),
+}
+
+
+def _stock_change(
+    product_id: str, quantity: int, context: WriteContext, change: StockChange
+) -> TransactWriteItemTypeDef:
+    update, condition = _STOCK_CHANGES[change]
     return {
         "Update": {
             "TableName": _table(),
             "Key": product_key(product_id),
-            "UpdateExpression": f"SET {change}, version = version + :one, {STAMP}",
+            "UpdateExpression": f"SET {update}, version = version + :one, {STAMP}",
             "ConditionExpression": condition,
             "ExpressionAttributeValues": {
                 **to_item({":q": quantity, ":one": 1}),
@@ -259,7 +277,7 @@ def reserve(reservation: domain.Reservation, context: WriteContext) -> None:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         },
-        *(_stock_change(p, q, context, reserve=True) for p, q in quantities.items()),
+        *(_stock_change(p, q, context, StockChange.RESERVE) for p, q in quantities.items()),
     ]
     try:
         aws.dynamodb().transact_write_items(TransactItems=items)
@@ -277,38 +295,60 @@ def reserve(reservation: domain.Reservation, context: WriteContext) -> None:
         raise domain.InsufficientStock(domain.shortages_of(refused_lines, stock)) from exc
 
 
+def _moved_from_reserved(
+    reservation: domain.Reservation, moved: domain.Reservation, context: WriteContext
+) -> TransactWriteItemTypeDef:
+    """The transaction item that moves a RESERVED reservation, still at the version read, to `moved`."""
+    return {
+        "Update": {
+            "TableName": _table(),
+            "Key": reservation_key(reservation.order_id),
+            "UpdateExpression": f"SET #status = :moved, version = :next, {STAMP} REMOVE reason",
+            "ConditionExpression": "#status = :reserved AND version = :expected",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                **to_item(
+                    {
+                        ":moved": moved.status.value,
+                        ":reserved": reservation.status.value,
+                        ":next": moved.version,
+                        ":expected": reservation.version,
+                    }
+                ),
+                **context.values(moved.event_type, reservation_pk(reservation.order_id)),
+            },
+        }
+    }
+
+
+def _settle(
+    reservation: domain.Reservation, moved: domain.Reservation, change: StockChange, context: WriteContext
+) -> None:
+    """Move a RESERVED reservation to `moved` and change each product's counters by `change`, all or nothing."""
+    quantities = reservation.quantities
+    items: list[TransactWriteItemTypeDef] = [
+        _moved_from_reserved(reservation, moved, context),
+        *(_stock_change(p, q, context, change) for p, q in quantities.items()),
+    ]
+    _transact(items, reservation.order_id, list(quantities), releasing=True)
+
+
 def release(reservation: domain.Reservation, context: WriteContext) -> None:
     """Mark a RESERVED reservation RELEASED and give its quantities back, in one transaction.
 
     ConcurrentModification if the reservation changed since it was read; InvariantViolation if a product
     holds less reserved stock than the reservation gives back.
     """
-    released = reservation.released()
-    quantities = reservation.quantities
-    items: list[TransactWriteItemTypeDef] = [
-        {
-            "Update": {
-                "TableName": _table(),
-                "Key": reservation_key(reservation.order_id),
-                "UpdateExpression": (f"SET #status = :released, version = :next, {STAMP} REMOVE reason"),
-                "ConditionExpression": "#status = :reserved AND version = :expected",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    **to_item(
-                        {
-                            ":released": released.status.value,
-                            ":reserved": reservation.status.value,
-                            ":next": released.version,
-                            ":expected": reservation.version,
-                        }
-                    ),
-                    **context.values(released.event_type, reservation_pk(reservation.order_id)),
-                },
-            }
-        },
-        *(_stock_change(p, q, context, reserve=False) for p, q in quantities.items()),
-    ]
-    _transact(items, reservation.order_id, list(quantities), releasing=True)
+    _settle(reservation, reservation.released(), StockChange.RELEASE, context)
+
+
+def ship(reservation: domain.Reservation, context: WriteContext) -> None:
+    """Mark a RESERVED reservation SHIPPED and take its quantities off on_hand and reserved, in one transaction.
+
+    ConcurrentModification if the reservation changed since it was read; InvariantViolation if a product
+    holds less reserved stock than the parcel takes.
+    """
+    _settle(reservation, reservation.shipped(), StockChange.SHIP, context)
 
 
 # ---------------------------------------------------------------- corrections (sent by the reconciler)
@@ -340,7 +380,7 @@ def remove(reservation: domain.Reservation, context: WriteContext) -> None:
     delete = _with_condition({"TableName": _table(), "Key": reservation_key(reservation.order_id)}, condition)
     items: list[TransactWriteItemTypeDef] = [{"Delete": delete}]  # type: ignore[typeddict-item]
     if reservation.status is ReservationStatus.RESERVED:
-        items += [_stock_change(p, q, context, reserve=False) for p, q in reservation.quantities.items()]
+        items += [_stock_change(p, q, context, StockChange.RELEASE) for p, q in reservation.quantities.items()]
     _transact(items, reservation.order_id, list(reservation.quantities), releasing=True)
 
 
@@ -356,7 +396,7 @@ def reinstate(reinstatement: domain.Reservation, observed: domain.Reservation | 
     quantities = reinstatement.quantities
     items: list[TransactWriteItemTypeDef] = [
         {"Put": put},  # type: ignore[typeddict-item]
-        *(_stock_change(p, q, context, reserve=True) for p, q in quantities.items()),
+        *(_stock_change(p, q, context, StockChange.RESERVE) for p, q in quantities.items()),
     ]
     _transact(items, reinstatement.order_id, list(quantities), releasing=False, lines=reinstatement.lines)
 
@@ -389,7 +429,7 @@ def _transact(
 ) -> None:
     """Run a reservation transaction (the reservation first, then one update per product) and turn its
     cancellation into domain terms: the reservation changed, a product holds too little reserved stock
-    (`releasing`), or too little available stock for `lines`."""
+    (`releasing`: the transaction gives back or ships reserved stock), or too little available stock for `lines`."""
     try:
         aws.dynamodb().transact_write_items(TransactItems=items)
     except ClientError as exc:

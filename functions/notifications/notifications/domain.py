@@ -28,6 +28,7 @@ MAX_PAGE_SIZE = 100
 class NotificationKind(StrEnum):
     ORDER_CONFIRMED = "ORDER_CONFIRMED"
     ORDER_REJECTED = "ORDER_REJECTED"
+    ORDER_SHIPPED = "ORDER_SHIPPED"
     BACK_IN_STOCK = "BACK_IN_STOCK"
 
 
@@ -235,7 +236,11 @@ def customer_pk(customer_id: str) -> str:
 ORDER_NOTIFICATION_KINDS: dict[str, NotificationKind] = {
     "OrderConfirmed": NotificationKind.ORDER_CONFIRMED,
     "OrderRejected": NotificationKind.ORDER_REJECTED,
+    "OrderShipped": NotificationKind.ORDER_SHIPPED,
 }
+# The kinds that tell the customer the order's reason: why it was rejected, or that a cancellation came too late
+# for a shipped order (None when it simply shipped). converge.projections expects the same.
+KINDS_WITH_REASON = frozenset({NotificationKind.ORDER_REJECTED, NotificationKind.ORDER_SHIPPED})
 
 
 def order_notification(event: DomainEvent) -> Notification:
@@ -251,7 +256,7 @@ def order_notification(event: DomainEvent) -> Notification:
         subject=data.order_id,
         created_at=timestamp(event.metadata.occurred_at),
         order_id=data.order_id,
-        reason=data.reason if kind is NotificationKind.ORDER_REJECTED else None,
+        reason=data.reason if kind in KINDS_WITH_REASON else None,
     )
 
 

@@ -97,11 +97,14 @@ def apply_stock_updated(event: DomainEvent) -> Outcome:
     return Outcome.STALE
 
 
-def apply_order_confirmed(event: DomainEvent) -> Outcome:
+def apply_order_notified(event: DomainEvent) -> Outcome:
+    """OrderConfirmed or OrderShipped: the outcome follows the order by version, and the customer gets one
+    notification of its kind."""
     table = settings().table_name
     projected = store.write_order_outcome(table, OrderOutcome.from_event(event))
     # Not gated on the projection's version check: a retry whose projection write succeeded last time must
-    # still notify. The notification's key (kind + order id) makes it exactly one.
+    # still notify, and so must a confirmation overtaken by the shipment. The notification's key (kind +
+    # order id) makes it exactly one.
     notified = store.add_notification(table, order_notification(event))
     return _outcome(projected, notified)
 
@@ -131,7 +134,8 @@ def apply_correction(event: DomainEvent) -> Outcome:
 consumer = InboxConsumer(
     {
         "StockUpdated": apply_stock_updated,
-        "OrderConfirmed": apply_order_confirmed,
+        "OrderConfirmed": apply_order_notified,
+        "OrderShipped": apply_order_notified,
         "OrderRejected": apply_order_rejected,
         "OrderCancelled": apply_order_cancelled,
         "ProjectionCorrected": apply_correction,

@@ -1,7 +1,8 @@
 """The rules of the orders service: the status machine (as data), placing and cancelling orders. No boto3.
 
-Status machine: PENDING -> CONFIRMED | REJECTED; PENDING | CONFIRMED -> CANCELLED. Nothing else moves, so a
-late or duplicate reservation outcome can never move an order backwards.
+Status machine: PENDING -> CONFIRMED | REJECTED; PENDING | CONFIRMED -> CANCELLED; CONFIRMED | CANCELLED ->
+SHIPPED (dispatch wins). Nothing else moves, so a late or duplicate reservation outcome or dispatch can never move
+an order backwards.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ RESERVATION_OUTCOMES: Mapping[str, OrderStatus] = {
     "StockReserved": OrderStatus.CONFIRMED,
     "StockReservationFailed": OrderStatus.REJECTED,
 }
+
+
+# The reason a shipped order keeps when its dispatch crossed (and so overrides) the customer's cancellation.
+SHIPPED_AFTER_CANCELLATION = "cancellation came too late: the parcel had already left the warehouse"
 
 
 class OrderNotFoundError(Exception):
@@ -136,6 +141,9 @@ class Order(BaseModel):
     version: Annotated[int, Field(ge=1)]
     correlation_id: str
     updated_at: str
+    # Set by the CONFIRMED transition and kept afterwards: an OrderCancelled built from the item then tells
+    # inventory that shipping (not the cancellation) decides about the stock (converge.events.OrderData).
+    confirmed: bool = False
 
     @property
     def event_type(self) -> str:
@@ -147,6 +155,8 @@ class Order(BaseModel):
         data["lines"] = [dict(line) for line in data["lines"]]
         data["shortages"] = list(data["shortages"])
         data["event_type"] = self.event_type
+        if not self.confirmed:
+            del data["confirmed"]  # written once true, never as false: an unconfirmed order has no such attribute
         return data
 
     def view(self) -> dict[str, Any]:
@@ -200,8 +210,14 @@ def transition(
             "version": order.version + 1,
             "correlation_id": correlation_id,
             "updated_at": at,
+            "confirmed": order.confirmed or marks_confirmed(target),
         }
     )
+
+
+def marks_confirmed(target: OrderStatus) -> bool:
+    """Whether moving to `target` makes the order remember it was confirmed (it never forgets)."""
+    return target is OrderStatus.CONFIRMED
 
 
 def cancel(order: Order, *, correlation_id: str, at: str) -> Order:
@@ -209,3 +225,16 @@ def cancel(order: Order, *, correlation_id: str, at: str) -> Order:
     if order.status is OrderStatus.CANCELLED:
         return order
     return transition(order, OrderStatus.CANCELLED, correlation_id=correlation_id, at=at)
+
+
+def ship(order: Order, *, correlation_id: str, at: str) -> Order:
+    """The order as its parcel's dispatch leaves it: SHIPPED, whatever cancellation it crossed (dispatch wins).
+
+    CONFIRMED -> SHIPPED; CANCELLED -> SHIPPED with a reason saying the cancellation came too late; an already
+    SHIPPED order is returned unchanged (a duplicate dispatch); PENDING or REJECTED cannot have been dispatched
+    (shipping only ships confirmed orders): TransitionNotAllowedError.
+    """
+    if order.status is OrderStatus.SHIPPED:
+        return order
+    reason = SHIPPED_AFTER_CANCELLATION if order.status is OrderStatus.CANCELLED else None
+    return transition(order, OrderStatus.SHIPPED, correlation_id=correlation_id, at=at, reason=reason)

@@ -1,4 +1,5 @@
-"""Orders service entry points: the HTTP API (place, get, cancel) and the inbox consumer (reservation outcomes).
+"""Orders service entry points: the HTTP API (place, get, cancel) and the inbox consumer (reservation outcomes,
+shipment dispatches).
 
 POST /orders with an `Idempotency-Key` header is idempotent: the first request answers 201; a replay with the
 same key and the same body answers 200 with the stored order (in whatever status it has reached by then) and
@@ -18,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.consumer import InboxConsumer, Outcome
 from converge.errors import MalformedEventError
-from converge.events import DomainEvent, ReservationData
+from converge.events import DomainEvent, OrderStatus, ReservationData, ShipmentData
 from converge.http import error_response, make_resolver
 from converge.observability import logger, metrics, traced
 from orders import domain, store
@@ -157,7 +158,52 @@ def apply_reservation_outcome(event: DomainEvent) -> Outcome:
     return Outcome.APPLIED
 
 
-consumer = InboxConsumer(dict.fromkeys(domain.RESERVATION_OUTCOMES, apply_reservation_outcome))
+# A dispatch races at most with the customer's cancel of the same order; a second read settles it, then SQS retries.
+SHIP_ATTEMPTS = 2
+
+
+def apply_shipment_dispatched(event: DomainEvent) -> Outcome:
+    """ShipmentDispatched -> SHIPPED from CONFIRMED, or from CANCELLED (the cancellation came too late)."""
+    shipment = event.data
+    if not isinstance(shipment, ShipmentData):
+        raise MalformedEventError(f"{event.event_type} does not carry a shipment")
+    extra = {"order_id": shipment.order_id, "target": OrderStatus.SHIPPED.value}
+    for _ in range(SHIP_ATTEMPTS):
+        current = store.get(shipment.order_id)
+        if current is None:
+            # Unknown here (the reconciler handles orphans): nothing to change, as for a reservation outcome.
+            logger.info("order not moved by shipment dispatch: no such order", extra=extra)
+            return Outcome.STALE
+        try:
+            shipped = domain.ship(current, correlation_id=event.metadata.correlation_id, at=domain.utc_now())
+        except domain.TransitionNotAllowedError as exc:
+            # PENDING or REJECTED: shipping only ships confirmed orders, so the event is forged or the order
+            # drifted. Reported as a reservation outcome contradicting the order is: skipped and logged, not retried.
+            logger.warning(
+                "order not moved by shipment dispatch: it contradicts the order's status",
+                extra={**extra, "order_status": current.status.value, "reason": str(exc)},
+            )
+            return Outcome.STALE
+        if shipped is current:
+            logger.info("order already shipped: duplicate shipment dispatch", extra=extra)
+            return Outcome.STALE
+        try:
+            store.replace_state(current, shipped)
+        except domain.ConcurrentUpdateError:
+            logger.info("order changed while shipping; re-reading", extra=extra)
+            continue
+        metrics.add_metric(name="OrdersShipped", unit=MetricUnit.Count, value=1)
+        logger.info("shipped order", extra={**extra, "was": current.status.value})
+        return Outcome.APPLIED
+    raise domain.ConcurrentUpdateError(f"order {shipment.order_id} kept changing while shipping")
+
+
+consumer = InboxConsumer(
+    {
+        **dict.fromkeys(domain.RESERVATION_OUTCOMES, apply_reservation_outcome),
+        "ShipmentDispatched": apply_shipment_dispatched,
+    }
+)
 
 
 @logger.inject_lambda_context

@@ -12,7 +12,7 @@ from converge.dynamo import from_item, is_conditional_check_failure, to_item
 from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of
 from converge.settings import settings
-from orders.domain import ConcurrentUpdateError, Order, sources_of
+from orders.domain import ConcurrentUpdateError, Order, marks_confirmed, sources_of
 
 SORT_KEY = "ORDER"
 
@@ -71,28 +71,39 @@ def replace_state(current: Order, updated: Order) -> Order:
 
     ConcurrentUpdateError if the order changed (or vanished) since it was read.
     """
+    sets = [
+        "#status = :status",
+        "#version = :version",
+        "event_type = :event_type",
+        "correlation_id = :correlation_id",
+        "updated_at = :updated_at",
+        "recon_bucket = :recon_bucket",
+    ]
+    values: dict[str, Any] = {
+        ":status": updated.status.value,
+        ":version": updated.version,
+        ":event_type": updated.event_type,
+        ":correlation_id": updated.correlation_id,
+        ":updated_at": updated.updated_at,
+        ":recon_bucket": bucket_of(_pk(current.order_id)),
+        ":expected_status": current.status.value,
+        ":expected_version": current.version,
+    }
+    # A transition never clears a reason nor forgets a confirmation: only what it sets is written.
+    if updated.reason is not None:
+        sets.append("reason = :reason")
+        values[":reason"] = updated.reason
+    if updated.confirmed:
+        sets.append("confirmed = :confirmed")
+        values[":confirmed"] = True
     try:
         response = aws.dynamodb().update_item(
             TableName=_table(),
             Key=_key(current.order_id),
-            UpdateExpression=(
-                "SET #status = :status, #version = :version, event_type = :event_type, "
-                "correlation_id = :correlation_id, updated_at = :updated_at, recon_bucket = :recon_bucket"
-            ),
+            UpdateExpression="SET " + ", ".join(sets),
             ConditionExpression="#status = :expected_status AND #version = :expected_version",
             ExpressionAttributeNames={"#status": "status", "#version": "version"},
-            ExpressionAttributeValues=to_item(
-                {
-                    ":status": updated.status.value,
-                    ":version": updated.version,
-                    ":event_type": updated.event_type,
-                    ":correlation_id": updated.correlation_id,
-                    ":updated_at": updated.updated_at,
-                    ":recon_bucket": bucket_of(_pk(current.order_id)),
-                    ":expected_status": current.status.value,
-                    ":expected_version": current.version,
-                }
-            ),
+            ExpressionAttributeValues=to_item(values),
             ReturnValues="ALL_NEW",
         )
     except ClientError as exc:
@@ -141,6 +152,9 @@ def record_outcome(
     if shortages:
         sets.append("shortages = :shortages")
         values[":shortages"] = list(shortages)
+    if marks_confirmed(target):
+        sets.append("confirmed = :confirmed")
+        values[":confirmed"] = True
     try:
         aws.dynamodb().update_item(
             TableName=_table(),
