@@ -55,7 +55,7 @@ class Dataset:
 
     @property
     def entities(self) -> int:
-        return len(self.products) + 2 * len(self.orders)  # an order and its reservation
+        return len(self.products) + 2 * len(self.orders)  # an order and its reservation (its shipment shares its id)
 
 
 def _write_all(table_name: str, items: Sequence[dict[str, Any]]) -> None:
@@ -86,7 +86,15 @@ def product_of(oid: str) -> str:
 def order_item(oid: str, at: str, status: str = "CONFIRMED", version: int = 2) -> dict[str, Any]:
     event_type = {"CONFIRMED": "OrderConfirmed", "CANCELLED": "OrderCancelled"}[status]
     return _entity(f"ORDER#{oid}", "ORDER", at, event_type, version, order_id=oid, customer_id=f"c{oid[-3:]}",
-                   lines=[{"product_id": product_of(oid), "quantity": 1}], status=status, created_at=at)  # fmt: skip
+                   lines=[{"product_id": product_of(oid), "quantity": 1}], status=status, created_at=at,
+                   confirmed=True)  # fmt: skip
+
+
+def shipment_item(oid: str, at: str) -> dict[str, Any]:
+    """The shipment a confirmed order has, waiting for the warehouse."""
+    return _entity(f"SHIPMENT#{oid}", "SHIPMENT", at, "ShipmentCreated", 1, order_id=oid, customer_id=f"c{oid[-3:]}",
+                   lines=[{"product_id": product_of(oid), "quantity": 1}], status="PENDING",
+                   order_version=2)  # fmt: skip
 
 
 def reservation_item(oid: str, at: str) -> dict[str, Any]:
@@ -105,6 +113,7 @@ def seed(tables: dict[str, str], entities: int, at: datetime) -> Dataset:
     _write_all(tables["InventoryTable"], [product_item(p, stamp, reserved=int(p in reserving)) for p in data.products])
     _write_all(tables["InventoryTable"], [reservation_item(o, stamp) for o in data.orders])
     _write_all(tables["OrdersTable"], [order_item(o, stamp) for o in data.orders])
+    _write_all(tables["ShipmentsTable"], [shipment_item(o, stamp) for o in data.orders])
     _write_all(
         tables["NotificationsTable"],
         [

@@ -609,6 +609,8 @@ def test_a_confirmed_order_whose_reinstatement_failed_is_parked_once(stack: Stac
     stack.put_item("NotificationsTable", outcome_item(order))
     stack.put_item("NotificationsTable", confirmation_item(order))
     stack.put_item("InventoryTable", reservation_item("o-1", "FAILED", 2, [("p1", 2)], reinstate_failed=True))
+    shipment = {"order_id": "o-1", "customer_id": order["customer_id"], "lines": order["lines"], "status": "PENDING"}
+    stack.put_item("ShipmentsTable", {"pk": "SHIPMENT#o-1", "sk": "SHIPMENT", **shipment, "version": 1})
     # WHEN two full passes run
     first = functions.invoke(RECONCILER, FULL)
     second = functions.invoke(RECONCILER, FULL)

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from converge.contracts import with_tables
 from converge.envelope import parse_detail
 from tests.support.events import sqs_event
 from tests.support.stack import TABLE_PROPERTIES, FunctionRunner, Stack
@@ -75,7 +76,7 @@ def test_an_incremental_pass_reads_at_most_5_percent_of_a_full_sweep_at_0_1_perc
     full = functions.invoke(RECONCILER, FULL_SWEEP)
     # THEN the full sweep read every item (and again the sources of what it found, to confirm them), and the
     #      incremental pass at most 5% of that (here: the drifted entities and their neighbourhoods)
-    every_item = sum(len(stack.scan(t)) for t in ("OrdersTable", "InventoryTable", "NotificationsTable"))
+    every_item = sum(len(stack.scan(str(s.table))) for s in with_tables())
     assert every_item <= full["items_read"] <= every_item + 2 * 2
     assert 0 < incremental["items_read"] <= 0.05 * full["items_read"]
     assert incremental["checked"] == 2
@@ -202,9 +203,7 @@ def test_the_full_sweep_fixture_forces_a_sweep_even_with_a_watermark(stack: Stac
     report = functions.invoke(RECONCILER, FULL_SWEEP)
     # THEN it swept every item because it was asked to
     assert (report["mode"], report["mode_reason"]) == ("full", "requested")
-    assert report["items_read"] == sum(
-        len(stack.scan(t)) for t in ("OrdersTable", "InventoryTable", "NotificationsTable")
-    )
+    assert report["items_read"] == sum(len(stack.scan(str(s.table))) for s in with_tables())
 
 
 def test_a_pass_that_lost_the_race_to_save_its_state_leaves_the_winners_state(

@@ -412,8 +412,9 @@ def saga_world(order_status: str | None, reservation_status: str | None, **flags
         world.orders.append(order("o1", order_status, 2, lines=ORDER_LINES))
     if reservation_status is not None:
         world.inventory.append(reservation("o1", reservation_status, 3, lines=RESERVATION_LINES, **flags))
-    if order_status in AGREEING_SHIPMENT:
-        world.shipping.append(shipment("o1", AGREEING_SHIPMENT[order_status], 4))
+    if order_status in AGREEING_SHIPMENT:  # a shipped reservation's parcel was dispatched
+        status = "DISPATCHED" if reservation_status == "SHIPPED" else AGREEING_SHIPMENT[order_status]
+        world.shipping.append(shipment("o1", status, 4))
     return world
 
 

@@ -50,6 +50,7 @@ from converge.projections import (
     RESERVATION,
     SAGA,
     SAGAS,
+    SHIPMENT,
     Difference,
     Either,
     EntityLayout,
@@ -70,6 +71,8 @@ SAGA_ACTIONS: Mapping[Resolution, ReservationAction] = {
 # Every source entity layout the contracts declare (what a pass reads first, and what scopes are made of).
 SOURCES: tuple[EntityLayout, ...] = tuple(layout for service in SERVICES for layout in service.layouts)
 SAGA_NAMES = frozenset(saga.name for saga in SAGAS)
+# Statuses whose event moves nothing in the other services: republishing them repairs nothing.
+NO_NEWS: Mapping[EntityLayout, tuple[str, ...]] = {SHIPMENT: ("PENDING",)}
 RESERVED_COUNTER = "reserved"  # the name findings about products' `reserved` go by
 CONFIRMED_WITHOUT_STOCK = "confirmed_without_stock"  # parked kind: a person decides (docs/CONSISTENCY.md)
 RECOUNT_RAISED_ON_HAND = "stock_recount_raised_on_hand"
@@ -282,7 +285,9 @@ def _compare_saga(
         )
         if resolution in REPUBLISHED_BY:
             source = snapshot.entities(REPUBLISHED_BY[resolution]).get(order_id)
-            if source is None:  # nothing to send again: the other pair's repair makes it (checked next pass)
+            if source is None or str(source.get("status")) in NO_NEWS.get(REPUBLISHED_BY[resolution], ()):
+                # Nothing to send again, or nothing its event would move: the other pair's repair comes first
+                # (a missing shipment is recreated, a PENDING one decided by shipping); checked again next pass.
                 findings.deferred.append(finding)
             else:
                 findings.republish.append(Republish(finding, source))
