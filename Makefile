@@ -10,13 +10,18 @@ SAM := $(TOOLS)/sam/bin/sam
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SAM_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
+# The AsyncAPI parser (version pinned by tools/asyncapi-check/package-lock.json), installed by npm ci into its
+# git-ignored node_modules; node and npm come from Debian when the machine has none.
+ASYNCAPI_CHECK := tools/asyncapi-check
+ASYNCAPI_PARSER := $(ASYNCAPI_CHECK)/node_modules/.installed
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 # sam build needs python3.13 on PATH; pyenv shims alone fail, this makes them resolve (see docs/deploy.md).
 PYENV_VERSION ?= 3.13.0:3.12.1
 export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost chaos bench bench-quick sam-local openapi
+	test-localstack reconcile-cost chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -30,6 +35,9 @@ help:
 	@echo "make unit      tests/unit (no AWS);  make integration  tests/integration (handlers under moto)"
 	@echo "make invoke FUNCTION=F EVENT=events/F.case.json  one fixture in-process;  make serve  HTTP API on :3000"
 	@echo "make openapi   regenerate docs/openapi.json from the HTTP handlers (docs/api.md)"
+	@echo "make asyncapi  regenerate docs/asyncapi.yaml from the event contract and template.yaml (docs/events.md)"
+	@echo "make asyncapi-check  validate docs/asyncapi.yaml with @asyncapi/parser (installs node/npm, npm ci)"
+	@echo "make browser   headless Chromium for the Swagger UI screenshot test (apt-get install chromium if missing)"
 	@echo "make reconcile-cost  incremental vs full reconciliation reads at 100k entities (docs/CONSISTENCY.md)"
 	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
@@ -46,7 +54,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m localcloud demo
 
-test: lint typecheck template-check
+test: lint typecheck template-check asyncapi-check browser
 	$(PY) -m pytest -n 2 --dist loadfile
 
 unit: $(STAMP)
@@ -82,6 +90,23 @@ schemas: $(STAMP)
 
 openapi: $(STAMP)
 	PYTHONPATH=layers/common/python $(PY) -m tools.openapi docs/openapi.json
+
+asyncapi: $(STAMP)
+	$(PY) -m tools.asyncapi docs/asyncapi.yaml
+
+# apt-get update only when the install cannot find the packages (a fresh machine's lists may be missing or stale).
+$(ASYNCAPI_PARSER): $(ASYNCAPI_CHECK)/package.json $(ASYNCAPI_CHECK)/package-lock.json
+	command -v npm >/dev/null || { $(APT_INSTALL) nodejs npm || { apt-get update -q && $(APT_INSTALL) nodejs npm; }; }
+	cd $(ASYNCAPI_CHECK) && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+asyncapi-check: $(STAMP) $(ASYNCAPI_PARSER)
+	$(PY) -m tools.asyncapi docs/asyncapi.yaml --check
+	node $(ASYNCAPI_CHECK)/validate.mjs docs/asyncapi.yaml
+
+# tests/localcloud/test_swagger_ui.py renders /docs in it (--headless --no-sandbox, 127.0.0.1 only).
+browser:
+	command -v chromium >/dev/null || { $(APT_INSTALL) chromium || { apt-get update -q && $(APT_INSTALL) chromium; }; }
 
 build: $(SAM)
 	SAM_CLI_TELEMETRY=0 $(SAM) build
