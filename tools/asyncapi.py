@@ -3,7 +3,7 @@
     python -m tools.asyncapi docs/asyncapi.yaml          # write it
     python -m tools.asyncapi docs/asyncapi.yaml --check  # exit 1 naming the difference if the file is stale
 
-Messages come from the registry (converge.events.EVENT_TYPES): one per event type, its payload the JSON Schema of
+Messages come from the registry (converge.contracts.EVENT_TYPES): one per event type, its payload the JSON Schema of
 the EventBridge `detail` (converge.envelope.detail_json_schema) and its headers the envelope's `source` and
 `detail-type`. Channels are the bus and every inbox an `AWS::Events::Rule` of template.yaml targets; operations are
 each producer sending its types to the bus and each consumer receiving, on its inbox, what one branch of its rule's
@@ -25,15 +25,12 @@ from typing import Any
 
 import yaml
 
+from converge.contracts import EVENT_TYPES
+from converge.envelope import detail_json_schema
+from converge.events import SCHEMA_VERSION
 from localcloud.template import TEMPLATE_PATH, load_template, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYER = ROOT / "layers" / "common" / "python"
-if str(LAYER) not in sys.path:  # the layer, as Lambda's /opt/python (pytest's pythonpath has it already)
-    sys.path.append(str(LAYER))
-
-from converge.envelope import detail_json_schema  # noqa: E402
-from converge.events import EVENT_TYPES, SCHEMA_VERSION  # noqa: E402
 
 TITLE = "Converge events"
 VERSION = "0.1.0"
