@@ -82,6 +82,12 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("get", "/products/{product_id}"): {400: REASONS[400], 404: "No product with this id"},
     ("get", "/availability/{product_id}"): {400: REASONS[400], 404: "No availability known for this product"},
     ("get", "/customers/{customer_id}/notifications"): {400: REASONS[400]},
+    ("get", "/shipments/{order_id}"): {400: REASONS[400], 404: "No shipment for this order (yet)"},
+    ("post", "/shipments/{order_id}/dispatch"): {
+        400: REASONS[400],
+        404: "No shipment for this order (yet)",
+        409: "The shipment was cancelled: its order was cancelled before the parcel left",
+    },
 }
 
 # Success responses Powertools cannot see (handlers return Response objects with their own status and headers).
