@@ -17,7 +17,7 @@ from localcloud.cloud import LocalCloud
 from tests.localcloud.real import EVENTS_DIR, REAL_TEMPLATE
 
 READS = ("get-", "list-")
-LATER_WRITES = ("cancel", "adjust")
+LATER_WRITES = ("cancel", "adjust", "dispatch")
 
 
 def _phase(path: Path) -> tuple[int, str]:

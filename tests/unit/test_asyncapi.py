@@ -16,8 +16,8 @@ import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT7, DRAFT202012
 
-from converge.envelope import correction_event
 from converge.contracts import EVENT_TYPES
+from converge.envelope import correction_event
 from converge.events import CorrectionData
 from localcloud.template import load_template, resources_of_type
 from tests.support.events import domain_event, eventbridge_event

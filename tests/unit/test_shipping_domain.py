@@ -6,10 +6,10 @@ import itertools
 from typing import Any
 
 import pytest
-from shipping import domain
 
 from converge.envelope import event_from_item
 from converge.events import SHIPMENT_EVENT_BY_STATUS, OrderData, ShipmentStatus
+from shipping import domain
 
 AT = "2026-11-28T11:00:00+00:00"
 LATER = "2026-11-28T12:00:00+00:00"
