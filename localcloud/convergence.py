@@ -389,7 +389,9 @@ def _compare_declared_pair(
     saga: SagaPair, tables: Mapping[str, Items], state: Items | None, result: Divergence, checked: set[str]
 ) -> None:
     """A declared saga pair, through its own resolution table: anything but AGREES is divergent (`disagrees`, or
-    `missing` / `orphaned` when a side is absent), unless the reconciler parked that very case for a person."""
+    `missing` / `orphaned` when a side is absent), unless the reconciler parked this pair of the entity for a person
+    (a case in a person's hands stays theirs while it changes: a reinstatement can turn one parked case into
+    another)."""
     left = _entities(tables.get(saga.left.table, {}), saga.left.prefix, saga.left.sk)
     right = _entities(tables.get(saga.right.table, {}), saga.right.prefix, saga.right.sk)
     parked = parked_cases(state)
@@ -400,7 +402,8 @@ def _compare_declared_pair(
         if resolution is Resolution.AGREES:
             continue
         statuses = (None if one is None else str(one["status"]), None if other is None else str(other["status"]))
-        if resolution is Resolution.PARK and (saga.parked_kind(*statuses), entity_id) in parked:
+        # Parked: the reconciler handed this pair of this entity to a person (as whatever case it was then).
+        if any((kind, entity_id) in parked for kind in saga.parked_kinds):
             result.parked_for_a_person.append(entity_id)
             continue
         kind = "orphaned" if one is None else "missing" if other is None else "disagrees"

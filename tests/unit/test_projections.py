@@ -311,7 +311,7 @@ CONTRACT = {
 # order status x shipment status: shipping arbitrates a confirmed order's stock, and a dispatch wins.
 SHIPMENT_CONTRACT = {
     None: {None: "agrees", "PENDING": "park", "DISPATCHED": "park", "CANCELLED": "agrees"},
-    "PENDING": {None: "agrees", "PENDING": "park", "DISPATCHED": "park", "CANCELLED": "agrees"},
+    "PENDING": {None: "agrees", "PENDING": "republish_reservation", "DISPATCHED": "park", "CANCELLED": "park"},
     "CONFIRMED": {
         None: "republish_order",
         "PENDING": "agrees",

@@ -103,13 +103,25 @@ def test_order_confirmed_with_any_shipment_is_skipped(status: ShipmentStatus) ->
 
 
 # ----------------------------------------------------------------------------------------------- OrderCancelled
-@pytest.mark.parametrize("status", [None, *ShipmentStatus])
+@pytest.mark.parametrize("status", [None, ShipmentStatus.DISPATCHED, ShipmentStatus.CANCELLED])
 def test_cancel_of_an_order_never_confirmed_is_skipped(status: ShipmentStatus | None) -> None:
-    # GIVEN any shipment or none WHEN an OrderCancelled of an order never confirmed is decided
+    # GIVEN no shipment, or one that is final WHEN an OrderCancelled of an order never confirmed is decided
     current = shipment_in(status) if status else None
     decision = domain.on_order_cancelled(current, cancellation(version=2, confirmed=False))
     # THEN nothing is written (no shipment is ever made for it)
     assert (decision.action, decision.why) == (domain.Action.SKIP, domain.NEVER_CONFIRMED)
+
+
+def test_a_pending_shipment_of_an_order_cancelled_unconfirmed_is_cancelled() -> None:
+    # GIVEN a PENDING shipment made from order version 2 (the order was restored to PENDING and then cancelled
+    #       at version 2, so its OrderCancelled says never confirmed)
+    current = shipment_in(ShipmentStatus.PENDING, order_version=2)
+    # WHEN that cancellation is decided
+    decision = domain.on_order_cancelled(current, cancellation(version=2, confirmed=False))
+    # THEN the parcel that has not left is cancelled: it can never be dispatched for a cancelled order
+    assert decision.action is domain.Action.REPLACE
+    assert decision.shipment is not None
+    assert decision.shipment.status is ShipmentStatus.CANCELLED
 
 
 def test_cancel_without_a_shipment_creates_a_tombstone() -> None:
@@ -152,9 +164,9 @@ def test_cancel_of_a_cancelled_shipment_is_stale() -> None:
     assert (decision.action, decision.why) == (domain.Action.SKIP, domain.ALREADY_CANCELLED)
 
 
-def test_cancel_at_an_order_version_already_applied_is_stale() -> None:
-    # GIVEN a PENDING shipment that applied order version 3 WHEN a cancellation at order version 3 is decided
-    decision = domain.on_order_cancelled(shipment_in(ShipmentStatus.PENDING, order_version=3), cancellation(3))
+def test_cancel_older_than_the_order_version_applied_is_stale() -> None:
+    # GIVEN a PENDING shipment that applied order version 3 WHEN a cancellation at order version 2 is decided
+    decision = domain.on_order_cancelled(shipment_in(ShipmentStatus.PENDING, order_version=3), cancellation(2))
     # THEN nothing is written
     assert (decision.action, decision.why) == (domain.Action.SKIP, domain.OLDER_ORDER_VERSION)
 

@@ -201,8 +201,14 @@ def on_order_confirmed(current: Shipment | None, change: OrderChange) -> Decisio
 
 
 def on_order_cancelled(current: Shipment | None, change: OrderChange) -> Decision:
-    """Cancel the shipment of a confirmed order, unless its parcel left (dispatch wins)."""
-    if not change.order.confirmed:
+    """Cancel the shipment of a confirmed order, unless its parcel left (dispatch wins).
+
+    A PENDING shipment is cancelled by any cancellation not older than the order version it was made from: a
+    shipment of an order cancelled unconfirmed, or at that same version, exists only after a restore of the
+    order, and cancelling a parcel that has not left is always safe (the reconciler republishes OrderCancelled
+    for exactly that pair).
+    """
+    if not change.order.confirmed and (current is None or current.status is not ShipmentStatus.PENDING):
         return Decision.skip(NEVER_CONFIRMED)
     if current is None:
         # The cancellation overtook the confirmation: a tombstone, so a late OrderConfirmed creates nothing
@@ -213,7 +219,7 @@ def on_order_cancelled(current: Shipment | None, change: OrderChange) -> Decisio
         return Decision.skip(DISPATCH_WINS)
     if current.status is ShipmentStatus.CANCELLED:
         return Decision.skip(ALREADY_CANCELLED)
-    if change.order_version <= current.order_version:
+    if change.order_version < current.order_version:
         return Decision.skip(OLDER_ORDER_VERSION)
     cancelled = transition(
         current,

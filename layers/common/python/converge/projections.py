@@ -348,6 +348,15 @@ class SagaPair:
     refine: Callable[[Item | None, Item | None, Resolution], Resolution] = lambda _left, _right, found: found
     parked_kind: Callable[[str | None, str | None], str] = lambda left, right: f"{left}_{right}".lower()
 
+    @property
+    def parked_kinds(self) -> frozenset[str]:
+        """Every kind this pair parks a case as (a case in a person's hands stays theirs as it changes)."""
+        return frozenset(
+            self.parked_kind(left, right)
+            for (left, right), found in self.resolutions.items()
+            if found is Resolution.PARK
+        )
+
     def resolve(self, order: Item | None, other: Item | None) -> Resolution:
         order_status = None if order is None else str(order["status"])
         other_status = None if other is None else str(other["status"])
@@ -374,9 +383,10 @@ SHIPMENT_RESOLUTIONS: Mapping[tuple[str | None, str | None], Resolution] = {
     (None, "DISPATCHED"): Resolution.PARK,
     (None, "CANCELLED"): Resolution.AGREES,  # a tombstone of nothing: harmless
     ("PENDING", None): Resolution.AGREES,
-    ("PENDING", "PENDING"): Resolution.PARK,  # a shipment for an order never confirmed (a restored order)
+    # A restored order, behind its reservation: the reservation's event confirms it again.
+    ("PENDING", "PENDING"): Resolution.REPUBLISH_RESERVATION,
     ("PENDING", "DISPATCHED"): Resolution.PARK,
-    ("PENDING", "CANCELLED"): Resolution.AGREES,
+    ("PENDING", "CANCELLED"): Resolution.PARK,  # shipping saw its cancellation: a restored order
     ("CONFIRMED", None): Resolution.REPUBLISH_ORDER,  # shipping missed OrderConfirmed
     ("CONFIRMED", "PENDING"): Resolution.AGREES,
     ("CONFIRMED", "DISPATCHED"): Resolution.REPUBLISH_SHIPMENT,  # orders missed the dispatch
