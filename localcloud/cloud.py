@@ -475,7 +475,7 @@ class LocalCloud:
         """Send a request through the HTTP API's routes (as API Gateway would) and return the HTTP response."""
         found = find_route(self.routes, method, path)
         if found is None:
-            return not_found()
+            return not_found(method, path)
         route, params = found
         if body is None or isinstance(body, bytes):
             raw = body

@@ -1,8 +1,11 @@
 """The HTTP API: routes from the template's HttpApi events, API Gateway payload format 2.0, a local server.
 
 Routing follows API Gateway HTTP APIs: an exact route wins over a route with path variables, `{name+}` is a greedy
-variable, `ANY` matches every method, `$default` catches what no route matches; no match is 404 `Not Found`.
-A function error is 500 `Internal Server Error`. A response without `statusCode` is a 200 whose body is the JSON of
+variable, `ANY` matches every method, `$default` catches what no route matches; no match (whatever the method,
+as API Gateway, which has no 405) is a 404. A function error is 500 `Internal Server Error`. Every error body has
+the project's shape (converge.http.error_response): `{"message": ...}`, and for a request at fault `errors` naming
+it (`field`, `message`, `type`), the server's own refusals too (a bad request line, a body over API Gateway's
+10 MB quota: 413, an invalid content-length). A response without `statusCode` is a 200 whose body is the JSON of
 what the function returned (payload format 2.0's inference rule).
 
 The server (not `LocalCloud.http`) also answers GET `/docs`: Swagger UI for docs/openapi.json, with the swagger-ui
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud
 
 ACCOUNT = "123456789012"
+# API Gateway HTTP APIs' payload quota: a larger request is refused with a 413 before any function sees it.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+JSON_TYPE = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -163,13 +169,20 @@ class HttpResponse:
         return json.loads(self.body) if self.body else None
 
 
-def to_http_response(response: Any, error: bool) -> HttpResponse:
+def error(status: int, message: str, field: str | None = None, type_: str | None = None) -> HttpResponse:
+    """An error in the project's shape: `message`, and `errors` naming what of the request is at fault."""
+    body: dict[str, Any] = {"message": message}
+    if field is not None:
+        body["errors"] = [{"field": field, "message": message, "type": type_}]
+    return HttpResponse(status, dict(JSON_TYPE), json.dumps(body).encode())
+
+
+def to_http_response(response: Any, error_: bool) -> HttpResponse:
     """A function's payload format 2.0 response -> the HTTP response API Gateway sends."""
-    json_type = {"content-type": "application/json"}
-    if error:
-        return HttpResponse(500, json_type, b'{"message":"Internal Server Error"}')
+    if error_:
+        return error(500, "Internal Server Error")
     if not isinstance(response, dict) or "statusCode" not in response:
-        return HttpResponse(200, json_type, json.dumps(response).encode())
+        return HttpResponse(200, dict(JSON_TYPE), json.dumps(response).encode())
     headers = {str(k).lower(): str(v) for k, v in (response.get("headers") or {}).items()}
     for name, values in (response.get("multiValueHeaders") or {}).items():
         headers[str(name).lower()] = ",".join(str(v) for v in values)
@@ -185,8 +198,10 @@ def to_http_response(response: Any, error: bool) -> HttpResponse:
     return HttpResponse(int(response["statusCode"]), headers, body)
 
 
-def not_found() -> HttpResponse:
-    return HttpResponse(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+def not_found(method: str = "", path: str = "") -> HttpResponse:
+    """No route: API Gateway's 404 (`Not Found`), naming the request when it is known."""
+    request = f"{method.upper()} {path[:200]}".strip()
+    return error(404, f"Not Found: no route for {request}" if request else "Not Found", "route", "no_route")
 
 
 OPENAPI_DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
@@ -219,7 +234,7 @@ def docs_response(method: str, path: str, raw_query: str = "") -> HttpResponse |
             oauth2_config=None,
         )
         return HttpResponse(200, {"content-type": "text/html; charset=utf-8"}, html.encode())
-    return not_found()
+    return not_found(method, path)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -228,11 +243,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("content-length") or 0)
+        declared = self.headers.get("content-length") or "0"
+        if not declared.isdigit():  # int() would raise on "x" and read to EOF (hang) on "-1"
+            self.close_connection = True  # the body's end is unknown: it cannot be skipped
+            self._send(error(400, f"invalid content-length {declared[:40]!r}", "content-length", "invalid"))
+            return
+        length = int(declared)
+        if length > MAX_PAYLOAD_BYTES:
+            self.close_connection = True  # not read: the connection cannot carry another request
+            message = f"Request Entity Too Large: {length} bytes, more than {MAX_PAYLOAD_BYTES}"
+            self._send(error(413, message, "body", "body_too_large"))
+            return
         body = self.rfile.read(length) if length else None
         response = docs_response(self.command, url.path, url.query) or self.cloud.http(
             self.command, url.path, raw_query=url.query, headers=dict(self.headers.items()), body=body
         )
+        self._send(response)
+
+    def _send(self, response: HttpResponse) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
             if name not in ("content-length", "connection"):
@@ -243,8 +271,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        # http.server dispatches to do_<METHOD> and answers a 501 (an HTML page) without one: every other method
+        # is routed too, as API Gateway does (no route for it: a 404).
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, headers too long, ...) in the project's shape,
+        not its HTML page."""
+        self.close_connection = True
+        reason = message or self.responses.get(code, ("Error",))[0]
+        self._send(error(code, f"{reason}: {explain}" if explain else reason, "request", "malformed_request"))
+
     def log_message(self, format: str, *args: Any) -> None:
-        self.cloud.log(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
+        # A request line too malformed to parse leaves no command and no path, only the line itself.
+        request = f"{self.command} {self.path}" if self.command else repr(self.requestline[:80])
+        self.cloud.log(f"{request} -> {args[1] if len(args) > 1 else ''}")
 
 
 class ApiServer:

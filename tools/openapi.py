@@ -6,7 +6,7 @@
 Each API module's `app` renders its own paths and components; they are merged into one document with a tag per
 service. Powertools documents a 422 `HTTPValidationError` for request validation, but converge.http maps
 validation errors to 400 with the project's error shape: that 422 is replaced by the errors each operation
-really answers (ERRORS below), each with the `Error` schema (415 is Powertools' own body, `UnsupportedMediaType`).
+really answers (ERRORS below), each with the `Error` schema (converge.http maps Powertools' 404 and 415 to it).
 """
 
 from __future__ import annotations
@@ -50,15 +50,17 @@ REASONS = {
     400: "Invalid request: a path, query, header or body field fails validation (`errors` names each field)",
     404: "Not found",
     409: "Conflict with the resource's current state",
+    413: "Body too large (converge.http.MAX_BODY_BYTES)",
     415: "Unsupported media type: the body is not sent as JSON",
     422: "Idempotency-Key reused with a different body",
 }
 
 # The error responses each operation answers: 400 from converge.http (every route validates its parameters),
-# 404/409/422 from the services' exception handlers, 415 from Powertools for a body that is not JSON.
+# 404/409/422 from the services' exception handlers, 413/415 from converge.http for a body too large or not JSON.
 ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/orders"): {
         400: REASONS[400],
+        413: REASONS[413],
         415: REASONS[415],
         422: "Idempotency-Key reused with a different body (orders.domain.IdempotencyKeyReusedError)",
     },
@@ -71,12 +73,14 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("put", "/products/{product_id}/stock"): {
         400: REASONS[400],
         409: "on_hand would be below reserved, or the stock changed concurrently",
+        413: REASONS[413],
         415: REASONS[415],
     },
     ("post", "/products/{product_id}/stock/adjustments"): {
         400: REASONS[400],
         404: "No product with this id",
         409: "on_hand would be negative, below reserved or above the maximum, or the stock changed concurrently",
+        413: REASONS[413],
         415: REASONS[415],
     },
     ("get", "/products/{product_id}"): {400: REASONS[400], 404: "No product with this id"},
@@ -132,16 +136,6 @@ ERROR_SCHEMAS: dict[str, Any] = {
             "type": {"type": ["string", "null"], "description": "Pydantic's error type, e.g. `missing`"},
         },
     },
-    "UnsupportedMediaType": {
-        "title": "UnsupportedMediaType",
-        "description": "Powertools' own 415 body.",
-        "type": "object",
-        "required": ["statusCode", "detail"],
-        "properties": {
-            "statusCode": {"const": 415},
-            "detail": {"type": "array", "items": {"type": "object"}},
-        },
-    },
 }
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -158,11 +152,10 @@ def _service_document(module: str) -> dict[str, Any]:
     return json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))  # type: ignore[no-any-return]
 
 
-def _error_response(status: int, description: str) -> dict[str, Any]:
-    schema = "UnsupportedMediaType" if status == 415 else "Error"
+def _error_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
 
 
@@ -199,7 +192,7 @@ def build() -> dict[str, Any]:
                 responses.pop("422", None)  # Powertools' HTTPValidationError: converge.http answers 400 instead
                 responses.update(SUCCESS.get((method, path), {}))
                 for status, description in ERRORS.get((method, path), {}).items():
-                    responses[str(status)] = _error_response(status, description)
+                    responses[str(status)] = _error_response(description)
                 operation["responses"] = responses
                 paths.setdefault(path, {})[method] = operation
     schemas.update(ERROR_SCHEMAS)

@@ -1,5 +1,10 @@
 """Bad input, generated: malformed API bodies get a 400 naming the field; malformed inbox records fail alone.
 
+Then the inputs that broke a parser (deep nesting, long numbers, undecodable bytes, oversized bodies): a 4xx in
+the one error shape naming the problem. And every function fed every kind of event it is not wired to (each
+fixture in events/, REST v1 and ALB requests, a list, null, a string): one UnexpectedEventError, naming the kind
+expected and the kind received, never a traceback from inside Powertools.
+
 Hypothesis generates the inputs (derandomized, so every run feeds the same ones). Inbox batches mix malformed
 records with valid ones: the handler must answer with a partial batch response that lists exactly the
 malformed records, and every valid record of the same batch must be applied (its state is in the table).
@@ -7,6 +12,7 @@ malformed records, and every valid record of the same batch must be applied (its
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -16,13 +22,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pytest
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from converge.contracts import EVENT_TYPES
+from converge.consumer import SQS_BATCH
+from converge.contracts import EVENT_TYPES, function_kinds
 from converge.dynamo import from_item, to_item
+from converge.errors import UnexpectedEventError
+from converge.http import (
+    HTTP_API_REQUEST,
+    MAX_BODY_BYTES,
+    MAX_DEPTH,
+    MAX_NUMBER_CHARS,
+    RequestRejected,
+    bounded_json,
+)
+from converge.publisher import STREAM_BATCH, stream_records
+from tests.integration.test_publisher import EVENTS_DIR, order_item
 from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event
-from tests.support.stack import FunctionRunner, Stack
+from tests.support.stack import FunctionRunner, Stack, lambda_stream_event
 
 FUZZ = settings(
     derandomize=True,  # the same inputs on every run and every machine
@@ -57,7 +77,8 @@ json_values = st.recursive(
 )
 non_identifiers = st.one_of(
     st.just(""),
-    st.integers(65, 70_000).map(lambda n: "i" * n),  # longer than any id may be
+    # longer than any id may be, within MAX_BODY_BYTES (a longer body is a 413: see the parser-breaking bodies)
+    st.integers(65, MAX_BODY_BYTES - 1024).map(lambda n: "i" * n),
     st.text(min_size=1, max_size=20).filter(
         lambda s: any(not (c.isascii() and (c.isalnum() or c in "_.:-")) for c in s)
     ),
@@ -319,8 +340,8 @@ def bad_order_body(draw: st.DrawFn) -> tuple[str, str]:
     if kind == 3:
         body["customer_id"] = draw(st.one_of(non_identifiers, not_int.filter(lambda v: not isinstance(v, str))))
         return json.dumps(body), "customer_id"
-    if kind == 4:  # deep nesting where a string belongs
-        body["customer_id"] = nested(draw(st.integers(2, 400)))
+    if kind == 4:  # deep nesting where a string belongs (deeper than MAX_DEPTH: see the parser-breaking bodies)
+        body["customer_id"] = nested(draw(st.integers(2, MAX_DEPTH - 1)))
         return json.dumps(body), "customer_id"
     if kind == 5:
         body["lines"] = draw(
@@ -372,7 +393,7 @@ def bad_stock_body(draw: st.DrawFn, field: str) -> tuple[str, str]:
         return json.dumps({field: 5, extra: draw(json_values)}), extra
     low = 0 if field == "on_hand" else -1_000_000_000
     out_of_range = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=1_000_000_001))
-    wrong = st.one_of(not_int, out_of_range, st.just(nested(draw(st.integers(2, 400)))))
+    wrong = st.one_of(not_int, out_of_range, st.just(nested(draw(st.integers(2, MAX_DEPTH - 1)))))
     if field == "delta":
         wrong = st.one_of(wrong, st.just(0))
     return json.dumps({field: draw(wrong)}), field
@@ -444,3 +465,309 @@ def test_api_bodies_that_break_the_contract_are_a_400_naming_the_field(stack: St
     assert stack.scan("OrdersTable") == []
     assert stack.scan("InventoryTable") == []
     assert sum(fed.values()) == ORDER_BODIES + 2 * STOCK_BODIES, fed
+
+
+# ---------------------------------------------------------------- bodies that broke a parser
+BODY_ROUTES = [  # (function, method, path, route, a valid body)
+    ("OrdersApiFunction", "POST", "/orders", "/orders", ORDER),
+    ("InventoryApiFunction", "PUT", "/products/fz-p1/stock", "/products/{product_id}/stock", {"on_hand": 5}),
+    (
+        "InventoryApiFunction",
+        "POST",
+        "/products/fz-p1/stock/adjustments",
+        "/products/{product_id}/stock/adjustments",
+        {"delta": 1},
+    ),
+]
+ERROR_KEYS = {"message", "errors", "order_status"}  # the project's error shape (converge.http.error_response)
+
+
+def _request(route: tuple[str, str, str, str, Any], raw: str, **fields: Any) -> dict[str, Any]:
+    _, method, path, template, _ = route
+    event = http_event(method, path, route=template, path_parameters={"product_id": "fz-p1"}, raw_body=raw)
+    event.update(fields)
+    return event
+
+
+def _b64(raw: bytes) -> dict[str, Any]:
+    return {"isBase64Encoded": True, "body": base64.b64encode(raw).decode()}
+
+
+def assert_refused(response: dict[str, Any], status: int, type_: str, field: str = "body") -> dict[str, Any]:
+    """A 4xx in the one shape, whose errors name the part at fault and the problem's type."""
+    assert response["statusCode"] == status, response
+    body = json.loads(response["body"])
+    assert set(body) <= ERROR_KEYS, body
+    assert [(e["field"], e["type"]) for e in body["errors"]] == [(field, type_)], body
+    assert field in body["message"], body
+    return body  # type: ignore[no-any-return]
+
+
+PARSER_BREAKERS: dict[str, tuple[Callable[[Any], dict[str, Any]], int, str, str]] = {
+    # name: (event fields from a valid body, status, error type, a word the message must hold)
+    "nested 100,000 deep": (lambda _: {"body": "[" * 60_000}, 400, "json_too_deep", "nested deeper"),
+    "nested one past MAX_DEPTH in a field": (
+        lambda valid: {"body": json.dumps({**valid, "x": nested(MAX_DEPTH)})}, 400, "json_too_deep", "nested deeper",
+    ),
+    "a 5,000-digit integer": (lambda _: {"body": '{"on_hand": ' + "9" * 5000 + "}"}, 400, "number_too_long", "number"),
+    "a 5,000-digit float": (lambda _: {"body": '{"delta": 1.' + "5" * 5000 + "}"}, 400, "number_too_long", "number"),
+    "bytes that are not UTF-8": (lambda _: _b64(b'{"x": "\xff\xfe"}'), 400, "invalid_utf8", "UTF-8"),
+    "a lone surrogate": (lambda _: {"body": '{"customer_id": "\ud800"}'}, 400, "invalid_utf8", "UTF-8"),
+    "invalid base64": (lambda _: {"isBase64Encoded": True, "body": "!!not base64!!"}, 400, "invalid_base64", "base64"),
+    "base64 missing its padding": (lambda _: {"isBase64Encoded": True, "body": "eyJ"}, 400, "invalid_base64", "base64"),
+    "a body over MAX_BODY_BYTES": (
+        lambda valid: {"body": json.dumps({**valid, "pad": "x" * MAX_BODY_BYTES})}, 413, "body_too_large", "bytes",
+    ),
+    "a base64 body over MAX_BODY_BYTES": (
+        lambda valid: _b64(json.dumps({**valid, "pad": "é" * MAX_BODY_BYTES}).encode()),
+        413, "body_too_large", "characters",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES, ids=lambda r: f"{r[1]} {r[3]}")
+@pytest.mark.parametrize("case", sorted(PARSER_BREAKERS))
+def test_bodies_that_broke_the_parser_are_a_4xx_naming_the_problem(
+    stack: Stack, functions: FunctionRunner, route: tuple[str, str, str, str, Any], case: str
+) -> None:
+    fields, status, type_, word = PARSER_BREAKERS[case]
+    # GIVEN a small body that used to raise inside the parser (RecursionError, ValueError, UnicodeDecodeError, ...)
+    event = _request(route, "", **fields(route[4]))
+    # WHEN it is sent to a route that reads its body
+    response = functions.invoke(route[0], event)
+    # THEN it is a 4xx in the one shape, naming the body and the problem, and nothing was stored
+    body = assert_refused(response, status, type_)
+    assert word in body["message"], body
+    assert stack.scan("OrdersTable") == stack.scan("InventoryTable") == []
+
+
+def test_the_limits_are_where_they_are_documented(stack: Stack, functions: FunctionRunner) -> None:
+    route = BODY_ROUTES[0]
+    # GIVEN bodies exactly at each limit, and one past it
+    at_depth = json.dumps({**ORDER, "x": nested(MAX_DEPTH - 1)})
+    at_size = json.dumps({**ORDER, "x": ""})
+    at_size = json.dumps({**ORDER, "x": "x" * (MAX_BODY_BYTES - len(at_size.encode()))})
+    at_number = json.dumps({**ORDER, "x": int("9" * MAX_NUMBER_CHARS)})
+    assert len(at_size.encode()) == MAX_BODY_BYTES
+    # WHEN they are posted
+    answers = {raw: functions.invoke(route[0], _request(route, raw)) for raw in (at_depth, at_size, at_number)}
+    # THEN at the limit the guard lets them through: the validator names the extra field, as for any body
+    for response in answers.values():
+        assert_bad_request(response, "x")
+    # AND one past each limit is refused for the limit
+    assert_refused(functions.invoke(route[0], _request(route, at_size + " ")), 413, "body_too_large")
+    past_number = json.dumps({**ORDER, "x": int("9" * (MAX_NUMBER_CHARS + 1))})
+    assert_refused(functions.invoke(route[0], _request(route, past_number)), 400, "number_too_long")
+
+
+@settings(FUZZ, max_examples=200)
+@given(brackets=st.text(alphabet="[]{}", min_size=MAX_DEPTH + 1, max_size=500), quoted=st.booleans())
+def test_brackets_inside_strings_do_not_count_as_nesting(brackets: str, quoted: bool) -> None:
+    # GIVEN any run of brackets, inside a string or as the JSON itself
+    raw = json.dumps({"customer_id": brackets}) if quoted else brackets
+    # WHEN the bounded parser reads it
+    try:
+        parsed = bounded_json(raw)
+    except RequestRejected as exc:
+        outcome = exc.type
+    except ValueError:
+        outcome = "json_invalid"
+    else:
+        outcome = "parsed"
+    # THEN a string's brackets are text (parsed), and brackets outside strings are refused or invalid, never a crash
+    if quoted:
+        assert (outcome, parsed) == ("parsed", {"customer_id": brackets})
+    else:
+        assert outcome in {"json_too_deep", "json_invalid", "parsed"}
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/JSON; charset=UTF-8", "application/json"])
+def test_the_content_type_is_case_insensitive(stack: Stack, functions: FunctionRunner, content_type: str) -> None:
+    # GIVEN a valid order sent with the media type in capitals (media types are case-insensitive, RFC 9110)
+    event = http_event("POST", "/orders", body=ORDER, headers={"content-type": content_type})
+    # WHEN it is posted THEN the order is placed
+    assert functions.invoke("OrdersApiFunction", event)["statusCode"] == 201
+
+
+def test_a_body_not_sent_as_json_is_a_415_in_the_one_shape(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN an order sent as text/plain
+    event = http_event("POST", "/orders", body=ORDER, headers={"content-type": "text/plain"})
+    # WHEN it is posted THEN it is a 415 naming the content-type (not Powertools' {"statusCode", "detail"})
+    body = assert_refused(functions.invoke("OrdersApiFunction", event), 415, "unsupported_content_type", "content-type")
+    assert "text/plain" in body["message"]
+
+
+@pytest.mark.parametrize("function", sorted(f for f, (_, kind) in function_kinds().items() if kind == "api"))
+def test_no_route_is_a_404_in_the_one_shape(stack: Stack, functions: FunctionRunner, function: str) -> None:
+    # GIVEN a path and a method no route of the function serves
+    for method, path in [("GET", "/nowhere"), ("DELETE", "/orders"), ("PATCH", "/products/p-1/stock")]:
+        # WHEN it is requested THEN it is a 404 naming the request (not Powertools' {"statusCode", "message"})
+        body = assert_refused(functions.invoke(function, http_event(method, path)), 404, "no_route", "route")
+        assert f"no route for {method} {path}" in body["message"]
+
+
+# ---------------------------------------------------------------- events of another kind
+FIXTURES = {p.name: json.loads(p.read_text()) for p in sorted(EVENTS_DIR.glob("*.json"))}
+SCHEDULED_EVENT = "an EventBridge scheduled event"
+# What each function is wired to, as UnexpectedEventError names it, by its kind in the service contracts.
+EXPECTED_BY_KIND = {
+    "api": HTTP_API_REQUEST,
+    "consumer": SQS_BATCH,
+    "publisher": STREAM_BATCH,
+    "scheduled": SCHEDULED_EVENT,
+}
+KIND_OF_FUNCTION = {logical_id: EXPECTED_BY_KIND[kind] for logical_id, (_, kind) in function_kinds().items()}
+FUNCTIONS_OF_KIND = {
+    kind: sorted(f for f, k in KIND_OF_FUNCTION.items() if k == kind) for kind in EXPECTED_BY_KIND.values()
+}
+REST_V1_REQUEST: dict[str, Any] = {
+    "resource": "/orders",
+    "path": "/orders",
+    "httpMethod": "POST",
+    "headers": {"content-type": "application/json"},
+    "requestContext": {"httpMethod": "POST", "path": "/prod/orders", "stage": "prod", "requestId": "r-1"},
+    "body": json.dumps(ORDER),
+    "isBase64Encoded": False,
+}
+ALB_REQUEST: dict[str, Any] = {
+    "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/1"}},
+    "httpMethod": "POST",
+    "path": "/orders",
+    "headers": {"content-type": "application/json"},
+    "body": json.dumps(ORDER),
+    "isBase64Encoded": False,
+}
+# (name, event, the kind the message must say it got)
+NOT_BATCHES: list[tuple[str, Any, str]] = [
+    ("REST v1 request", REST_V1_REQUEST, "an API Gateway REST API (payload format 1.0) request"),
+    ("ALB request", ALB_REQUEST, "an ALB request"),
+    ("list", [FIXTURES["OrdersApiFunction.place-order.json"]], "a JSON list"),
+    ("null", None, "null"),
+    ("string", "OrdersApiFunction.place-order.json", "a JSON string"),
+]
+# What a fixture is called when received, where that is not the kind its function is wired to.
+RECEIVED = {
+    "ReconcilerFunction.full-sweep.json": "an object with keys [mode]",
+    "ReconcilerFunction.scheduled.json": "an EventBridge event (Scheduled Event)",
+}
+
+
+def foreign_events(function: str) -> list[tuple[str, Any, str]]:
+    """Every fixture of a kind `function` is not wired to, and the shapes no trigger of this stack delivers."""
+    expected = KIND_OF_FUNCTION[function]
+    return [
+        (name, event, RECEIVED.get(name, KIND_OF_FUNCTION[name.split(".")[0]]))
+        for name, event in FIXTURES.items()
+        if KIND_OF_FUNCTION[name.split(".")[0]] != expected
+    ] + NOT_BATCHES
+
+
+def assert_refused_in_one_line(functions: FunctionRunner, function: str, event: Any, got: str) -> None:
+    # WHEN the function is invoked with it
+    with pytest.raises(UnexpectedEventError) as raised:
+        functions.invoke(function, event)
+    # THEN it raised the one clear error: one line naming the kind expected and the kind received
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message == f"expected {KIND_OF_FUNCTION[function]}, got {got}"
+
+
+API_AND_CONSUMERS = [f for f, kind in KIND_OF_FUNCTION.items() if kind in (HTTP_API_REQUEST, SQS_BATCH)]
+
+
+@pytest.mark.parametrize("function", API_AND_CONSUMERS)
+def test_api_functions_and_consumers_refuse_every_other_event_kind_in_one_line(
+    stack: Stack, functions: FunctionRunner, function: str
+) -> None:
+    for _, event, got in foreign_events(function):
+        # GIVEN an event of another kind (a miswired trigger, a manual invoke with the wrong fixture)
+        assert_refused_in_one_line(functions, function, copy.deepcopy(event), got)
+    # AND nothing of any of them was stored
+    assert all(stack.scan(t) == [] for t in ("OrdersTable", "InventoryTable", "NotificationsTable"))
+
+
+@pytest.mark.parametrize("function", FUNCTIONS_OF_KIND[STREAM_BATCH])
+def test_publishers_refuse_batches_of_other_records_in_one_line(
+    stack: Stack, functions: FunctionRunner, function: str
+) -> None:
+    # GIVEN each SQS fixture (a batch, of records without stream data: once skipped, so silently dropped)
+    for _, event, got in foreign_events(function):
+        if got == SQS_BATCH:
+            assert_refused_in_one_line(functions, function, copy.deepcopy(event), got)
+    # THEN nothing reached the bus
+    assert stack.events_on_bus() == []
+
+
+@pytest.mark.parametrize("function", FUNCTIONS_OF_KIND[STREAM_BATCH])
+def test_publishers_refuse_events_that_are_not_batches_in_one_line(
+    stack: Stack, functions: FunctionRunner, function: str
+) -> None:
+    for _, event, got in foreign_events(function):
+        if got != SQS_BATCH:
+            # GIVEN an HTTP request, a scheduled event, a list, null, a string
+            assert_refused_in_one_line(functions, function, copy.deepcopy(event), got)
+
+
+@pytest.mark.parametrize("name", [n for n, _, got in foreign_events("OrdersPublisherFunction") if got != SQS_BATCH])
+def test_the_layer_refuses_events_that_are_not_stream_batches_in_one_line(name: str) -> None:
+    # GIVEN an event that is no DynamoDB stream batch, as the publisher's @event_source wraps it
+    event = {n: e for n, e, _ in foreign_events("OrdersPublisherFunction")}[name]
+    # WHEN the layer is asked for its stream records THEN it raises the one clear error, in one line
+    with pytest.raises(UnexpectedEventError, match=rf"^expected {STREAM_BATCH}, got [^\n]+$"):
+        stream_records(DynamoDBStreamEvent(event))
+
+
+def test_the_reconciler_refuses_every_other_event_kind_in_one_line(stack: Stack, functions: FunctionRunner) -> None:
+    for _, event, got in foreign_events("ReconcilerFunction"):
+        # GIVEN an HTTP request, an SQS or stream batch, a list, null, a string (today: a pass, or InvalidInvocation)
+        assert_refused_in_one_line(functions, "ReconcilerFunction", copy.deepcopy(event), got)
+
+
+@pytest.mark.parametrize("function", [f for f, kind in KIND_OF_FUNCTION.items() if kind != SCHEDULED_EVENT])
+def test_every_fixture_of_a_functions_own_kind_is_answered_without_a_5xx(
+    stack: Stack, functions: FunctionRunner, function: str
+) -> None:
+    for name, event in FIXTURES.items():
+        if KIND_OF_FUNCTION[name.split(".")[0]] != KIND_OF_FUNCTION[function]:
+            continue
+        # GIVEN a fixture of the kind this function is wired to (its own, or another service's)
+        # WHEN the function handles it
+        response = functions.invoke(function, copy.deepcopy(event))
+        # THEN an API answers below 500 (another service's route: a 404 in the one shape), a batch is reported
+        if KIND_OF_FUNCTION[function] == HTTP_API_REQUEST:
+            assert response["statusCode"] < 500, (name, response)
+            if response["statusCode"] >= 400:
+                assert set(json.loads(response["body"])) <= ERROR_KEYS, (name, response)
+        else:
+            assert set(response) == {"batchItemFailures"}, (name, response)
+
+
+def test_inbox_records_that_break_the_json_parser_fail_alone(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a batch with a record nested 100,000 deep, one with a 5,000-digit number, and a valid one
+    good = GoodRecords(stack).make("OrdersConsumerFunction", 1)
+    event = sqs_event(["[" * 100_000, '{"detail-type": ' + "9" * 5000 + "}", good[0].body])
+    # WHEN the consumer handles it
+    response = functions.invoke("OrdersConsumerFunction", event)
+    # THEN the two are batch item failures and the valid one is applied
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert failed == {r["messageId"] for r in event["Records"][:2]}
+    assert GoodRecords(stack).applied("OrdersConsumerFunction", good) == [True]
+
+
+def test_a_stream_record_with_an_unknown_type_descriptor_fails_alone(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a stream batch of valid order inserts, one of whose images carries descriptors DynamoDB never writes
+    stack.put_item("OrdersTable", order_item("fz-s1", 1))
+    stack.put_item("OrdersTable", order_item("fz-s2", 1))
+    stack.put_item("OrdersTable", order_item("fz-s3", 1))
+    event = lambda_stream_event(stack, "OrdersTable")
+    broken: tuple[dict[str, Any], ...] = ({"X": "1"}, {}, {"N": "not a number"}, {"M": 1})
+    for record, value in zip(event["Records"][1:2] * len(broken), broken, strict=True):
+        record = copy.deepcopy(record)
+        record["dynamodb"]["NewImage"]["customer_id"] = value
+        # WHEN the publisher handles the batch with that record
+        batch = {"Records": [event["Records"][0], record, event["Records"][2]]}
+        response = functions.invoke("OrdersPublisherFunction", batch)
+        # THEN only that record is a batch item failure, and the rest of the batch is published
+        assert response == {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}, value
+        published = sorted(e["detail"]["data"]["order_id"] for e in stack.events_on_bus())
+        assert published == ["fz-s1", "fz-s3"], value

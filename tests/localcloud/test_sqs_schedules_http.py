@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
 
 from localcloud.cloud import LocalCloud
-from localcloud.httpapi import ApiServer
+from localcloud.httpapi import MAX_PAYLOAD_BYTES, ApiServer
 from localcloud.schedules import Cron, Schedule, ScheduleTarget
 from tests.localcloud.helpers import FIXTURE_TEMPLATE, batches, put_records, request
 
@@ -135,8 +139,71 @@ def test_serve_routes_requests_by_path_template_as_payload_v2_events(cloud: Loca
         {"colour": "red"},
     )
     assert (post_status, posted["routeKey"], posted["body"]) == (201, "POST /things", {"name": "x"})
-    assert (missing_status, missing) == (404, {"message": "Not Found"})
+    assert missing_status == 404
+    assert missing["message"] == "Not Found: no route for GET /nothing/here"
     assert crash_status == 500
+
+
+def _raw_exchange(port: int, request_bytes: bytes) -> tuple[int, dict[str, str], Any]:
+    """Send bytes as they are (no client to tidy them) and read one response: (status, headers, JSON body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(response.read())
+
+
+def _assert_error_shape(body: Any, status: int, problem: str) -> None:
+    # The project's error body (converge.http.error_response): a message, and errors naming what is at fault.
+    assert set(body) <= {"message", "errors"}, body
+    assert problem in body["message"], body
+    if status < 500:
+        assert [set(e) for e in body["errors"]] == [{"field", "message", "type"}], body
+
+
+def test_every_router_error_has_the_project_error_shape_and_names_the_problem(cloud: LocalCloud) -> None:
+    # GIVEN the HTTP API served on a free port
+    server = ApiServer(cloud, port=0).start()
+    try:
+        # WHEN requests no route serves, malformed ones and oversized ones are sent, byte for byte
+        cases = {
+            "no route": (b"GET /nothing/here HTTP/1.1\r\nHost: x\r\n\r\n", 404, "no route for GET /nothing/here"),
+            "a method no route has": (b"DELETE /things HTTP/1.1\r\nHost: x\r\n\r\n", 404, "no route for DELETE"),
+            "a method http.server does not know": (b"BREW /things HTTP/1.1\r\nHost: x\r\n\r\n", 404, "BREW"),
+            "a function error": (b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n", 500, "Internal Server Error"),
+            "more headers than http.server reads": (
+                b"GET /things HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(101)) + b"\r\n",
+                431, "Too many headers",
+            ),
+            "a content-length that is no number": (
+                b"POST /things HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "content-length",
+            ),
+            "a body over API Gateway's quota": (
+                b"POST /things HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_PAYLOAD_BYTES + 1),
+                413, "Request Entity Too Large",
+            ),
+        }  # fmt: skip
+        answers = {name: _raw_exchange(server.port, raw) for name, (raw, _, _) in cases.items()}
+    finally:
+        server.stop()
+    # THEN each is answered (not a dropped connection or an HTML page) with its status, as JSON in the one shape
+    for name, (_, status, problem) in cases.items():
+        got_status, headers, body = answers[name]
+        assert (name, got_status, headers["content-type"]) == (name, status, "application/json")
+        _assert_error_shape(body, status, problem)
+
+
+def test_the_router_404_has_the_shape_of_the_functions_404(cloud: LocalCloud) -> None:
+    # GIVEN the router's 404 and the project's (converge.http.error_response) for a request at fault
+    from converge.http import RequestRejected
+
+    project = RequestRejected(HTTPStatus.NOT_FOUND, "route", "no_route", "x").response().body
+    assert isinstance(project, dict)
+    # WHEN the router answers a path no route serves
+    router = cloud.http("GET", "/nothing/here").json()
+    # THEN both have the same keys, and their errors the same fields
+    assert set(router) == set(project) == {"message", "errors"}
+    assert set(router["errors"][0]) == set(project["errors"][0])
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Stream publisher: one function per table stream (OrdersTable, InventoryTable), code shared in the layer."""
+"""Stream publisher: one function per publishing service's table stream (converge.contracts), code in the layer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from converge import aws
 from converge.bus import EventSender
 from converge.observability import logger, metrics, traced
-from converge.publisher import publish_records
+from converge.publisher import publish_records, stream_records
 from converge.settings import settings
 
 
@@ -21,4 +21,4 @@ from converge.settings import settings
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
     config = settings()
     sender = EventSender(aws.events(), max_attempts=config.put_events_max_attempts)
-    return publish_records(list(event.records), sender, config.event_bus_name).response()
+    return publish_records(stream_records(event), sender, config.event_bus_name).response()

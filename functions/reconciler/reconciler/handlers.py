@@ -21,7 +21,7 @@ from converge import aws
 from converge.bus import EventSender, to_entry
 from converge.contracts import read_order, with_inboxes, with_tables
 from converge.envelope import correction_event, event_from_item, parse_eventbridge_json
-from converge.errors import MalformedEventError, UnknownEventError
+from converge.errors import MalformedEventError, UnexpectedEventError, UnknownEventError
 from converge.observability import logger, metrics, traced
 from converge.projections import PRODUCT, RESERVATION
 from converge.settings import settings
@@ -343,4 +343,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Its schedule sends a scheduled event (or the operator `{"mode": "full"}`); anything else is miswired.
+    if not isinstance(event, dict) or "Records" in event or "requestContext" in event:
+        raise UnexpectedEventError("an EventBridge scheduled event", event)
     return asdict(reconcile(requested_mode(event)))

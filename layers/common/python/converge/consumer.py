@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.envelope import parse_eventbridge_json
-from converge.errors import MalformedEventError, UnknownEventError
+from converge.errors import MalformedEventError, UnexpectedEventError, UnknownEventError
 from converge.events import DomainEvent
 from converge.observability import logger, metrics
 
@@ -30,6 +30,28 @@ class Outcome(StrEnum):
 
 
 Route = Callable[[DomainEvent], Outcome]
+SQS_BATCH = "an SQS batch"
+
+
+def _is_sqs_record(record: object) -> bool:
+    # What a failure is reported by (messageId) and what is parsed (body): without them it is no SQS record.
+    return (
+        isinstance(record, dict)
+        and record.get("eventSource") == "aws:sqs"
+        and isinstance(record.get("messageId"), str)
+        and isinstance(record.get("body"), str)
+    )
+
+
+def expect_sqs_batch(event: object) -> dict[str, Any]:
+    """The event if it is an SQS batch; otherwise UnexpectedEventError (one line, naming both kinds).
+
+    Powertools' BatchProcessor would answer another kind with a KeyError (a stream record has no messageId), an
+    UnexpectedBatchTypeError or a ValueError with a documentation link, from deep inside its own code."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(_is_sqs_record(r) for r in records):
+        raise UnexpectedEventError(SQS_BATCH, event)
+    return event  # type: ignore[return-value]
 
 
 class InboxConsumer:
@@ -42,7 +64,10 @@ class InboxConsumer:
 
     def record_handler(self, record: SQSRecord) -> Outcome:
         try:
-            event = parse_eventbridge_json(record.body)
+            try:
+                event = parse_eventbridge_json(record.body)
+            except RecursionError as exc:  # json's decoder recurses per level: deep nesting is malformed too
+                raise MalformedEventError("body is not JSON: nested too deeply to parse") from exc
             route = self.routes.get(event.event_type)
             if route is None:
                 raise UnknownEventError(f"{event.event_type} is not consumed here")
@@ -73,5 +98,5 @@ class InboxConsumer:
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
         return process_partial_response(
-            event=event, record_handler=self.record_handler, processor=self.processor, context=context
+            event=expect_sqs_batch(event), record_handler=self.record_handler, processor=self.processor, context=context
         )

@@ -4,7 +4,9 @@ Each INSERT/MODIFY record whose NewImage carries an `event_type` becomes one eve
 `envelope.event_from_item`, so its id is deterministic). Records that are not entity changes (REMOVE, items
 without `event_type`) are skipped. A record whose event cannot be built or sent is reported as a batch item
 failure: Lambda checkpoints at the lowest failed sequence number and retries from there (bisecting, then
-sending the batch's metadata to the OnFailure destination once retries are exhausted).
+sending the batch's metadata to the OnFailure destination once retries are exhausted). A record whose image
+cannot be deserialized (an unknown type descriptor) is such a failure too; the rest of its batch is published.
+A batch of anything but DynamoDB stream records raises UnexpectedEventError: nothing in it is published.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
     DynamoDBRecordEventName,
@@ -21,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from converge.bus import EventSender, to_entry
 from converge.dynamo import plain
 from converge.envelope import event_from_item
-from converge.errors import ConvergeError
+from converge.errors import ConvergeError, UnexpectedEventError
 from converge.observability import logger, metrics
 
 
@@ -35,8 +38,33 @@ class PublishResult:
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failures]}
 
 
+STREAM_BATCH = "a DynamoDB stream batch"
+# What Powertools' TypeDeserializer raises for an image DynamoDB never writes: an unknown descriptor ({"X": "1"},
+# TypeError), no descriptor ({}, IndexError), a number that is not one ({"N": "x"}, decimal's ArithmeticError),
+# a descriptor with the wrong value ({"M": 1}, AttributeError; {"L": 1}, TypeError), nesting past the stack.
+UNREADABLE_IMAGE = (TypeError, ValueError, LookupError, AttributeError, ArithmeticError, RecursionError)
+
+
+def _is_stream_record(record: object) -> bool:
+    return isinstance(record, dict) and record.get("eventSource") == "aws:dynamodb"
+
+
+def stream_records(event: DynamoDBStreamEvent) -> list[DynamoDBRecord]:
+    """The records of a DynamoDB stream batch; UnexpectedEventError (one line) for any other event.
+
+    For a handler to call instead of `list(event.records)`, which raises KeyError or TypeError on another kind."""
+    raw = event.raw_event
+    records = raw.get("Records") if isinstance(raw, dict) else None
+    if not isinstance(records, list) or not all(_is_stream_record(r) for r in records):
+        raise UnexpectedEventError(STREAM_BATCH, raw)
+    return list(event.records)
+
+
 def publish_records(records: list[DynamoDBRecord], sender: EventSender, bus_name: str) -> PublishResult:
     """Translate and send a batch of stream records; returns what was published and what failed."""
+    if not all(_is_stream_record(r.raw_event) for r in records):
+        # Another source's records (an SQS batch) carry no stream data: skipping them all would drop them silently.
+        raise UnexpectedEventError(STREAM_BATCH, {"Records": [r.raw_event for r in records]})
     result = PublishResult()
     entries: list[tuple[str, dict[str, Any]]] = []
     for record in records:
@@ -47,7 +75,14 @@ def publish_records(records: list[DynamoDBRecord], sender: EventSender, bus_name
             result.skipped += 1
             continue
         try:
-            event = event_from_item(plain(record.dynamodb.new_image))
+            image = record.dynamodb.new_image
+        except UNREADABLE_IMAGE as exc:
+            reason = f"image not readable: {type(exc).__name__}: {exc}"
+            logger.error("stream record is not a valid event", extra={"sequence_number": sequence, "reason": reason})
+            result.failures.append(sequence)
+            continue
+        try:
+            event = event_from_item(plain(image))
         except ConvergeError as exc:
             logger.error("stream record is not a valid event", extra={"sequence_number": sequence, "reason": str(exc)})
             result.failures.append(sequence)
