@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from converge.contracts import EVENT_TYPES
+from converge.contracts import EVENT_TYPES, SERVICES_BY_NAME, inbox_pattern, routed_pairs
 from converge.projections import (
     PROJECTIONS,
     PROJECTIONS_BY_NAME,
@@ -22,7 +22,6 @@ from converge.projections import (
     projections_of,
     reserved_by_product,
 )
-from localcloud.template import load_template
 
 AVAILABILITY = PROJECTIONS_BY_NAME["availability"]
 OUTCOME = PROJECTIONS_BY_NAME["order_outcome"]
@@ -256,11 +255,9 @@ def test_a_correction_observes_only_the_compared_attributes() -> None:
 
 @pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
 def test_the_events_a_projection_declares_come_from_its_source_and_reach_its_service(projection: Any) -> None:
-    # GIVEN the event types a projection says carry its source's state
-    rules = {"orders": "OrdersInboxRule", "inventory": "InventoryInboxRule", "notifications": "NotificationsInboxRule"}
-    pattern = load_template()["Resources"][rules[projection.service]]["Properties"]["EventPattern"]
-    routed = {(source, t) for branch in pattern.get("$or", [pattern]) for source in branch["source"]
-              for t in branch["detail-type"]}  # fmt: skip
+    # GIVEN the event types a projection says carry its source's state, and what its service's inbox rule routes
+    # (the contract's pattern; tests/unit/test_service_contracts.py checks the template's rule is exactly that)
+    routed = routed_pairs(inbox_pattern(SERVICES_BY_NAME[projection.service]))
     for event_type in projection.carried_by:
         spec = EVENT_TYPES[event_type]
         # THEN each is produced by the service that owns the source table, and routed to the projection's inbox

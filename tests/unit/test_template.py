@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,18 @@ def test_inboxes_feed_consumers_in_batches_of_ten_and_redrive_to_a_dlq() -> None
         assert 1 <= inbox["RedrivePolicy"]["maxReceiveCount"] <= 10, logical_id
         # AWS: the visibility timeout should be at least six times the function timeout.
         assert inbox["VisibilityTimeout"] >= 6 * spec.timeout, logical_id
+
+
+# pytest's pythonpath (the layer and every CodeUri), as pyproject.toml declares it
+PYTHONPATH = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["pythonpath"]
+PURE_TESTS = [*sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_*_domain.py")), "test_projections"]
+
+
+@pytest.mark.parametrize("module", PURE_TESTS)
+def test_pure_domain_tests_load_without_the_sam_translator(module: str) -> None:
+    # GIVEN a unit test of pure domain rules WHEN it is imported alone in a fresh interpreter
+    code = f"import sys, tests.unit.{module}; print('samtranslator' in sys.modules, 'boto3' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in PYTHONPATH)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    # THEN neither the SAM translator nor the AWS SDK came with it (domain code and its tests need neither)
+    assert out.stdout.split() == ["False", "False"], (module, out.stdout, out.stderr)
