@@ -115,7 +115,7 @@ deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --guided
 
 deploy-localstack: build
-	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env localstack
+	AWS_ENDPOINT_URL=http://127.0.0.1:4566 SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env localstack
 
 # LocalStack on this host (no Docker; installed into .tools/localstack from PyPI and npm by ops/localstack/install.sh):
 # start, deploy template.yaml through CloudFormation, tests/e2e against it, always stop. See docs/deploy.md.

@@ -141,7 +141,11 @@ def run(mode: str, only: set[str], command: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, finishes in under 5 minutes")
     parser.add_argument("--tiny", action="store_true", help="the smoke test's sizes (checks tables, not times)")
     parser.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report")

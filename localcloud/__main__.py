@@ -56,6 +56,13 @@ def fault_plan(args: argparse.Namespace, default: FaultPlan | None) -> FaultPlan
     return replace(base or FaultPlan(seed=args.fault_seed), seed=args.fault_seed, **overrides)
 
 
+NEXT_STEPS = """
+next:
+  make serve      the HTTP API on http://127.0.0.1:3000 (Swagger UI at http://127.0.0.1:3000/docs; docs/api.md)
+  make chaos      faults injected at scale, convergence measured (docs/RELIABILITY.md)
+  make test       every test;  make help  every target"""
+
+
 def _demo(args: argparse.Namespace) -> int:
     from localcloud.demo import run_demo, summary
 
@@ -70,6 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(summary(report))
     print(f"  wrote           {Path(args.out) / 'demo-report.json'}, {Path(args.out) / 'convergence.png'}")
+    print(NEXT_STEPS)
     return 0 if report.total_divergent == 0 else 1
 
 
@@ -175,9 +183,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormat(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default; an option without one (None) says so in its own help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__)
-    root.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="SAM template (default: template.yaml)")
+    root = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__, formatter_class=HelpFormat)
+    root.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="SAM template")
     root.add_argument(
         "--endpoint",
         help="deploy into this moto server (e.g. http://127.0.0.1:5000; 'server' starts one on a free port) "
@@ -185,18 +202,22 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = root.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run a scenario end to end and report convergence")
-    demo.add_argument("--products", type=int, default=10)
-    demo.add_argument("--orders", type=int, default=80)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--out", default="out")
+    demo = commands.add_parser(
+        "demo", formatter_class=HelpFormat, help="run a scenario end to end and report convergence"
+    )
+    demo.add_argument("--products", type=int, default=10, help="products in the storefront")
+    demo.add_argument("--orders", type=int, default=80, help="orders placed (with cancellations, dispatches, ...)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the scenario (same seed, same operations)")
+    demo.add_argument("--out", default="out", help="directory of demo-report.json and convergence.png")
     add_fault_flags(demo)
     demo.set_defaults(run=_demo)
 
-    chaos = commands.add_parser("chaos", help="many orders under injected faults; report convergence")
-    chaos.add_argument("--orders", type=int, default=10_000)
-    chaos.add_argument("--products", type=int, default=200)
-    chaos.add_argument("--seed", type=int, default=7)
+    chaos = commands.add_parser(
+        "chaos", formatter_class=HelpFormat, help="many orders under injected faults; report convergence"
+    )
+    chaos.add_argument("--orders", type=int, default=10_000, help="orders placed under faults")
+    chaos.add_argument("--products", type=int, default=200, help="products in the storefront")
+    chaos.add_argument("--seed", type=int, default=7, help="seed of the scenario (same seed, same operations)")
     chaos.add_argument(
         "--pass-mode",
         choices=("scheduled", "full", "operator"),
@@ -213,25 +234,32 @@ def parser() -> argparse.ArgumentParser:
     add_drift_flags(chaos)
     chaos.set_defaults(run=_chaos)
 
-    invoke = commands.add_parser("invoke", help="invoke one function with an event file (sam local invoke)")
+    invoke = commands.add_parser(
+        "invoke", formatter_class=HelpFormat, help="invoke one function with an event file (sam local invoke)"
+    )
     invoke.add_argument("function", help="logical id of the function, e.g. OrdersApiFunction")
     invoke.add_argument(
         "--event", "-e", required=True, help="event JSON file, e.g. events/OrdersApiFunction.get-order.json"
     )
     invoke.set_defaults(run=_invoke)
 
-    serve = commands.add_parser("serve", help="serve the HTTP API and pump the pipeline (sam local start-api)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=3000)
+    serve = commands.add_parser(
+        "serve", formatter_class=HelpFormat, help="serve the HTTP API and pump the pipeline (sam local start-api)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only by default)")
+    serve.add_argument("--port", type=int, default=3000, help="port (0: any free port, printed at start)")
     serve.add_argument("--logs", action="store_true", help="echo function logs")
     serve.set_defaults(run=_serve)
     return root
 
 
 def add_fault_flags(command: argparse.ArgumentParser) -> None:
-    group = command.add_argument_group("fault injection (localcloud/faults.py; rates are fractions 0..1)")
+    group = command.add_argument_group(
+        "fault injection (localcloud/faults.py; rates are fractions 0..1; a flag left out keeps the --faults mix's "
+        "value, none without --faults)"
+    )
     group.add_argument("--faults", choices=("none", "chaos"), help="start from no faults or the chaos mix")
-    group.add_argument("--fault-seed", type=int, default=0)
+    group.add_argument("--fault-seed", type=int, default=0, help="seed of the fault decisions")
     for name, help_text in FAULT_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         if name == "reorder":

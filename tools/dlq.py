@@ -154,17 +154,21 @@ class DeadLetterQueues:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.dlq", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.dlq",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--stack", required=True, help="CloudFormation stack name")
     parser.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:4566 for LocalStack")
-    parser.add_argument("--region", default=None)
+    parser.add_argument("--region", default=None, help="the stack's region (default: the AWS configuration's)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="depth of every DLQ and how many of its messages are parked")
     show = sub.add_parser("show", help="the messages of one DLQ with their parked reason")
-    show.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ])
-    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ], help="the DLQ's logical id")
+    show.add_argument("--limit", type=int, default=20, help="messages shown at most")
     redrive = sub.add_parser("redrive", help="send a DLQ's messages back to their inbox (or the bus)")
-    redrive.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ])
+    redrive.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ], help="the DLQ's logical id")
     redrive.add_argument("--message-id", action="append", help="only these messages (repeatable)")
     sub.add_parser("anomalies", help="what the reconciler parked for a person, with the reason")
     args = parser.parse_args(argv)

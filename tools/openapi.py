@@ -221,7 +221,9 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("output", type=Path, help="the document to write (docs/openapi.json)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generated one")
     args = parser.parse_args(argv)

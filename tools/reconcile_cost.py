@@ -273,9 +273,14 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--entities", type=int, default=100_000)
-    parser.add_argument("--drift", type=float, nargs="+", default=[0.0, 0.001, 0.01])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--entities", type=int, default=100_000, help="source entities in the dataset")
+    parser.add_argument(
+        "--drift", type=float, nargs="+", default=[0.0, 0.001, 0.01], help="fractions of entities drifted, one run each"
+    )
     args = parser.parse_args(argv)
     results = []
     for fraction in args.drift:

@@ -78,3 +78,21 @@ def test_the_demo_converges_and_writes_its_report_and_chart(tmp_path: Path, caps
     png = (tmp_path / "convergence.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert len(png) > 10_000
+
+
+def test_every_option_of_every_command_explains_itself() -> None:
+    # GIVEN the command line of localcloud and its subcommands
+    import argparse
+
+    from localcloud.__main__ import parser
+
+    root = parser()
+    (commands,) = [a for a in root._actions if isinstance(a, argparse._SubParsersAction)]
+    # THEN every option has a description, and its default is shown where it has one
+    for name, command in commands.choices.items():
+        text = "".join(command.format_help().split())  # the help is wrapped anywhere, even inside a path
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (name, action.option_strings)
+                if action.default not in (None, False, True):
+                    assert f"(default:{action.default})" in text, (name, action.dest)
