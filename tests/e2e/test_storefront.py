@@ -95,3 +95,50 @@ def test_availability_converges_after_a_restock(target: Target, unique: str) -> 
     # THEN availability shows 7 at the product's own version
     seen = eventually(target, lambda: availability(7), "availability 7")
     assert seen["version"] == product(target, sku)["version"]
+
+
+def stock_is(target: Target, product_id: str, *, on_hand: int, reserved: int) -> dict[str, Any] | None:
+    stock = product(target, product_id)
+    wanted = (on_hand, reserved, on_hand - reserved)
+    return stock if (stock["on_hand"], stock["reserved"], stock["available"]) == wanted else None
+
+
+def shipment_status(target: Target, order_id: str, status: str) -> dict[str, Any] | None:
+    reply = target.request("GET", f"/shipments/{order_id}")
+    return reply.body if reply.status == 200 and reply.body["status"] == status else None
+
+
+def test_a_dispatched_shipment_ships_the_order_consumes_the_stock_and_tells_the_customer(
+    target: Target, unique: str
+) -> None:
+    # GIVEN a confirmed order of 2 (of 10 in stock), whose shipment was created
+    sku, customer = f"sku-{unique}", f"cust-{unique}"
+    assert target.request("PUT", f"/products/{sku}/stock", {"on_hand": 10}).status == 200
+    order_id = place(target, customer, sku, 2)
+    eventually(target, lambda: shipment_status(target, order_id, "PENDING"), f"shipment of {order_id} PENDING")
+    # WHEN the warehouse dispatches it
+    dispatched = target.request("POST", f"/shipments/{order_id}/dispatch")
+    assert (dispatched.status, dispatched.body["status"]) == (200, "DISPATCHED")
+    # THEN the order ships, the stock leaves on_hand and reserved together, and the customer is told once
+    eventually(target, lambda: order_status(target, order_id, "SHIPPED"), f"order {order_id} SHIPPED")
+    eventually(target, lambda: notification(target, customer, "ORDER_SHIPPED", order_id), "shipping notified")
+    eventually(target, lambda: stock_is(target, sku, on_hand=8, reserved=0), f"{sku} on_hand 8, reserved 0")
+    # AND a shipped order cannot be cancelled any more
+    assert target.request("POST", f"/orders/{order_id}/cancel").status == 409
+
+
+def test_a_cancellation_that_crosses_a_dispatch_loses_to_it(target: Target, unique: str) -> None:
+    # GIVEN a confirmed order of 3 (of 10 in stock) with a PENDING shipment
+    sku, customer = f"sku-{unique}", f"cust-{unique}"
+    assert target.request("PUT", f"/products/{sku}/stock", {"on_hand": 10}).status == 200
+    order_id = place(target, customer, sku, 3)
+    eventually(target, lambda: shipment_status(target, order_id, "PENDING"), f"shipment of {order_id} PENDING")
+    # WHEN the customer cancels and the warehouse dispatches, each accepted before either service hears of the other
+    assert target.request("POST", f"/orders/{order_id}/cancel").status == 200
+    assert target.request("POST", f"/shipments/{order_id}/dispatch").status == 200
+    # THEN dispatch wins: the order ends SHIPPED, told as too late to cancel, and the stock left exactly once
+    shipped = eventually(target, lambda: order_status(target, order_id, "SHIPPED"), f"order {order_id} SHIPPED")
+    assert "too late" in (shipped.get("reason") or "")
+    eventually(target, lambda: notification(target, customer, "ORDER_SHIPPED", order_id), "shipping notified")
+    assert shipment_status(target, order_id, "DISPATCHED") is not None
+    eventually(target, lambda: stock_is(target, sku, on_hand=7, reserved=0), f"{sku} on_hand 7, reserved 0")
