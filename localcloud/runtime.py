@@ -250,6 +250,9 @@ class Runtime:
                 except Exception as exc:  # noqa: BLE001
                     invocation.response = None
                     invocation.error = FunctionError(type(exc).__name__, str(exc), traceback.format_exception(exc)[-6:])
+                    if self.echo_logs:  # Lambda logs an uncaught exception with its stack trace (serve --logs)
+                        print(f"{logical_id} raised:", file=sys.__stderr__)
+                        traceback.print_exception(exc, file=sys.__stderr__)
                 finally:
                     self.faults.end()
             invocation.duration_ms = (time.monotonic() - started) * 1000
@@ -276,3 +279,11 @@ def _clear_layer_caches() -> None:
     settings_module = sys.modules.get("converge.settings")
     if settings_module is not None:
         settings_module.settings.cache_clear()
+    # One interpreter holds the layer's logger and metrics for every function (in Lambda each has its own process):
+    # their lines carry the service of the function now running, as POWERTOOLS_SERVICE_NAME says (Powertools'
+    # `service` setter and appended keys).
+    observability = sys.modules.get("converge.observability")
+    if observability is not None:
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME", "converge")
+        observability.logger.append_keys(service=service)
+        observability.metrics.service = service

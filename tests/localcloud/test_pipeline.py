@@ -154,3 +154,33 @@ def test_the_convergence_check_counts_divergent_entities_per_projection(real: Lo
         "order_notifications": 0,
         "order_shipments": 0,
     }
+
+
+def test_each_functions_log_lines_carry_its_own_service(real: LocalCloud) -> None:
+    # GIVEN the API functions of two services, run one after the other in the one interpreter
+    real.http("PUT", "/products/sku-log/stock", body={"on_hand": 3})
+    real.http("GET", "/orders/no-such-order")
+    real.run_until_quiet()
+    # THEN every JSON log line of each invocation names that function's POWERTOOLS_SERVICE_NAME
+    seen: dict[str, set[str]] = {}
+    for invocation in real.runtime.history:
+        for line in invocation.logs.splitlines():
+            if line.startswith("{") and '"service"' in line:
+                seen.setdefault(invocation.function, set()).add(json.loads(line)["service"])
+    services = {name: f.environment.get("POWERTOOLS_SERVICE_NAME") for name, f in real.runtime.functions.items()}
+    assert seen, "no log lines captured"
+    for function, names in seen.items():
+        assert names == {services[function]}, (function, names)
+
+
+def test_with_logs_echoed_a_function_that_raises_prints_its_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a LocalCloud echoing function logs (what `serve --logs` runs)
+    with LocalCloud(REAL_TEMPLATE, echo_logs=True) as cloud:
+        # WHEN a function raises (the reconciler handed an HTTP request)
+        invocation = cloud.runtime.invoke("ReconcilerFunction", {"requestContext": {"http": {"method": "GET"}}})
+    # THEN the invocation failed, and its traceback was printed, naming the function and the one-line error
+    assert invocation.error is not None
+    err = capfd.readouterr().err
+    assert "ReconcilerFunction raised:" in err
+    assert "Traceback (most recent call last)" in err
+    assert "UnexpectedEventError: expected an EventBridge scheduled event" in err
