@@ -52,6 +52,8 @@ class DemoReport:
     divergent_ids: dict[str, list[str]] = field(default_factory=dict)
     checked: dict[str, int] = field(default_factory=dict)
     reconciler_runs: int = 0
+    reconciler_passes_at: list[float] = field(default_factory=list)  # seconds since start of each pass
+    faults_stopped_at: float | None = None  # seconds since start, when faults were on
     seconds_scenario: float = 0.0
     seconds_to_converge: float = 0.0
     seconds_total: float = 0.0
@@ -111,6 +113,8 @@ class Demo:
 
     # ------------------------------------------------------------------------------------------------ counting
     def _count(self, invocation: Invocation) -> None:
+        if invocation.function == "ReconcilerFunction":
+            self.report.reconciler_passes_at.append(time.monotonic() - self.started)
         metrics = invocation.metrics
         for name, label in (
             ("EventsPublished", "published"),
@@ -147,6 +151,8 @@ class Demo:
         converge_started = time.monotonic()
         bar.set_description("converging")
         faulted = self.cloud.faults.active
+        if faulted:
+            self.report.faults_stopped_at = time.monotonic() - self.started
         self.cloud.faults.stop()
         while self.cloud.pump():
             self.sample("converging")
@@ -244,14 +250,18 @@ def plot(report: DemoReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     seconds = [s.seconds for s in report.samples]
-    figure, axes = plt.subplots(figsize=(9, 4.5), dpi=110)
+    figure, axes = plt.subplots(figsize=(11, 4.5), dpi=110)
     for projection in convergence.PROJECTIONS:
         axes.step(seconds, [s.by_projection.get(projection, 0) for s in report.samples], where="post", label=projection)
     axes.step(seconds, [s.divergent for s in report.samples], where="post", color="black", linewidth=2, label="total")
-    axes.axvline(report.seconds_scenario, color="grey", linestyle="--", linewidth=1)
-    axes.annotate(
-        "scenario ends", (report.seconds_scenario, 0), xytext=(4, 8), textcoords="offset points", color="grey"
-    )
+    marks = [(report.seconds_scenario, "scenario ends", "grey", "--")]
+    if report.faults_stopped_at is not None:
+        marks.append((report.faults_stopped_at, "faults stop", "tab:red", ":"))
+    marks += [
+        (at, f"reconciliation pass {n}", "tab:green", "-.") for n, at in enumerate(report.reconciler_passes_at, 1)
+    ]
+    for at, label, color, style in marks:
+        axes.axvline(at, color=color, linestyle=style, linewidth=1, label=label)
     axes.set_title(
         f"Convergence: {report.products} products, {report.orders} orders - "
         f"{report.total_divergent} divergent at the end"
@@ -260,7 +270,8 @@ def plot(report: DemoReport, path: Path) -> None:
     axes.set_ylabel("entities whose projection differs")
     axes.set_ylim(bottom=0)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left")
+    # Outside the axes, so that it never covers a line.
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

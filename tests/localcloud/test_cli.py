@@ -75,9 +75,22 @@ def test_the_demo_converges_and_writes_its_report_and_chart(tmp_path: Path, caps
     assert report["events"]["published"] > 0
     assert report["events"]["applied"] > 0
     assert report["reconciler_runs"] == 1
+    assert len(report["reconciler_passes_at"]) == 1  # each pass is marked on the chart
+    assert report["faults_stopped_at"] is None  # no faults in this run: no "faults stop" mark
+    assert "next:" in out
+    assert "make serve" in out
     png = (tmp_path / "convergence.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert len(png) > 10_000
+
+
+def test_a_demo_with_faults_marks_when_they_stop(tmp_path: Path) -> None:
+    # GIVEN a small scenario with lost deliveries WHEN the demo runs it
+    code = main(["demo", "--products", "4", "--orders", "20", "--out", str(tmp_path), "--lost-delivery", "0.2"])
+    report = json.loads((tmp_path / "demo-report.json").read_text())
+    # THEN it converges, and the moment faults stopped comes after the start and before the first pass
+    assert code == 0
+    assert 0 < report["faults_stopped_at"] <= report["reconciler_passes_at"][0]
 
 
 def test_every_option_of_every_command_explains_itself() -> None:
