@@ -42,9 +42,11 @@ help:
 	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
+	@echo "first run: installing requirements-dev.txt into $(VENV) (about a minute and a half; once)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# One line per package, so that the first run shows where it is.
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt | { grep --line-buffered -E '^(Collecting|Successfully)' || true; }; test $${PIPESTATUS[0]} -eq 0
 	# The layer on the venv's path, as /opt/python is in Lambda: localcloud, tools and bench import converge.
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "converge-layer.pth").write_text("$(CURDIR)/layers/common/python\n")'
 	touch $(STAMP)
