@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from converge.errors import MalformedEventError
 from converge.projections import PROJECTIONS_BY_NAME, notification_key
 from notifications import domain
 from tests.support.events import domain_event
@@ -95,7 +96,7 @@ def test_availability_is_the_event_state_at_the_entity_version() -> None:
 
 def test_an_order_event_does_not_feed_the_availability_projection() -> None:
     # GIVEN an order event WHEN it is taken for a stock event THEN it is refused as a routing mistake
-    with pytest.raises(domain.UnexpectedEventError):
+    with pytest.raises(MalformedEventError):
         domain.Availability.from_event(order_event("OrderConfirmed"))
 
 

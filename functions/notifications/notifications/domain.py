@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from converge.errors import MalformedEventError
 from converge.events import DomainEvent, OrderData, ProductData
 
 AVAILABILITY_PREFIX = "AVAILABILITY#"
@@ -40,10 +41,6 @@ class Freshness(IntEnum):
     NEWER = 1
 
 
-class UnexpectedEventError(Exception):
-    """An event reached a projection that does not apply it (a routing mistake, not a bad message)."""
-
-
 def freshness(incoming_version: int, stored_version: int | None) -> Freshness:
     """Last-writer-wins by entity version: only a strictly newer version (or a first sighting) is applied."""
     if stored_version is None or incoming_version > stored_version:
@@ -71,7 +68,7 @@ def parse_timestamp(text: str) -> datetime:
 
 def _payload(event: DomainEvent, model: type[Any], projection: str) -> Any:
     if not isinstance(event.data, model):
-        raise UnexpectedEventError(f"{event.event_type} does not feed the {projection} projection")
+        raise MalformedEventError(f"{event.event_type} does not carry what the {projection} projection needs")
     return event.data
 
 
@@ -249,7 +246,7 @@ def order_notification(event: DomainEvent) -> Notification:
     try:
         kind = ORDER_NOTIFICATION_KINDS[event.event_type]
     except KeyError:
-        raise UnexpectedEventError(f"{event.event_type} produces no order notification") from None
+        raise MalformedEventError(f"{event.event_type} produces no order notification") from None
     return Notification(
         customer_id=data.customer_id,
         kind=kind,
