@@ -538,3 +538,20 @@ def test_rejected_or_cancelled_orders_agree_with_failed_or_released_reservations
     inventory.pop(("RESERVATION#o-can-failed", "RESERVATION"))
     invariants = convergence.check_invariants(orders, inventory, notifications)
     assert invariants.violations["order_disagrees_with_reservation"] == ["o-can-failed"]
+
+
+def test_a_restored_order_whose_stock_was_shipped_is_a_persons_for_every_pair() -> None:
+    # GIVEN an order and its shipment both restored to PENDING while its stock had been shipped, and the
+    #       reconciler's ANOMALY item for it (order <-> reservation: stock shipped for an unconfirmed order)
+    orders = _items(_order_item("o-r", "PENDING"))
+    inventory = _items(_product("p1", 4, 0, version=3), _reservation("o-r", "SHIPPED"))
+    shipment = {"pk": "SHIPMENT#o-r", "sk": "SHIPMENT", "order_id": "o-r", "status": "PENDING", "version": 1}
+    tables = {"orders": orders, "inventory": inventory, "notifications": {}, "shipping": _items(shipment)}
+    state = _items(_anomaly("o-r", "stock_shipped_for_an_unconfirmed_order"))
+    # WHEN compared, every pair, and the invariants checked with what is parked
+    divergence = convergence._compare(orders, inventory, {}, state, tables)
+    invariants = convergence.check_invariants(orders, inventory, {}, divergence.parked_for_a_person)
+    # THEN no pair of it is divergent (the shipment pair too), and its PENDING status breaks no invariant
+    assert [f for f in divergence.findings if f.entity_id == "o-r"] == []
+    assert set(divergence.parked_for_a_person) == {"o-r"}
+    assert invariants.violations["order_not_terminal"] == []

@@ -717,3 +717,19 @@ def test_dead_letters_are_judged_by_shape_and_history() -> None:
     assert domain.judge_dead_letter(None, "body is not JSON", 0).kind.value == "poison"
     assert domain.judge_dead_letter({"detail": {}}, None, 0).kind.value == "event"
     assert domain.judge_dead_letter({"detail": {}}, None, domain.MAX_REDRIVES).kind.value == "poison"
+
+
+def test_a_reservation_whose_event_moves_nothing_is_not_republished_for_a_shipment_pair() -> None:
+    # GIVEN a restored PENDING order and shipment whose stock was shipped (the reservation is SHIPPED)
+    world = World(
+        orders=[order("o1", "PENDING", 2)],
+        inventory=[reservation("o1", "SHIPPED", 3)],
+        shipping=[shipment("o1", "PENDING")],
+    )
+    # WHEN compared
+    findings = compare(world, counters=False)
+    # THEN StockShipped is not sent again (orders does not consume it): the order <-> shipment repair waits, and
+    #      the order <-> reservation pair parks the case for a person
+    assert about(findings, "order_shipment").republish == []
+    assert [f.difference for f in about(findings, "order_shipment").deferred] == ["republish_reservation"]
+    assert [p.kind for p in about(findings, "order_reservation").parked] == ["stock_shipped_for_an_unconfirmed_order"]

@@ -72,7 +72,7 @@ SAGA_ACTIONS: Mapping[Resolution, ReservationAction] = {
 SOURCES: tuple[EntityLayout, ...] = tuple(layout for service in SERVICES for layout in service.layouts)
 SAGA_NAMES = frozenset(saga.name for saga in SAGAS)
 # Statuses whose event moves nothing in the other services: republishing them repairs nothing.
-NO_NEWS: Mapping[EntityLayout, tuple[str, ...]] = {SHIPMENT: ("PENDING",)}
+NO_NEWS: Mapping[EntityLayout, tuple[str, ...]] = {SHIPMENT: ("PENDING",), RESERVATION: ("RELEASED", "SHIPPED")}
 RESERVED_COUNTER = "reserved"  # the name findings about products' `reserved` go by
 CONFIRMED_WITHOUT_STOCK = "confirmed_without_stock"  # parked kind: a person decides (docs/CONSISTENCY.md)
 RECOUNT_RAISED_ON_HAND = "stock_recount_raised_on_hand"
