@@ -21,12 +21,13 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser
+	test-localstack reconcile-cost chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
 	@echo "make test      lint, type-check, template checks and every test"
 	@echo "make lint      ruff;  make typecheck  mypy;  make schemas  regenerate events/schemas"
+	@echo "make schema-check  the compatibility gate: every model against its released contract (docs/events.md)"
 	@echo "make build     sam build (needs SAM CLI and python3.13);  make deploy  sam deploy"
 	@echo "make bench     benchmarks (--quick: make bench-quick), written to docs/BENCHMARKS.md"
 	@echo "make chaos     faults injected, then convergence measured (docs/RELIABILITY.md)"
@@ -56,7 +57,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m localcloud demo
 
-test: lint typecheck template-check asyncapi-check browser
+test: lint typecheck template-check asyncapi-check schema-check browser
 	$(PY) -m pytest -n 2 --dist loadfile
 
 unit: $(STAMP)
@@ -89,6 +90,10 @@ template-check: $(STAMP) $(SAM) $(CHECKOV)
 
 schemas: $(STAMP)
 	PYTHONPATH=layers/common/python $(PY) -m converge.schemas events/schemas docs/events.md
+
+# The compatibility gate (docs/events.md, "Versions"): each model against its released events/schemas/<type>/v<N>.json.
+schema-check: $(STAMP)
+	PYTHONPATH=layers/common/python $(PY) -m converge.compat events/schemas
 
 openapi: $(STAMP)
 	PYTHONPATH=layers/common/python $(PY) -m tools.openapi docs/openapi.json

@@ -4,11 +4,12 @@
     python -m tools.asyncapi docs/asyncapi.yaml --check  # exit 1 naming the difference if the file is stale
 
 Messages come from the registry (converge.contracts.EVENT_TYPES): one per event type, its payload the JSON Schema of
-the EventBridge `detail` (converge.envelope.detail_json_schema) and its headers the envelope's `source` and
-`detail-type`. Channels are the bus and every inbox an `AWS::Events::Rule` of template.yaml targets; operations are
-each producer sending its types to the bus and each consumer receiving, on its inbox, what one branch of its rule's
-`EventPattern` routes (one source with its own types). `make asyncapi-check` validates the document with the
-AsyncAPI parser (tools/asyncapi-check).
+the EventBridge `detail` at the type's newest schema version (converge.envelope.detail_json_schema; the versions
+consumers accept are `x-accepted-schema-versions`, each released in events/schemas/<type>/v<N>.json) and its
+headers the envelope's `source` and `detail-type`. Channels are the bus and every inbox an `AWS::Events::Rule` of
+template.yaml targets; operations are each producer sending its types to the bus and each consumer receiving, on
+its inbox, what one branch of its rule's `EventPattern` routes (one source with its own types). `make asyncapi-check`
+validates the document with the AsyncAPI parser (tools/asyncapi-check).
 
 The payload schemas are pydantic's (JSON Schema 2020-12); their `$defs`, shared by the event types, are hoisted
 into `components/schemas` so that every `$ref` resolves inside the document. What remains uses no keyword that
@@ -27,7 +28,7 @@ import yaml
 
 from converge.contracts import EVENT_TYPES
 from converge.envelope import detail_json_schema
-from converge.events import SCHEMA_VERSION
+from converge.upcast import accepted_versions, latest_version
 from localcloud.template import TEMPLATE_PATH, load_template, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,7 +245,9 @@ def build() -> dict[str, Any]:
             "x-source": spec.source,
             "x-entity": spec.entity,
             "x-consumers": sorted(consumers[event_type]),
-            "x-schema-version": SCHEMA_VERSION,
+            "x-schema-version": latest_version(event_type),
+            # What consumers accept (the newest and the one before, upcast): events/schemas/<type>/v<N>.json.
+            "x-accepted-schema-versions": list(accepted_versions(event_type)),
         }
 
     bus = resources_of_type(template, "AWS::Events::EventBus")

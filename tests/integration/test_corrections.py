@@ -498,6 +498,15 @@ def test_tombstone_records_a_rejected_order_without_a_reservation(stack: Stack, 
     assert reservation(stack, "o-1") == item
 
 
+# An order status each action fits (converge.events.RESERVATION_ACTION_NEEDS): the correction is well formed.
+ORDER_STATUS_FOR = {
+    ReservationAction.RELEASE: "REJECTED",
+    ReservationAction.REMOVE: None,
+    ReservationAction.REINSTATE: "CONFIRMED",
+    ReservationAction.TOMBSTONE: "REJECTED",
+}
+
+
 @pytest.mark.parametrize(
     ("action", "seen"),
     [
@@ -516,7 +525,7 @@ def test_a_reservation_correction_is_stale_when_the_reservation_is_not_as_observ
     place(functions, "o-1", [("p1", 3)])
     before = (reservation(stack, "o-1"), levels(stack))
     # WHEN a correction observed the reservation otherwise (another status, version, or absent)
-    fix = reservation_corrected("o-1", action, seen, lines_of(("p1", 3)), "CONFIRMED")
+    fix = reservation_corrected("o-1", action, seen, lines_of(("p1", 3)), ORDER_STATUS_FOR[action])
     failures = deliver(functions, INVENTORY, body(correction(fix)))
     # THEN it is skipped, not a failure, and neither the reservation nor the product changed
     assert failures == []

@@ -67,7 +67,7 @@ CORRECTIONS: dict[str, dict[str, Any]] = {
         "lines": LINES,
         "order_status": "CANCELLED",
     },
-    "ReservedRecounted": {"product_id": "p-1", "observed_version": 7, "reserved": 0},
+    "ReservedRecounted": {"entity_id": "p-1", "product_id": "p-1", "observed_version": 7, "reserved": 0},
 }
 
 

@@ -22,8 +22,17 @@ ALL_PAIRS = list(itertools.product(ShipmentStatus, ShipmentStatus))
 
 
 def change(status: str = "CONFIRMED", *, version: int = 2, confirmed: bool = False) -> domain.OrderChange:
+    # A priced order (schema v2): its shipment carries the lines' products and quantities, not their prices.
+    priced = [{**line, "unit_price": 1250} for line in LINES]
     order = OrderData.model_validate(
-        {"order_id": "o-1", "customer_id": "cust-1", "lines": LINES, "status": status, "confirmed": confirmed}
+        {
+            "order_id": "o-1",
+            "customer_id": "cust-1",
+            "currency": "EUR",
+            "lines": priced,
+            "status": status,
+            "confirmed": confirmed,
+        }
     )
     return domain.OrderChange(order=order, order_version=version, correlation_id="c-order", at=AT)
 

@@ -17,6 +17,7 @@ from converge.events import (
     ReservationStatus,
     ReservedRecounted,
     ShipmentData,
+    stock_lines,
 )
 from converge.observability import logger
 from inventory import domain, store
@@ -102,7 +103,7 @@ def _payload(event: DomainEvent, model: type[PayloadT]) -> PayloadT:
 
 def on_order_placed(event: DomainEvent) -> Outcome:
     order = _payload(event, OrderData)
-    return reserve_stock(order.order_id, order.lines, event.metadata.correlation_id)
+    return reserve_stock(order.order_id, stock_lines(order.lines), event.metadata.correlation_id)
 
 
 def on_order_cancelled(event: DomainEvent) -> Outcome:
@@ -113,7 +114,7 @@ def on_order_cancelled(event: DomainEvent) -> Outcome:
             extra={"order_id": order.order_id},
         )
         return Outcome.STALE
-    return release_stock(order.order_id, order.lines, event.metadata.correlation_id)
+    return release_stock(order.order_id, stock_lines(order.lines), event.metadata.correlation_id)
 
 
 def on_shipment_cancelled(event: DomainEvent) -> Outcome:

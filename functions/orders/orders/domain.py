@@ -14,9 +14,19 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from converge.events import ORDER_EVENT_BY_STATUS, Identifier, OrderLine, OrderStatus
+from converge.events import (
+    NO_CURRENCY,
+    ORDER_EVENT_BY_STATUS,
+    Currency,
+    Identifier,
+    MinorUnits,
+    OrderLine,
+    OrderStatus,
+    PricedOrderLine,
+)
+from converge.upcast import priced_order
 
 # order_id = uuid5(IDEMPOTENCY_NAMESPACE, "<customer_id>:<Idempotency-Key>"): a retried POST addresses the same item.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("3b8f2d4c-7e61-4a0f-9c25-1d6e8a4b7f30")
@@ -84,6 +94,9 @@ class RequestedLine(OrderLine):
     # Strict: "5" or 5.0 or true is not a quantity; the API says so instead of guessing.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    # The price of one unit in minor units of the order's `currency` (1999 = 19.99 EUR); 0 if not priced.
+    unit_price: MinorUnits = 0
+
 
 class PlaceOrderRequest(BaseModel):
     """Body of POST /orders."""
@@ -92,6 +105,18 @@ class PlaceOrderRequest(BaseModel):
 
     customer_id: Identifier
     lines: Annotated[list[RequestedLine], Field(min_length=1, max_length=MAX_LINES)]
+    # ISO 4217 code of the lines' unit prices; "XXX" (no currency, the default) is an order without prices.
+    currency: Currency = NO_CURRENCY
+
+    @model_validator(mode="after")
+    def _prices_have_a_currency(self) -> PlaceOrderRequest:
+        if self.currency == NO_CURRENCY and any(line.unit_price for line in self.lines):
+            raise ValueError("unit prices need a currency (an ISO 4217 code other than XXX)")
+        return self
+
+    @property
+    def priced(self) -> bool:
+        return self.currency != NO_CURRENCY
 
     @field_validator("lines")
     @classmethod
@@ -106,13 +131,20 @@ class PlaceOrderRequest(BaseModel):
 
     def request_hash(self) -> str:
         """SHA-256 of the canonical body: key order, whitespace and line order do not change it."""
-        canonical = {
+        # An unpriced body hashes as it did before orders had prices, so a retry across that deploy still matches.
+        canonical: dict[str, Any] = {
             "customer_id": self.customer_id,
             "lines": sorted(
-                ({"product_id": line.product_id, "quantity": line.quantity} for line in self.lines),
+                (
+                    {"product_id": line.product_id, "quantity": line.quantity}
+                    | ({"unit_price": line.unit_price} if self.priced else {})
+                    for line in self.lines
+                ),
                 key=lambda line: str(line["product_id"]),
             ),
         }
+        if self.priced:
+            canonical["currency"] = self.currency
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -132,7 +164,8 @@ class Order(BaseModel):
 
     order_id: Identifier
     customer_id: Identifier
-    lines: tuple[OrderLine, ...]
+    currency: Currency
+    lines: tuple[PricedOrderLine, ...]
     status: OrderStatus
     reason: str | None = None
     shortages: tuple[str, ...] = ()
@@ -144,6 +177,12 @@ class Order(BaseModel):
     # Set by the CONFIRMED transition and kept afterwards: an OrderCancelled built from the item then tells
     # inventory that shipping (not the cancellation) decides about the stock (converge.events.OrderData).
     confirmed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _priced(cls, data: Any) -> Any:
+        # An item written before orders had prices reads as the v1 -> v2 upcast reads its event (no currency).
+        return priced_order(data) if isinstance(data, dict) else data
 
     @property
     def event_type(self) -> str:
@@ -171,7 +210,11 @@ def place_order(request: PlaceOrderRequest, *, order_id: str, correlation_id: st
     return Order(
         order_id=order_id,
         customer_id=request.customer_id,
-        lines=tuple(OrderLine(product_id=line.product_id, quantity=line.quantity) for line in request.lines),
+        currency=request.currency,
+        lines=tuple(
+            PricedOrderLine(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price)
+            for line in request.lines
+        ),
         status=OrderStatus.PENDING,
         created_at=at,
         request_hash=request.request_hash(),

@@ -21,4 +21,5 @@ from converge.settings import settings
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
     config = settings()
     sender = EventSender(aws.events(), max_attempts=config.put_events_max_attempts)
-    return publish_records(stream_records(event), sender, config.event_bus_name).response()
+    records = stream_records(event)
+    return publish_records(records, sender, config.event_bus_name, emit_versions=config.emit_schema_versions).response()

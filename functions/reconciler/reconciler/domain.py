@@ -218,7 +218,8 @@ def _version(item: Item | None) -> int:
 def _lines(*items: Item | None) -> list[OrderLine]:
     for item in items:
         if item and item.get("lines"):
-            return [OrderLine.model_validate(line) for line in item["lines"]]
+            # An order's lines carry a price too: a reservation moves only products and quantities.
+            return [OrderLine(product_id=line["product_id"], quantity=line["quantity"]) for line in item["lines"]]
     return []
 
 

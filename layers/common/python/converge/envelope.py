@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,13 +18,14 @@ from converge.contracts import EVENT_TYPES
 from converge.errors import MalformedEventError, UnknownEventError
 from converge.events import (
     EVENT_ID_NAMESPACE,
-    SCHEMA_VERSION,
     CorrectionData,
     DomainEvent,
+    EventData,
     EventSpec,
     Metadata,
     event_id_for,
 )
+from converge.upcast import PREVIOUS, accepted_versions, latest_version, model_for
 
 # Attributes every entity item carries besides its state (see docs/events.md, "Items").
 ITEM_EVENT_TYPE = "event_type"
@@ -32,10 +34,10 @@ ITEM_CORRELATION_ID = "correlation_id"
 ITEM_UPDATED_AT = "updated_at"
 
 
-def _reason(exc: ValidationError) -> str:
+def _reason(exc: ValidationError, within: str = "") -> str:
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        where = ".".join(str(p) for p in (within, *err["loc"]) if p != "") or "(root)"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
 
@@ -48,27 +50,50 @@ def spec_for(event_type: str) -> EventSpec:
         raise UnknownEventError(f"unknown event type {event_type!r}") from None
 
 
-def event_from_item(item: dict[str, Any]) -> DomainEvent | None:
+def _payload_of_item(spec: EventSpec, event_type: str, item: dict[str, Any]) -> EventData:
+    """The newest payload of an item; an item written before the newest version (by an older deployment of its
+    service) is read as the version before and upcast, as a consumer would upcast its event."""
+    try:
+        return spec.model.model_validate(item)
+    except ValidationError as newest_error:
+        previous = PREVIOUS.get(event_type)
+        if previous is None:
+            raise
+        try:
+            previous.model.model_validate(item)
+            return spec.model.model_validate(previous.upcast(item))
+        except ValidationError:
+            raise newest_error from None  # neither: reported with the newest version's reasons
+
+
+def event_from_item(item: dict[str, Any], *, emit_versions: Mapping[str, int] | None = None) -> DomainEvent | None:
     """The domain event a table item's current state represents, or None if the item is not an entity.
 
     Used by the stream publisher (item = the record's NewImage) and by the reconciler (item = current state),
-    so both produce the same event, with the same deterministic id, for the same entity version.
+    so both produce the same event, with the same deterministic id, for the same entity version. The event is
+    of its type's newest schema version unless `emit_versions` pins the type to the one before (a producer's
+    `EMIT_SCHEMA_VERSIONS` during a rollout): then its payload is the newest one downcast.
     """
     event_type = item.get(ITEM_EVENT_TYPE)
     if not event_type:
         return None
-    spec = spec_for(str(event_type))
+    event_type = str(event_type)
+    spec = spec_for(event_type)
+    version = (emit_versions or {}).get(event_type, latest_version(event_type))
     try:
-        data = spec.model.model_validate(item)
+        data = _payload_of_item(spec, event_type, item)
+        if version != latest_version(event_type):
+            previous = PREVIOUS[event_type]
+            data = previous.model.model_validate(previous.downcast(data.model_dump(mode="json")))
         entity_id = str(item[spec.id_field])
-        version = int(item[ITEM_VERSION])
+        entity_version = int(item[ITEM_VERSION])
         metadata = Metadata(
-            event_id=event_id_for(spec.entity, entity_id, version),
-            event_type=str(event_type),
-            schema_version=SCHEMA_VERSION,
+            event_id=event_id_for(spec.entity, entity_id, entity_version),
+            event_type=event_type,
+            schema_version=version,
             entity=spec.entity,
             entity_id=entity_id,
-            entity_version=version,
+            entity_version=entity_version,
             correlation_id=str(item.get(ITEM_CORRELATION_ID) or f"{spec.entity}:{entity_id}"),
             occurred_at=item.get(ITEM_UPDATED_AT) or datetime.now(UTC),
             producer=spec.producer,
@@ -81,15 +106,31 @@ def event_from_item(item: dict[str, Any]) -> DomainEvent | None:
 
 
 def parse_detail(detail_type: str, detail: Any) -> DomainEvent:
-    """Validate an EventBridge `detail` against the contract of `detail_type`."""
+    """Validate an EventBridge `detail` against the contract of `detail_type`, upcast to its newest version.
+
+    A consumer accepts the newest schema version of a type and the one before (converge.upcast): the older one
+    is validated against its own model, then upcast and validated as the newest, so routes see one shape."""
     spec = spec_for(detail_type)
     if not isinstance(detail, dict):
         raise MalformedEventError("detail is not a JSON object")
     try:
         metadata = Metadata.model_validate(detail.get("metadata"))
-        data = spec.model.model_validate(detail.get("data"))
     except ValidationError as exc:
-        raise MalformedEventError(f"{detail_type}: {_reason(exc)}") from exc
+        raise MalformedEventError(f"{detail_type}: {_reason(exc, 'metadata')}") from exc
+    accepted = accepted_versions(detail_type)
+    if metadata.schema_version not in accepted:
+        raise MalformedEventError(
+            f"{detail_type}: schema_version {metadata.schema_version} is not accepted here "
+            f"(accepted: {', '.join(map(str, accepted))})"
+        )
+    newest = latest_version(detail_type)
+    try:
+        data = model_for(detail_type, metadata.schema_version, spec.model).model_validate(detail.get("data"))
+        if metadata.schema_version != newest:
+            data = spec.model.model_validate(PREVIOUS[detail_type].upcast(data.model_dump(mode="json")))
+            metadata = metadata.model_copy(update={"schema_version": newest})
+    except ValidationError as exc:
+        raise MalformedEventError(f"{detail_type}: {_reason(exc, 'data')}") from exc
     if metadata.event_type != detail_type:
         raise MalformedEventError(
             f"metadata.event_type {metadata.event_type!r} differs from detail-type {detail_type!r}"
@@ -129,7 +170,7 @@ def correction_event(data: CorrectionData, *, version: int | None, correlation_i
     metadata = Metadata(
         event_id=data.correction_id,
         event_type=event_type,
-        schema_version=SCHEMA_VERSION,
+        schema_version=latest_version(event_type),
         entity=spec.entity,
         entity_id=data.entity_id,
         entity_version=max(int(version or 1), 1),
@@ -140,20 +181,25 @@ def correction_event(data: CorrectionData, *, version: int | None, correlation_i
     return DomainEvent(metadata=metadata, data=data)
 
 
-def detail_json_schema(event_type: str) -> dict[str, Any]:
-    """JSON Schema of the `detail` of one event type, generated from the models."""
+def detail_json_schema(event_type: str, version: int | None = None) -> dict[str, Any]:
+    """JSON Schema of the `detail` of one event type at one schema version (the newest by default), generated
+    from the models: what events/schemas/<type>/v<version>.json releases."""
     spec = spec_for(event_type)
-    detail_model = create_model(event_type, metadata=(Metadata, ...), data=(spec.model, ...))
+    version = latest_version(event_type) if version is None else version
+    model = model_for(event_type, version, spec.model)
+    detail_model = create_model(event_type, metadata=(Metadata, ...), data=(model, ...))
     schema = detail_model.model_json_schema()
-    # One schema per type: pin metadata.event_type to this type's name.
+    # One schema per type and version: pin metadata's event_type, entity, producer and schema_version to them.
     pinned = {
         "event_type": {"const": event_type},
+        "schema_version": {"const": version},
         "entity": {"const": spec.entity},
         "producer": {"const": spec.producer},
     }
     schema["properties"]["metadata"] = {"allOf": [schema["properties"]["metadata"], {"properties": pinned}]}
-    schema["$id"] = f"https://converge.example/schemas/{event_type}.json"
+    schema["$id"] = f"https://converge.example/schemas/{event_type}/v{version}.json"
     schema["description"] = (spec.model.__doc__ or "").strip()
     schema["x-source"] = spec.source
     schema["x-entity"] = spec.entity
+    schema["x-schema-version"] = version
     return schema

@@ -11,6 +11,7 @@ A batch of anything but DynamoDB stream records raises UnexpectedEventError: not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +61,17 @@ def stream_records(event: DynamoDBStreamEvent) -> list[DynamoDBRecord]:
     return list(event.records)
 
 
-def publish_records(records: list[DynamoDBRecord], sender: EventSender, bus_name: str) -> PublishResult:
-    """Translate and send a batch of stream records; returns what was published and what failed."""
+def publish_records(
+    records: list[DynamoDBRecord],
+    sender: EventSender,
+    bus_name: str,
+    *,
+    emit_versions: Mapping[str, int] | None = None,
+) -> PublishResult:
+    """Translate and send a batch of stream records; returns what was published and what failed.
+
+    Each event is of its type's newest schema version unless `emit_versions` (the function's
+    `EMIT_SCHEMA_VERSIONS`) pins the type to the one before."""
     if not all(_is_stream_record(r.raw_event) for r in records):
         # Another source's records (an SQS batch) carry no stream data: skipping them all would drop them silently.
         raise UnexpectedEventError(STREAM_BATCH, {"Records": [r.raw_event for r in records]})
@@ -82,7 +92,7 @@ def publish_records(records: list[DynamoDBRecord], sender: EventSender, bus_name
             result.failures.append(sequence)
             continue
         try:
-            event = event_from_item(plain(image))
+            event = event_from_item(plain(image), emit_versions=emit_versions)
         except ConvergeError as exc:
             logger.error("stream record is not a valid event", extra={"sequence_number": sequence, "reason": str(exc)})
             result.failures.append(sequence)

@@ -7,6 +7,8 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from converge.upcast import parse_emit_versions
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -15,6 +17,8 @@ class Settings(BaseModel):
     table_name: str = ""
     event_bus_name: str = ""
     put_events_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Event type -> the schema version a producer emits instead of the newest (a rollout's pin, docs/events.md).
+    emit_schema_versions: dict[str, int] = Field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -26,4 +30,5 @@ def settings() -> Settings:
         table_name=env.get("TABLE_NAME", ""),
         event_bus_name=env.get("EVENT_BUS_NAME", ""),
         put_events_max_attempts=int(env.get("PUT_EVENTS_MAX_ATTEMPTS", "3")),
+        emit_schema_versions=parse_emit_versions(env.get("EMIT_SCHEMA_VERSIONS", "")),
     )
