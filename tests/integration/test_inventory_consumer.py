@@ -344,7 +344,7 @@ def test_sam_fixtures_reserve_then_release(stack: Stack, functions: FunctionRunn
     # GIVEN the products the fixtures order are in stock
     stock(functions, **{"sku-123": 10, "sku-456": 10})
     # WHEN the committed order-placed fixture is consumed
-    placed_response = functions.invoke(CONSUMER, fixture("order-placed"))
+    placed_response = functions.invoke(CONSUMER, fixture("order-placed-v1"))
     # THEN its lines are reserved
     assert placed_response["batchItemFailures"] == []
     assert levels(stack, "sku-123")[1] == 2
@@ -355,14 +355,14 @@ def test_sam_fixtures_reserve_then_release(stack: Stack, functions: FunctionRunn
     assert reservation(stack, "ord-1001")["status"] == "RELEASED"  # type: ignore[index]
 
 
-@pytest.mark.parametrize("name", ["order-placed", "order-cancelled"])
+@pytest.mark.parametrize("name", ["order-placed-v1", "order-placed-v2", "order-cancelled"])
 def test_sam_fixtures_apply_on_an_empty_table(stack: Stack, functions: FunctionRunner, name: str) -> None:
     # GIVEN an empty inventory
     # WHEN a fixture is consumed
     response = functions.invoke(CONSUMER, fixture(name))
     # THEN it is applied: a FAILED reservation (unknown products) or a RELEASED tombstone
     assert response["batchItemFailures"] == []
-    expected = {"order-placed": "FAILED", "order-cancelled": "RELEASED"}[name]
+    expected = {"order-placed-v1": "FAILED", "order-placed-v2": "FAILED", "order-cancelled": "RELEASED"}[name]
     assert reservation(stack, "ord-1001")["status"] == expected  # type: ignore[index]
 
 
