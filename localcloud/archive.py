@@ -73,6 +73,8 @@ class ArchiveEmulator:
 
         from localcloud import deploy
 
+        if "Bus" not in self.cloud.deployment.physical:
+            return None  # a template without the bus (localcloud's own test fixtures)
         backend = events_backends[deploy.ACCOUNT_ID][deploy.REGION]
         bus = self.cloud.bus_name()
         archives = [a for a in backend.archives.values() if a.event_bus_name == bus]
