@@ -21,7 +21,7 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
+	test-localstack reconcile-cost rebuild chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -40,6 +40,7 @@ help:
 	@echo "make asyncapi-check  validate docs/asyncapi.yaml with @asyncapi/parser (installs node/npm, npm ci)"
 	@echo "make browser   headless Chromium for the Swagger UI screenshot test (apt-get install chromium if missing)"
 	@echo "make reconcile-cost  incremental vs full reconciliation reads at 100k entities (docs/CONSISTENCY.md)"
+	@echo "make rebuild PROJECTION=availability FROM=snapshot STACK=converge  drop and rebuild one projection"
 	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
@@ -150,6 +151,12 @@ chaos: $(STAMP)
 # Reconciliation read cost, incremental vs full sweep, at 100k entities (docs/CONSISTENCY.md).
 reconcile-cost: $(STAMP)
 	$(PY) -m tools.reconcile_cost --entities 100000 --drift 0 0.001 0.01
+
+PROJECTION ?= availability
+FROM ?= snapshot
+STACK ?= converge
+rebuild: $(STAMP)
+	$(PY) -m tools.rebuild $(PROJECTION) --from $(FROM) --stack $(STACK)
 
 invoke: $(STAMP)
 	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT)

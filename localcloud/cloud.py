@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config
 
 from localcloud import deploy, destinations, faults, motopatch
+from localcloud.archive import ArchiveEmulator
 from localcloud.clock import Clock, iso
 from localcloud.deploy import Translated
 from localcloud.faults import FaultInjector, FaultPlan
@@ -164,6 +165,8 @@ class LocalCloud:
         self.api_id = "localapi"
         self.pump_lock = threading.RLock()
         self.log_sink: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+        # The bus archive's replays (localcloud/archive.py): moto records, localcloud replays.
+        self.archive = ArchiveEmulator(self)
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalCloud:
@@ -513,6 +516,9 @@ class LocalCloud:
             for queue in self.sqs_mappings.values():
                 moved += queue.step()
             moved += self._drain_async_targets()
+            if self._mock is not None:
+                self.archive.record()
+                moved += self.archive.step()
             return moved
 
     def run_until_quiet(self, max_rounds: int = 100_000) -> PumpReport:

@@ -97,6 +97,17 @@ def apply_stock_updated(event: DomainEvent) -> Outcome:
     return Outcome.STALE
 
 
+def apply_stock_redelivered(event: DomainEvent) -> Outcome:
+    """A replayed or backfilled StockUpdated: the availability follows by version, and no watcher is notified.
+
+    A replay delivers old versions in no order, into a projection that may have been dropped: a 0 -> n step
+    it shows is an artifact of delivery, and fanning out on it would spend (or re-notify) watches the live
+    stream already served. Order notifications need no such route: their key makes each one exactly once.
+    """
+    written, _ = store.write_availability(settings().table_name, Availability.from_event(event))
+    return _outcome(written)
+
+
 def apply_order_notified(event: DomainEvent) -> Outcome:
     """OrderConfirmed or OrderShipped: the outcome follows the order by version, and the customer gets one
     notification of its kind."""
@@ -139,7 +150,8 @@ consumer = InboxConsumer(
         "OrderRejected": apply_order_rejected,
         "OrderCancelled": apply_order_cancelled,
         "ProjectionCorrected": apply_correction,
-    }
+    },
+    redelivery_routes={"StockUpdated": apply_stock_redelivered},
 )
 
 

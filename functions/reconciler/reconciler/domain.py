@@ -400,21 +400,31 @@ def _recount_candidates(snapshot: Snapshot) -> list[RecountSuspect]:
 
 # ---------------------------------------------------------------- the comparison
 def compare(
-    snapshot: Snapshot, scope: Scope | None = None, *, corrections: bool = True, counters: bool | None = None
+    snapshot: Snapshot,
+    scope: Scope | None = None,
+    *,
+    corrections: bool = True,
+    counters: bool | None = None,
+    only: str | None = None,
 ) -> Findings:
     """Every difference between the declared projections and their sources, and the repair of each.
 
     `scope`: compare only these entities (an incremental pass); None compares every entity in the snapshot (a
     full sweep, which alone can check counters against their ledger). `corrections=False` finds everything but
     repairs only forward (republishing): an operator's switch, and how the tests show what corrections add.
+    `only`: compare one declared projection or saga pair by name (a backfill of it), and no counters.
     """
     findings = Findings()
     for projection in PROJECTIONS:
+        if only is not None and projection.name != only:
+            continue
         ids = None if scope is None else set(scope.ids_of(projection.source))
         _compare_projection(projection, snapshot, ids, findings, corrections)
     for saga in SAGAS:
+        if only is not None and saga.name != only:
+            continue
         _compare_saga(saga, snapshot, None if scope is None else set(scope.ids_of(saga.left)), findings, corrections)
-    if counters if counters is not None else scope is None:
+    if only is None and (counters if counters is not None else scope is None):
         _compare_counters(snapshot, findings)
     return findings
 
@@ -522,6 +532,24 @@ class Invocation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     mode: Mode = Mode.INCREMENTAL
+    # A full sweep of one declared projection or saga pair: a backfill (its events carry the backfill mark).
+    projection: str | None = None
+
+
+BACKFILLABLE = frozenset({p.name for p in PROJECTIONS} | {saga.name for saga in SAGAS})
+
+
+def requested_backfill(event: dict[str, Any]) -> str | None:
+    """The projection a `{"mode": "full", "projection": name}` invocation backfills, or None."""
+    try:
+        invocation = Invocation.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInvocation(f"mode must be one of {[m.value for m in Mode]}") from exc
+    if invocation.projection is None:
+        return None
+    if invocation.mode is not Mode.FULL or invocation.projection not in BACKFILLABLE:
+        raise InvalidInvocation(f"a backfill is a full sweep of one of {sorted(BACKFILLABLE)}")
+    return invocation.projection
 
 
 def requested_mode(event: dict[str, Any]) -> Mode:

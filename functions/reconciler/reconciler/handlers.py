@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge import aws
 from converge.bus import EventSender, to_entry
+from converge.consumer import BACKFILL_RESOURCE_PREFIX
 from converge.contracts import read_order, with_inboxes, with_tables
 from converge.envelope import correction_event, event_from_item, parse_eventbridge_json
 from converge.errors import MalformedEventError, UnexpectedEventError, UnknownEventError
@@ -44,6 +45,7 @@ from reconciler.domain import (
     projection_keys,
     recount,
     recount_needs_a_person,
+    requested_backfill,
     requested_mode,
     source_keys,
     to_confirm,
@@ -116,7 +118,12 @@ class Report:
 
 
 def repair(
-    findings: Findings, corrections: list[Correction], sender: EventSender, bus_name: str, report: Report
+    findings: Findings,
+    corrections: list[Correction],
+    sender: EventSender,
+    bus_name: str,
+    report: Report,
+    backfill: str | None = None,
 ) -> None:
     """Send every repair: the sources' current events (forward) and the confirmed corrections, each once."""
     entries = []
@@ -136,6 +143,9 @@ def repair(
         event = correction_event(correction.data, version=correction.version, correlation_id=_correlation_id())
         logger.info("correcting", extra=asdict(correction.finding))
         entries.append((event.metadata.event_id, to_entry(event, bus_name)))
+    if backfill is not None:  # consumers recognise a backfilled event (converge.consumer.redelivery_of)
+        for _, entry in entries:
+            entry["Resources"] = [f"{BACKFILL_RESOURCE_PREFIX}{backfill}"]
     # The same source can repair two projections (an order both unreserved and un-notified): send it once.
     unique = list(dict(entries).items())
     result = sender.send(unique)
@@ -263,12 +273,12 @@ def reread_for_recount(cfg: ReconcilerConfig, products: list[str], cost: store.R
 
 
 def decide(
-    cfg: ReconcilerConfig, snapshot: Snapshot, scope: Scope | None, cost: store.ReadCost
+    cfg: ReconcilerConfig, snapshot: Snapshot, scope: Scope | None, cost: store.ReadCost, only: str | None = None
 ) -> tuple[Findings, list[Correction], int]:
     """Compare, confirm what needs a correction on a second read, recount confirmed counters (full sweep), and
     hold back saga repairs on products being recounted. Returns the findings, the corrections to send, and how
     many found corrections a second read did not confirm (checked again next pass)."""
-    findings = compare(snapshot, scope, corrections=cfg.corrections)
+    findings = compare(snapshot, scope, corrections=cfg.corrections, only=only)
     # Only corrections need their sources read again: a republish is harmless if the source moved meanwhile.
     corrections = (
         confirmed_corrections(findings, reread_sources(cfg, snapshot, to_confirm(findings), cost))
@@ -288,7 +298,11 @@ def decide(
     return findings, corrections, unconfirmed
 
 
-def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
+def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Report:
+    """One pass. `backfill`: a full sweep of that projection only, its repairs marked as a backfill; it leaves
+    the watermark, the suspects and the DLQs to the scheduled passes."""
+    if backfill is not None:
+        mode = Mode.FULL
     cfg = config()
     bus_name = settings().event_bus_name
     sender = EventSender(aws.events(), max_attempts=settings().put_events_max_attempts)
@@ -304,7 +318,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     else:
         snapshot, scope = incremental_snapshot(cfg, plan, state.suspects, cost)
     report.checked = snapshot.checked
-    findings, corrections, unconfirmed = decide(cfg, snapshot, scope, cost)
+    findings, corrections, unconfirmed = decide(cfg, snapshot, scope, cost, backfill)
     report.items_read = cost.total_items
     report.items_read_by_table = dict(cost.items)
     report.read_requests = cost.requests
@@ -317,8 +331,11 @@ def reconcile(mode: Mode = Mode.INCREMENTAL) -> Report:
     report.deferred = len(findings.deferred)
     for finding in findings.unrepaired:
         logger.warning("difference left unrepaired (corrections disabled)", extra=asdict(finding))
-    repair(findings, corrections, sender, bus_name, report)
+    repair(findings, corrections, sender, bus_name, report, backfill)
     park(findings, cfg, report)
+    if backfill is not None:
+        logger.info("backfill pass", extra={"projection": backfill, "report": asdict(report)})
+        return report
     # Only now, with every comparison made and every repair sent, may the watermark move: a pass that raised
     # before this line leaves it where it was, and the next pass reads the same window again.
     saved = next_state(state, started_at, findings)
@@ -346,4 +363,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Its schedule sends a scheduled event (or the operator `{"mode": "full"}`); anything else is miswired.
     if not isinstance(event, dict) or "Records" in event or "requestContext" in event:
         raise UnexpectedEventError("an EventBridge scheduled event", event)
-    return asdict(reconcile(requested_mode(event)))
+    return asdict(reconcile(requested_mode(event), requested_backfill(event)))

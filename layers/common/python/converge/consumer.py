@@ -7,6 +7,7 @@ records go back to the inbox and, after the queue's maxReceiveCount, to the serv
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +32,28 @@ class Outcome(StrEnum):
 
 Route = Callable[[DomainEvent], Outcome]
 SQS_BATCH = "an SQS batch"
+# The project's mark on a backfilled event (the reconciler's sweep for a rebuild), in the event's `resources`;
+# EventBridge marks a replayed event with `replay-name`.
+BACKFILL_RESOURCE_PREFIX = "converge:backfill/"
+
+
+def redelivery_of(body: str) -> str | None:
+    """The replay's name or the backfill's mark if this inbox body is a replayed or backfilled event, else None."""
+    try:
+        event = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(event, dict):
+        return None
+    if isinstance(event.get("replay-name"), str):
+        return str(event["replay-name"])
+    resources = event.get("resources")
+    marks = (
+        [r for r in resources if isinstance(r, str) and r.startswith(BACKFILL_RESOURCE_PREFIX)]
+        if isinstance(resources, list)
+        else []
+    )
+    return marks[0] if marks else None
 
 
 def _is_sqs_record(record: object) -> bool:
@@ -57,8 +80,10 @@ def expect_sqs_batch(event: object) -> dict[str, Any]:
 class InboxConsumer:
     """Routes inbox records to handlers by event type (routing is data, not an if/elif ladder)."""
 
-    def __init__(self, routes: Mapping[str, Route]) -> None:
+    def __init__(self, routes: Mapping[str, Route], redelivery_routes: Mapping[str, Route] | None = None) -> None:
         self.routes = dict(routes)
+        # Routes for replayed or backfilled events (redelivery_of) that must not repeat a side effect.
+        self.redelivery_routes = dict(redelivery_routes or {})
         # All records failing is reported as such (every id listed), not raised as a function error.
         self.processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -69,6 +94,8 @@ class InboxConsumer:
             except RecursionError as exc:  # json's decoder recurses per level: deep nesting is malformed too
                 raise MalformedEventError("body is not JSON: nested too deeply to parse") from exc
             route = self.routes.get(event.event_type)
+            if event.event_type in self.redelivery_routes and redelivery_of(record.body) is not None:
+                route = self.redelivery_routes[event.event_type]
             if route is None:
                 raise UnknownEventError(f"{event.event_type} is not consumed here")
         except (MalformedEventError, UnknownEventError) as exc:

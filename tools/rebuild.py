@@ -1,0 +1,166 @@
+"""Rebuild one projection in place while the system keeps taking writes: drop its items, refill them from the bus
+archive (a replay to its consumer's rule only) or from a snapshot of the sources (the reconciler's backfill), and
+check that it converged.
+
+    python -m tools.rebuild availability --from snapshot --stack converge     # a deployed stack (boto3)
+
+Dropping in place is safe here because every projection write is conditional on the source's version with
+`attribute_not_exists` as its first case: a live event that arrives after the drop writes the item, one that the
+rebuild brings later is skipped as stale (docs/CONSISTENCY.md, "Rebuilding a projection"). Customer
+notifications are never dropped: they are a record of what was sent, and sending them again is what a rebuild
+must not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from converge.projections import PROJECTIONS_BY_NAME, Projection
+
+REBUILDABLE = ("availability", "order_outcome")
+SOURCES = ("archive", "snapshot")
+
+
+class RebuildError(RuntimeError):
+    """The rebuild cannot be made as asked."""
+
+
+@dataclass
+class RebuildReport:
+    projection: str
+    source: str
+    read: int = 0  # items of the projection's table read to find the projection's own
+    dropped: int = 0
+    skipped: int = 0  # items of the table that belong to something else
+    events_replayed: int = 0  # archive: archived events the replay processed; snapshot: events republished
+    written: int = 0  # the projection's items present after the rebuild
+    seconds: float = 0.0
+    divergent: int = -1  # the convergence check of that projection at the end
+
+
+@dataclass
+class Target:
+    """What a rebuild needs of a stack; localcloud/rebuild.py and `from_stack` build one."""
+
+    dynamodb: Any
+    tables: dict[str, str]  # service -> table name
+    backfill: Callable[[str], int]  # projection -> events republished
+    replay: Callable[[str, str], int]  # (replay name, service) -> archived events replayed, once complete
+    settle: Callable[[], None]  # until the pipeline has delivered what was sent (localcloud pumps)
+    divergent: Callable[[str], int]  # projection -> divergent entities (the independent checker)
+
+
+def projection_of(name: str) -> Projection:
+    if name not in REBUILDABLE:
+        raise RebuildError(f"{name} is not rebuildable; choose one of {list(REBUILDABLE)}")
+    return PROJECTIONS_BY_NAME[name]
+
+
+def _scan(client: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk, sk"):
+        items.extend(page["Items"])
+    return items
+
+
+def rebuild(target: Target, name: str, source: str, *, progress: bool = True, replay_name: str = "") -> RebuildReport:
+    """Drop `name`'s items, refill them from `source`, settle, and check that projection."""
+    projection = projection_of(name)
+    if source not in SOURCES:
+        raise RebuildError(f"--from must be one of {list(SOURCES)}")
+    from tqdm import tqdm
+
+    report = RebuildReport(name, source)
+    started = time.monotonic()
+    table = target.tables[projection.table]
+    items = _scan(target.dynamodb, table)
+    report.read = len(items)
+    with tqdm(total=len(items), desc=f"drop {name}", unit="item", disable=not progress, file=sys.stderr) as bar:
+        for item in items:
+            if projection.source_id_of(item["pk"]["S"], item["sk"]["S"]) is None:
+                report.skipped += 1
+            else:
+                target.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+                report.dropped += 1
+            bar.update(1)
+    if source == "snapshot":
+        report.events_replayed = target.backfill(name)
+    else:
+        report.events_replayed = target.replay(replay_name or f"rebuild-{name}-{int(time.time())}", projection.service)
+    target.settle()
+    report.written = sum(
+        1 for i in _scan(target.dynamodb, table) if projection.source_id_of(i["pk"]["S"], i["sk"]["S"]) is not None
+    )
+    report.divergent = target.divergent(name)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ---------------------------------------------------------------- a deployed stack
+def from_stack(stack_name: str) -> Target:  # pragma: no cover - needs a deployed stack
+    """A Target for a CloudFormation stack of template.yaml, through boto3."""
+    import boto3
+
+    from converge.contracts import with_tables
+    from localcloud import convergence
+
+    resources = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in boto3.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
+    }
+    dynamodb, events = boto3.client("dynamodb"), boto3.client("events")
+    tables = {s.name: resources[str(s.table)] for s in with_tables()}
+    bus_arn = events.describe_event_bus(Name=resources["Bus"])["Arn"]
+    archive = events.describe_archive(ArchiveName=resources["BusArchive"].split("|")[-1])
+
+    def backfill(projection: str) -> int:
+        payload = json.dumps({"mode": "full", "projection": projection}).encode()
+        response = boto3.client("lambda").invoke(FunctionName=resources["ReconcilerFunction"], Payload=payload)
+        return int(json.loads(response["Payload"].read())["republished"])
+
+    def replay(name: str, service: str) -> int:
+        rule = resources[f"{service.capitalize()}InboxRule"].split("|")[-1]
+        rule_arn = events.describe_rule(Name=rule, EventBusName=resources["Bus"])["Arn"]
+        events.start_replay(
+            ReplayName=name,
+            EventSourceArn=archive["ArchiveArn"],
+            EventStartTime=archive["CreationTime"],
+            EventEndTime=datetime.now(UTC),
+            Destination={"Arn": bus_arn, "FilterArns": [rule_arn]},
+        )
+        while (state := events.describe_replay(ReplayName=name)["State"]) not in ("COMPLETED", "FAILED", "CANCELLED"):
+            time.sleep(15)
+        if state != "COMPLETED":
+            raise RebuildError(f"replay {name} ended {state}")
+        return -1  # EventBridge does not report how many events a replay sent
+
+    return Target(
+        dynamodb=dynamodb,
+        tables=tables,
+        backfill=backfill,
+        replay=replay,
+        settle=lambda: time.sleep(60),
+        divergent=lambda p: convergence.check(dynamodb, tables).counts.get(p, 0),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.rebuild", description=__doc__.splitlines()[0])
+    parser.add_argument("projection", choices=REBUILDABLE)
+    parser.add_argument("--from", dest="source", choices=SOURCES, default="snapshot")
+    parser.add_argument("--stack", default="converge", help="the CloudFormation stack (default: converge)")
+    args = parser.parse_args(argv)
+    report = rebuild(from_stack(args.stack), args.projection, args.source)
+    print(json.dumps(asdict(report), indent=2))
+    return 0 if report.divergent == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
