@@ -573,7 +573,9 @@ class FaultInjector:
             order = self._pick(cloud, rng, "OrdersTable", "ORDER#", entity_ids)
             if order is None:
                 return None
-            state = {k: order[k] for k in ("order_id", "customer_id", "lines")}
+            # The order's own fields as its table holds them: a priced order (schema v2) carries its currency.
+            fields = ("order_id", "customer_id", "lines", "currency")
+            state: dict[str, Any] = {k: order[k] for k in fields if k in order}
             return "NotificationsInbox", state | {
                 "status": "REJECTED",
                 "reason": ATTACKER_TEXT,
@@ -583,7 +585,9 @@ class FaultInjector:
             order = self._pick(cloud, rng, "OrdersTable", "ORDER#", entity_ids, status="PENDING")
             if order is None:
                 return None
-            state = {"order_id": order["order_id"], "lines": order["lines"], "status": "RESERVED"}
+            # A reservation names quantities, not the order's prices.
+            lines = [{"product_id": line["product_id"], "quantity": line["quantity"]} for line in order["lines"]]
+            state = {"order_id": order["order_id"], "lines": lines, "status": "RESERVED"}
             return "OrdersInbox", state | {"event_type": "StockReserved"}
         raise ValueError(f"unknown forged event kind {kind!r}; known: {FORGED_KINDS}")
 
