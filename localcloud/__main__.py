@@ -1,4 +1,4 @@
-"""`python -m localcloud demo|chaos|invoke|serve`: run template.yaml locally, no Docker, no AWS account."""
+"""`python -m localcloud demo|chaos|rebuild|invoke|serve`: run template.yaml locally, no Docker, no AWS account."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -79,6 +79,31 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  wrote           {Path(args.out) / 'demo-report.json'}, {Path(args.out) / 'convergence.png'}")
     print(NEXT_STEPS)
     return 0 if report.total_divergent == 0 else 1
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from localcloud.rebuild import plot, run_rebuild, summary
+
+    plan = fault_plan(args, FaultPlan.chaos(args.fault_seed))
+    runs = run_rebuild(
+        args.projection,
+        tuple(args.source),
+        args.orders,
+        args.products,
+        args.seed,
+        plan=plan or FaultPlan(seed=args.fault_seed),
+        template=args.template,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m localcloud " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    document = {"command": command, "runs": [asdict(run) | {"ok": run.ok} for run in runs]}
+    (out / "rebuild-report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    plot(runs, out / "rebuild.png")
+    print(summary(runs))
+    print(f"rebuild: report {out / 'rebuild-report.json'}, plot {out / 'rebuild.png'}")
+    return 0 if all(run.ok for run in runs) else 1
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -233,6 +258,29 @@ def parser() -> argparse.ArgumentParser:
     add_fault_flags(chaos)
     add_drift_flags(chaos)
     chaos.set_defaults(run=_chaos)
+
+    rebuild = commands.add_parser(
+        "rebuild",
+        formatter_class=HelpFormat,
+        help="drop and rebuild one projection from each source under traffic and faults (tools.rebuild)",
+    )
+    rebuild.add_argument(
+        "--projection", choices=("availability", "order_outcome"), default="availability", help="projection rebuilt"
+    )
+    rebuild.add_argument(
+        "--source",
+        choices=("archive", "snapshot"),
+        nargs="+",
+        default=["archive", "snapshot"],
+        help="where the rebuild reads history: the bus archive (a replay) or the sources' state (a backfill)",
+    )
+    rebuild.add_argument("--orders", type=int, default=300, help="orders placed while the projection is rebuilt")
+    rebuild.add_argument("--products", type=int, default=100, help="products in the storefront")
+    rebuild.add_argument("--seed", type=int, default=7, help="seed of the scenario (same seed, same operations)")
+    rebuild.add_argument("--out", default="out", help="directory of rebuild-report.json and rebuild.png")
+    rebuild.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_fault_flags(rebuild)
+    rebuild.set_defaults(run=_rebuild)
 
     invoke = commands.add_parser(
         "invoke", formatter_class=HelpFormat, help="invoke one function with an event file (sam local invoke)"

@@ -27,6 +27,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,13 @@ class Chaos:
         return response.status, response.json() if response.status < 300 else None
 
     def run_scenario(self) -> None:
-        operations = self.scenario.operations()
+        self.run_operations(self.scenario.operations())
+
+    def run_operations(
+        self, operations: list[tuple[str, Any]], after_each: Callable[[int], None] | None = None
+    ) -> None:
+        """Run `operations` through the HTTP API with the plan's drift, pumping and stepping the clock as it goes;
+        `after_each(index)` after each one (the rebuild scenario samples divergence there)."""
         started = time.monotonic()
         for index, (kind, argument) in enumerate(operations, start=1):
             self.scenario.run(kind, argument, self._call)
@@ -163,6 +170,8 @@ class Chaos:
             if self.progress and index % 1000 == 0:
                 rate = index / (time.monotonic() - started)
                 self._note(f"{index}/{len(operations)} operations ({rate:.0f}/s)")
+            if after_each is not None:
+                after_each(index)
 
     # ------------------------------------------------------------------------------------------- draining
     def _inboxes_busy(self) -> bool:

@@ -6,7 +6,8 @@ check that it converged.
 
 Dropping in place is safe here because every projection write is conditional on the source's version with
 `attribute_not_exists` as its first case: a live event that arrives after the drop writes the item, one that the
-rebuild brings later is skipped as stale (docs/CONSISTENCY.md, "Rebuilding a projection"). Customer
+rebuild brings later is skipped as stale (docs/CONSISTENCY.md, "Rebuilding a projection"). The drop itself is
+conditional on the version it read: an item a live event rewrote between the scan and the delete is kept. Customer
 notifications are never dropped: they are a record of what was sent, and sending them again is what a rebuild
 must not do.
 """
@@ -39,6 +40,7 @@ class RebuildReport:
     read: int = 0  # items of the projection's table read to find the projection's own
     dropped: int = 0
     skipped: int = 0  # items of the table that belong to something else
+    kept: int = 0  # the projection's items a live event rewrote between the scan and the drop: not dropped
     events_replayed: int = 0  # archive: archived events the replay processed; snapshot: events republished
     written: int = 0  # the projection's items present after the rebuild
     seconds: float = 0.0
@@ -52,9 +54,13 @@ class Target:
     dynamodb: Any
     tables: dict[str, str]  # service -> table name
     backfill: Callable[[str], int]  # projection -> events republished
-    replay: Callable[[str, str], int]  # (replay name, service) -> archived events replayed, once complete
+    # (replay name, service) -> started; what it returns counts the archived events replayed once settled
+    replay: Callable[[str, str], Callable[[], int]]
     settle: Callable[[], None]  # until the pipeline has delivered what was sent (localcloud pumps)
     divergent: Callable[[str], int]  # projection -> divergent entities (the independent checker)
+    # Called after the drop ("dropped") and after the refill started ("refilling"): a deployed stack's traffic
+    # goes on by itself; localcloud's rebuild scenario runs its storefront traffic there.
+    traffic: Callable[[str], None] = lambda phase: None
 
 
 def projection_of(name: str) -> Projection:
@@ -63,11 +69,32 @@ def projection_of(name: str) -> Projection:
     return PROJECTIONS_BY_NAME[name]
 
 
-def _scan(client: Any, table: str) -> list[dict[str, Any]]:
+def scan_keys(client: Any, table: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    for page in client.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk, sk"):
+    pages = client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression="pk, sk, #v", ExpressionAttributeNames={"#v": "version"}
+    )
+    for page in pages:
         items.extend(page["Items"])
     return items
+
+
+def drop_if_unchanged(client: Any, table: str, item: dict[str, Any]) -> bool:
+    """Delete one projection item if it still holds the version the scan read; False if a live write came first."""
+    key = {"pk": item["pk"], "sk": item["sk"]}
+    if "version" in item:
+        condition: dict[str, Any] = {
+            "ConditionExpression": "#v = :v",
+            "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": {":v": item["version"]},
+        }
+    else:
+        condition = {"ConditionExpression": "attribute_not_exists(#v)", "ExpressionAttributeNames": {"#v": "version"}}
+    try:
+        client.delete_item(TableName=table, Key=key, **condition)
+    except client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def rebuild(target: Target, name: str, source: str, *, progress: bool = True, replay_name: str = "") -> RebuildReport:
@@ -80,23 +107,28 @@ def rebuild(target: Target, name: str, source: str, *, progress: bool = True, re
     report = RebuildReport(name, source)
     started = time.monotonic()
     table = target.tables[projection.table]
-    items = _scan(target.dynamodb, table)
+    items = scan_keys(target.dynamodb, table)
     report.read = len(items)
     with tqdm(total=len(items), desc=f"drop {name}", unit="item", disable=not progress, file=sys.stderr) as bar:
         for item in items:
             if projection.source_id_of(item["pk"]["S"], item["sk"]["S"]) is None:
                 report.skipped += 1
-            else:
-                target.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+            elif drop_if_unchanged(target.dynamodb, table, item):
                 report.dropped += 1
+            else:
+                report.kept += 1
             bar.update(1)
+    target.traffic("dropped")
     if source == "snapshot":
-        report.events_replayed = target.backfill(name)
+        republished = target.backfill(name)
+        replayed: Callable[[], int] = lambda: republished  # noqa: E731
     else:
-        report.events_replayed = target.replay(replay_name or f"rebuild-{name}-{int(time.time())}", projection.service)
+        replayed = target.replay(replay_name or f"rebuild-{name}-{int(time.time())}", projection.service)
+    target.traffic("refilling")
     target.settle()
+    report.events_replayed = replayed()
     report.written = sum(
-        1 for i in _scan(target.dynamodb, table) if projection.source_id_of(i["pk"]["S"], i["sk"]["S"]) is not None
+        1 for i in scan_keys(target.dynamodb, table) if projection.source_id_of(i["pk"]["S"], i["sk"]["S"]) is not None
     )
     report.divergent = target.divergent(name)
     report.seconds = time.monotonic() - started
@@ -125,7 +157,7 @@ def from_stack(stack_name: str) -> Target:  # pragma: no cover - needs a deploye
         response = boto3.client("lambda").invoke(FunctionName=resources["ReconcilerFunction"], Payload=payload)
         return int(json.loads(response["Payload"].read())["republished"])
 
-    def replay(name: str, service: str) -> int:
+    def replay(name: str, service: str) -> Callable[[], int]:
         rule = resources[f"{service.capitalize()}InboxRule"].split("|")[-1]
         rule_arn = events.describe_rule(Name=rule, EventBusName=resources["Bus"])["Arn"]
         events.start_replay(
@@ -139,7 +171,7 @@ def from_stack(stack_name: str) -> Target:  # pragma: no cover - needs a deploye
             time.sleep(15)
         if state != "COMPLETED":
             raise RebuildError(f"replay {name} ended {state}")
-        return -1  # EventBridge does not report how many events a replay sent
+        return lambda: -1  # EventBridge does not report how many events a replay sent
 
     return Target(
         dynamodb=dynamodb,
