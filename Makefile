@@ -21,7 +21,7 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost rebuild chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
+	test-localstack reconcile-cost rebuild rebuild-local chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -41,6 +41,7 @@ help:
 	@echo "make browser   headless Chromium for the Swagger UI screenshot test (apt-get install chromium if missing)"
 	@echo "make reconcile-cost  incremental vs full reconciliation reads at 100k entities (docs/CONSISTENCY.md)"
 	@echo "make rebuild PROJECTION=availability FROM=snapshot STACK=converge  drop and rebuild one projection"
+	@echo "make rebuild-local PROJECTION=availability  the same in localcloud, both sources, traffic and faults on"
 	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
@@ -157,6 +158,10 @@ FROM ?= snapshot
 STACK ?= converge
 rebuild: $(STAMP)
 	$(PY) -m tools.rebuild $(PROJECTION) --from $(FROM) --stack $(STACK)
+
+# The same rebuild in localcloud, from both sources side by side, under traffic and the chaos faults.
+rebuild-local: $(STAMP)
+	$(PY) -m localcloud rebuild --projection $(PROJECTION) --out out
 
 invoke: $(STAMP)
 	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT)

@@ -20,7 +20,8 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -33,6 +34,9 @@ SERVICE_QUEUES = {service.dlq: service.inbox for service in with_inboxes()}
 DELIVERY_DLQ = "DeliveryDLQ"
 PARKED_PK = "PARKED"
 ANOMALY_PK = "ANOMALY"
+REDRIVE_PK = "REDRIVE"  # the reconciler's redrive count of an event, by DLQ and event id
+VISIBILITY_SECONDS = 60  # how long a received letter stays hidden while the tool works
+HEARTBEAT_SECONDS = 30  # the letters held back are hidden again before their visibility can lapse
 
 
 @dataclass(frozen=True)
@@ -119,38 +123,99 @@ class DeadLetterQueues:
                 )
         return found
 
-    def redrive(self, dlq: str, message_ids: set[str] | None = None) -> int:
-        """Send messages (all, or those named) back where they came from; returns how many moved."""
+    def redrive(self, dlq: str, message_ids: set[str] | None = None) -> RedriveResult:
+        """Send messages (all, or those named) back where they came from, ten at a time: each batch is sent before
+        the next is received, and the messages left in the queue stay hidden (their visibility extended) until the
+        end, so none is received twice. A stream mapping's OnFailure record is never sent to an inbox: it names a
+        stream batch, not an event (the reconciler repairs what it covered from the tables' state)."""
         url = self.urls[dlq]
         queue_name = url.rsplit("/", 1)[-1]
-        moved = 0
-        letters = self.letters(dlq, limit=10_000, keep_hidden=True)
-        for letter in letters:
-            if message_ids is not None and letter.message_id not in message_ids:
-                self.sqs.change_message_visibility(
-                    QueueUrl=url, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0
-                )
-                continue
-            if dlq == DELIVERY_DLQ:
-                event = json.loads(letter.body)
-                entry = {
-                    "EventBusName": self.bus_name,
-                    "Source": event["source"],
-                    "DetailType": event["detail-type"],
-                    "Detail": json.dumps(event["detail"]),
-                }
-                result = self.events.put_events(Entries=[entry])
-                if result.get("FailedEntryCount"):
-                    continue
-            else:
-                self.sqs.send_message(QueueUrl=self.urls[SERVICE_QUEUES[dlq]], MessageBody=letter.body)
-            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
-            self.dynamodb.delete_item(
-                TableName=self.state_table,
-                Key={"pk": {"S": PARKED_PK}, "sk": {"S": f"{queue_name}#{letter.message_id}"}},
+        result = RedriveResult()
+        held: list[Letter] = []  # received, not moved: hidden until the end
+        held_since = time.monotonic()
+        while batch := self._receive(url, 10):
+            for letter in batch:
+                reason = self._refusal(letter, message_ids)
+                if reason is not None:
+                    held.append(letter)
+                    if reason:
+                        result.refused[letter.message_id] = reason
+                elif self._send_back(dlq, letter):
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
+                    self._forget(queue_name, letter)
+                    result.moved += 1
+                else:
+                    held.append(letter)
+                    result.refused[letter.message_id] = "PutEvents failed; left in the DLQ"
+            if held and time.monotonic() - held_since > HEARTBEAT_SECONDS:
+                self._set_visibility(url, held, VISIBILITY_SECONDS)
+                held_since = time.monotonic()
+        self._set_visibility(url, held, 0)
+        return result
+
+    def _receive(self, url: str, count: int) -> list[Letter]:
+        messages = self.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=count, VisibilityTimeout=VISIBILITY_SECONDS,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])  # fmt: skip
+        return [
+            Letter(m["MessageId"], m["ReceiptHandle"], m["Body"],
+                   int(m.get("Attributes", {}).get("ApproximateReceiveCount", "0")), None)
+            for m in messages
+        ]  # fmt: skip
+
+    @staticmethod
+    def _refusal(letter: Letter, message_ids: set[str] | None) -> str | None:
+        """None to move the letter; "" to leave it silently (not asked for); else why it is left."""
+        if message_ids is not None and letter.message_id not in message_ids:
+            return ""
+        try:
+            body = json.loads(letter.body)
+        except ValueError:
+            return None  # a service's poison: the person asked for it back, the consumer will judge it again
+        if isinstance(body, dict) and "DDBStreamBatchInfo" in body:
+            return "a stream batch's OnFailure record, not an event: left in the DLQ (the reconciler repairs it)"
+        return None
+
+    def _send_back(self, dlq: str, letter: Letter) -> bool:
+        if dlq != DELIVERY_DLQ:
+            self.sqs.send_message(QueueUrl=self.urls[SERVICE_QUEUES[dlq]], MessageBody=letter.body)
+            return True
+        event = json.loads(letter.body)
+        entry = {
+            "EventBusName": self.bus_name,
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event["detail"]),
+        }
+        return not self.events.put_events(Entries=[entry]).get("FailedEntryCount")
+
+    def _forget(self, queue_name: str, letter: Letter) -> None:
+        """Forget the letter's parked record and its event's redrive count: it gets its full number of tries."""
+        keys = [(PARKED_PK, f"{queue_name}#{letter.message_id}")]
+        try:
+            event_id = json.loads(letter.body)["detail"]["metadata"]["event_id"]
+            keys.append((REDRIVE_PK, f"{queue_name}#{event_id}"))
+        except (ValueError, KeyError, TypeError):
+            pass
+        for pk, sk in keys:
+            self.dynamodb.delete_item(TableName=self.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+
+    def _set_visibility(self, url: str, letters: list[Letter], seconds: int) -> None:
+        for start in range(0, len(letters), 10):
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": seconds}
+                    for i, letter in enumerate(letters[start : start + 10])
+                ],
             )
-            moved += 1
-        return moved
+
+
+@dataclass
+class RedriveResult:
+    moved: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # message id -> why it was left in the DLQ
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(cases)} case(s) parked for a person")
     else:
         ids = set(args.message_id) if args.message_id else None
-        print(f"redrove {queues.redrive(args.queue, ids)} message(s) from {args.queue}")
+        result = queues.redrive(args.queue, ids)
+        for message_id, reason in result.refused.items():
+            print(f"left {message_id}: {reason}", file=sys.stderr)
+        print(f"redrove {result.moved} message(s) from {args.queue}")
     return 0
 
 

@@ -34,7 +34,7 @@ def test_parked_poison_is_listed_with_its_reason_and_redriven_by_hand(stack: Sta
     assert letter.parked_reason is not None
     assert "Expecting value" in letter.parked_reason
     # WHEN the person redrives it
-    assert dlqs.redrive("OrdersDLQ") == 1
+    assert dlqs.redrive("OrdersDLQ").moved == 1
     # THEN it is back in the orders inbox, gone from the DLQ, and no longer parked
     inbox = sqs.receive_message(QueueUrl=stack.queues["OrdersInbox"]).get("Messages", [])
     assert [m["Body"] for m in inbox] == ["not json at all"]
@@ -50,12 +50,63 @@ def test_delivery_dlq_messages_go_back_onto_the_bus(stack: Stack) -> None:
         QueueUrl=stack.queues["DeliveryDLQ"], MessageBody=json.dumps(eventbridge_event(event))
     )
     # WHEN it is redriven by hand
-    moved = tool(stack).redrive("DeliveryDLQ")
+    moved = tool(stack).redrive("DeliveryDLQ").moved
     # THEN it is on the bus again, unchanged
     assert moved == 1
     (redelivered,) = stack.events_on_bus()
     assert redelivered["detail"] == event.detail()
     assert redelivered["source"] == "converge.orders"
+
+
+def test_a_stream_batch_record_is_never_sent_to_an_inbox(stack: Stack) -> None:
+    # GIVEN the orders DLQ holding a valid event and a stream mapping's OnFailure record
+    sqs = boto3.client("sqs")
+    dlq = stack.queues["OrdersDLQ"]
+    reserved = domain_event(
+        "StockReserved", {"order_id": "o9", "lines": [{"product_id": "p1", "quantity": 1}], "status": "RESERVED"}
+    )
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(eventbridge_event(reserved)))
+    batch = {"shardId": "shardId-1", "startSequenceNumber": "1", "endSequenceNumber": "9"}
+    on_failure = {"requestContext": {"condition": "RetryAttemptsExhausted"}, "DDBStreamBatchInfo": batch}
+    stream_record = sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(on_failure))["MessageId"]
+    # WHEN a person redrives the whole DLQ
+    result = tool(stack).redrive("OrdersDLQ")
+    # THEN only the event reaches the inbox; the stream record stays in the DLQ, and the tool says why
+    inbox = sqs.receive_message(QueueUrl=stack.queues["OrdersInbox"], MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["detail-type"] for m in inbox] == ["StockReserved"]
+    assert result.moved == 1
+    assert list(result.refused) == [stream_record]
+    assert "stream batch" in result.refused[stream_record]
+    assert tool(stack).depth("OrdersDLQ") == 1
+
+
+def test_a_long_redrive_moves_each_letter_once_and_resets_its_redrive_count(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN 25 undeliverable events in the delivery DLQ, each already redriven once by the reconciler
+    sqs = boto3.client("sqs")
+    dlq = stack.queues["DeliveryDLQ"]
+    events = [
+        domain_event("StockUpdated", {"product_id": f"p{n}", "on_hand": n, "reserved": 0, "available": n})
+        for n in range(25)
+    ]
+    for event in events:
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(eventbridge_event(event)))
+    functions.invoke("ReconcilerFunction", SCHEDULED)
+    assert len([i for i in stack.scan("ReconcilerStateTable") if i["pk"] == "REDRIVE"]) == 25
+    for event in events:  # they failed again
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(eventbridge_event(event)))
+    stack.events_on_bus()  # what the reconciler put on the bus, set aside
+    # WHEN a person redrives the DLQ by hand (after fixing the cause)
+    result = tool(stack).redrive("DeliveryDLQ")
+    # THEN every letter went back onto the bus exactly once, the DLQ is empty,
+    # and each event's redrive count is forgotten: it gets its full number of tries again
+    assert result.moved == 25
+    assert sorted(e["detail"]["data"]["product_id"] for e in stack.events_on_bus()) == sorted(
+        f"p{n}" for n in range(25)
+    )
+    assert tool(stack).depth("DeliveryDLQ") == 0
+    assert [i for i in stack.scan("ReconcilerStateTable") if i["pk"] == "REDRIVE"] == []
 
 
 def test_a_confirmed_order_without_stock_is_listed_as_parked_for_a_person(

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 
 from converge.envelope import event_from_item, parse_detail
+from reconciler.domain import MAX_REDRIVES
 from tests.support.events import domain_event, eventbridge_event
 from tests.support.stack import FunctionRunner, Stack
 
@@ -125,6 +126,33 @@ def test_dead_letters_are_redriven_parked_or_acknowledged_by_kind(stack: Stack, 
         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
         "still failing after 3 redrives",
     ]
+
+
+def test_an_undeliverable_event_is_parked_after_bounded_redrives_through_the_bus(
+    stack: Stack, functions: FunctionRunner
+) -> None:
+    # GIVEN an event that EventBridge cannot deliver: each redrive puts it back on the bus, and it comes back to the
+    #       delivery DLQ as a new message, without any attribute the last redrive set
+    sqs = boto3.client("sqs")
+    dlq = stack.queues["DeliveryDLQ"]
+    stuck = domain_event("StockUpdated", {"product_id": "p-stuck", "on_hand": 3, "reserved": 0, "available": 3})
+    body = json.dumps(eventbridge_event(stuck))
+    verdicts = []
+    for _ in range(MAX_REDRIVES + 2):
+        sqs.send_message(QueueUrl=dlq, MessageBody=body)
+        # WHEN a reconciler pass drains the delivery DLQ
+        report = functions.invoke("ReconcilerFunction", SCHEDULED)
+        verdicts.append({kind: n for kind, n in report["dead_letters"].items() if n})
+        for parked_letter in receive_all(dlq):  # a person clears a parked one; the next failure is a new message
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=parked_letter["ReceiptHandle"])
+    # THEN it is redelivered through the bus MAX_REDRIVES times, then parked once with its reason
+    assert verdicts == [{"event": 1}] * MAX_REDRIVES + [{"poison": 1}, {"poison": 1}]
+    parked = [i for i in stack.scan("ReconcilerStateTable") if i["pk"] == "PARKED"]
+    assert len(parked) == 2
+    assert {p["reason"] for p in parked} == {f"still failing after {MAX_REDRIVES} redrives"}
+    # AND the count is kept by event id in the reconciler's state table
+    counts = [i for i in stack.scan("ReconcilerStateTable") if i["pk"] == "REDRIVE"]
+    assert [(c["sk"].split("#", 1)[1], c["redrives"]) for c in counts] == [(stuck.metadata.event_id, MAX_REDRIVES)]
 
 
 def test_reconciler_fixture_runs_a_pass(stack: Stack, functions: FunctionRunner) -> None:

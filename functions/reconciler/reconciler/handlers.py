@@ -187,14 +187,18 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
         for letter in store.receive_dead_letters(dlq_url):
             body: dict[str, Any] | None = None
             parse_error: str | None = None
+            event_id: str | None = None
             try:
                 decoded = json.loads(letter.body)
                 body = decoded if isinstance(decoded, dict) else None
                 if body is None or "DDBStreamBatchInfo" not in body:
-                    parse_eventbridge_json(letter.body)
+                    event_id = parse_eventbridge_json(letter.body).metadata.event_id
             except (ValueError, MalformedEventError, UnknownEventError) as exc:
                 parse_error = str(exc)
-            verdict = judge_dead_letter(body, parse_error, letter.redrives)
+            # Counted by event id in the state table (it survives the bus), or by the message's attribute (an
+            # inbox redrive that an older reconciler counted that way): whichever saw more.
+            counted = store.redrives_counted(cfg.state_table, dlq_url, event_id) if event_id else 0
+            verdict = judge_dead_letter(body, parse_error, max(letter.redrives, counted))
             extra = {"queue": dlq_url, "message_id": letter.message_id, "reason": verdict.reason}
             if verdict.kind is DeadLetterKind.POISON:
                 # Parked once: recorded with its reason in the state table, left in its DLQ for a person, and
@@ -207,13 +211,17 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
                     report.dead_letters["already_parked"] += 1
                     logger.info("poison message already parked", extra=extra)
                 continue
+            recounted = verdict.kind is DeadLetterKind.EVENT and event_id is not None
+            if recounted and not store.count_redrive(cfg.state_table, dlq_url, str(event_id), counted):
+                logger.info("dead letter counted by another pass; left for the next", extra=extra)
+                continue
             report.dead_letters[verdict.kind.value] += 1
             if verdict.kind is DeadLetterKind.STREAM_BATCH:
                 logger.info("stream batch failure acknowledged", extra=extra)
                 store.acknowledge(letter)
             elif inbox_url:
                 logger.info("redriving dead letter", extra=extra)
-                store.redrive(letter, inbox_url)
+                store.redrive(letter, inbox_url, max(letter.redrives, counted))
             else:
                 event = parse_eventbridge_json(letter.body)
                 result = sender.send([(letter.message_id, to_entry(event, bus_name))])

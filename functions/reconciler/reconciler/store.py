@@ -17,6 +17,10 @@ from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_AT
 from reconciler.domain import ReconcilerState, Scope
 
 REDRIVES_ATTRIBUTE = "converge-redrives"
+# The redrive count of an event by its id, per DLQ: an SQS message attribute does not survive the bus (a letter of
+# the delivery DLQ is put back on the bus and comes back, if it fails again, as a new message without it).
+REDRIVE_PK = "REDRIVE"
+REDRIVE_KEPT_SECONDS = 14 * 24 * 3600  # the DLQs' retention: a count outlives no message it counts
 BATCH_GET_MAX_KEYS = 100
 BATCH_GET_MAX_ATTEMPTS = 8
 STATE_KEY = {"pk": "RECONCILER", "sk": "STATE"}
@@ -250,13 +254,47 @@ def release(letters: Sequence[DeadLetter]) -> None:
         )
 
 
-def redrive(letter: DeadLetter, inbox_url: str) -> None:
-    """Send a dead letter back to its inbox (counting the redrive), then delete it from the DLQ."""
+def _redrive_key(queue_url: str, event_id: str) -> dict[str, Any]:
+    return to_item({"pk": REDRIVE_PK, "sk": f"{queue_url.rsplit('/', 1)[-1]}#{event_id}"})
+
+
+def redrives_counted(state_table: str, queue_url: str, event_id: str) -> int:
+    """How often the event `event_id` was redriven from this DLQ (0 if never, or longer ago than the retention)."""
+    response = aws.dynamodb().get_item(
+        TableName=state_table, Key=_redrive_key(queue_url, event_id), ConsistentRead=True
+    )
+    item = from_item(response["Item"]) if "Item" in response else None
+    if item is None or int(item.get("expires_at", 0)) < time.time():
+        return 0
+    return int(item.get("redrives", 0))
+
+
+def count_redrive(state_table: str, queue_url: str, event_id: str, counted: int) -> bool:
+    """Record one more redrive of `event_id` (from `counted`, as read); False if another pass counted it meanwhile
+    (the letter is then left for the next pass)."""
+    key = from_item(_redrive_key(queue_url, event_id))
+    item = {**key, "redrives": counted + 1, "expires_at": int(time.time()) + REDRIVE_KEPT_SECONDS}
+    try:
+        aws.dynamodb().put_item(
+            TableName=state_table,
+            Item=to_item(item),
+            ConditionExpression="attribute_not_exists(pk) OR redrives = :counted OR expires_at < :now",
+            ExpressionAttributeValues=to_item({":counted": counted, ":now": int(time.time())}),
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            return False
+        raise
+    return True
+
+
+def redrive(letter: DeadLetter, inbox_url: str, redrives: int) -> None:
+    """Send a dead letter back to its inbox (its `redrives` so far, plus this one), then delete it from the DLQ."""
     sqs = aws.sqs()
     sqs.send_message(
         QueueUrl=inbox_url,
         MessageBody=letter.body,
-        MessageAttributes={REDRIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(letter.redrives + 1)}},
+        MessageAttributes={REDRIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(redrives + 1)}},
     )
     acknowledge(letter)
 
