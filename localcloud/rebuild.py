@@ -93,6 +93,9 @@ class RebuildRun:
     samples: list[Sample] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)  # phase -> seconds since the start
     divergent_peak: int = 0  # of the rebuilt projection
+    divergent_before_drop: int = 0  # its peak before the drop: the lag the faults alone cause
+    # Seconds from the refill's start until the projection's divergence is back to that level (-1: never).
+    recovered_seconds: float = -1.0
     divergent_after_rebuild: int = -1  # of the rebuilt projection, when the rebuild settled (faults still on)
     divergent_final: int = -1  # every projection, after the faults stopped and reconciliation ran
     passes: list[int] = field(default_factory=list)  # every projection's divergence after each pass
@@ -191,6 +194,10 @@ class RebuildScenario:
             if result.divergent == 0 and result.invariant_violations == 0:
                 break
         run.divergent_final = convergence.check(cloud.clients.dynamodb, self.tables).total
+        run.divergent_before_drop = max((s.divergent for s in run.samples if s.seconds < run.marks["drop"]), default=0)
+        refill = run.marks["refilling"]
+        recovered = [s.seconds for s in run.samples if s.seconds >= refill and s.divergent <= run.divergent_before_drop]
+        run.recovered_seconds = round(recovered[0] - refill, 1) if recovered else -1.0
         run.notifications, run.duplicate_notifications = duplicate_notifications(cloud)
         run.operations = dict(self.chaos.scenario.responses)
         run.seconds = self._now()
@@ -252,18 +259,22 @@ def plot(runs: list[RebuildRun], path: Path) -> None:
     plt.close(figure)
 
 
+COLUMNS = (
+    "source", "entities dropped", "events replayed", "kept (rewritten live)", "divergence before drop / peak",
+    "back to the pre-drop level after", "rebuild command (with traffic)", "divergent after rebuild",
+    "final divergent", "notifications", "duplicates",
+)  # fmt: skip
+
+
 def summary(runs: list[RebuildRun]) -> str:
-    header = (
-        "| source | entities dropped | events replayed | kept (rewritten live) | seconds (rebuild) | divergence peak "
-        "| divergent after rebuild | final divergent | notifications | duplicates |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    rows = []
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for run in runs:
         r = run.rebuild
-        rows.append(
-            f"| {run.source} | {r['dropped']} | {r['events_replayed']} | {r['kept']} | {r['seconds']:.1f} "
-            f"| {run.divergent_peak} | {run.divergent_after_rebuild} | {run.divergent_final} | {run.notifications} "
-            f"| {run.duplicate_notifications} |"
-        )
-    return header + "\n".join(rows) + "\n"
+        cells = [
+            run.source, r["dropped"], r["events_replayed"], r["kept"],
+            f"{run.divergent_before_drop} / {run.divergent_peak}", f"{run.recovered_seconds:.1f} s",
+            f"{r['seconds']:.1f} s", run.divergent_after_rebuild, run.divergent_final, run.notifications,
+            run.duplicate_notifications,
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"

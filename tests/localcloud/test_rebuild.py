@@ -112,3 +112,4 @@ def test_a_rebuild_under_traffic_and_faults_converges_without_notifying_anyone_t
     assert run.duplicate_notifications == 0
     assert run.ok
     assert run.samples[-1].divergent == 0
+    assert run.recovered_seconds >= 0

@@ -15,10 +15,6 @@ class UnknownEventError(ConvergeError):
     """An inbound event has a detail-type this consumer does not handle."""
 
 
-class TransientError(ConvergeError):
-    """A failure worth retrying (throttling, an unavailable dependency)."""
-
-
 class UnexpectedEventError(ConvergeError):
     """A function was invoked with another kind of event than its trigger delivers (a miswired trigger, a manual
     invoke with the wrong fixture). Nothing in it is processed: raising makes Lambda count an error (the alarm
