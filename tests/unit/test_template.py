@@ -124,3 +124,29 @@ def test_pure_domain_tests_load_without_the_sam_translator(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     # THEN neither the SAM translator nor the AWS SDK came with it (domain code and its tests need neither)
     assert out.stdout.split() == ["False", "False"], (module, out.stdout, out.stderr)
+
+
+def test_description_names_the_four_services() -> None:
+    # GIVEN the services the contracts declare with a table of their own
+    services = [s.name for s in with_tables()]
+    # WHEN the template's description is read
+    description = " ".join(load_template()["Description"].split())
+    # THEN it counts them and names each
+    assert len(services) == 4
+    assert f"four services ({', '.join(services)})" in description
+
+
+def test_tables_and_dlqs_survive_a_stack_deletion_or_a_replacement() -> None:
+    # GIVEN every table and every dead-letter queue of the template
+    template = load_template()
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    dlqs = {name: q for name, q in queues.items() if name.endswith("DLQ")}
+    assert set(dlqs) == {s.dlq for s in with_inboxes()} | {"DeliveryDLQ"}
+    kept = {**resources_of_type(template, "AWS::DynamoDB::Table"), **dlqs}
+    # THEN each is retained when the stack is deleted and when an update replaces it
+    for name, resource in kept.items():
+        assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+    # AND the tables' deletion protection is on unless a throwaway stack turns it off
+    assert template["Parameters"]["DeletionProtection"]["Default"] == "true"
+    for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["DeletionProtectionEnabled"] == {"Ref": "DeletionProtection"}, name
