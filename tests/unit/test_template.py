@@ -150,3 +150,17 @@ def test_tables_and_dlqs_survive_a_stack_deletion_or_a_replacement() -> None:
     assert template["Parameters"]["DeletionProtection"]["Default"] == "true"
     for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
         assert table["Properties"]["DeletionProtectionEnabled"] == {"Ref": "DeletionProtection"}, name
+
+
+@pytest.mark.parametrize("logical_id", FUNCTIONS)
+def test_every_function_logs_to_a_declared_log_group_with_retention(logical_id: str) -> None:
+    # GIVEN a function of the template
+    template = load_template()
+    props = template["Resources"][logical_id]["Properties"]
+    # WHEN its log group is looked up from its LoggingConfig
+    (group_id,) = props["LoggingConfig"]["LogGroup"].values()
+    group = resources_of_type(template, "AWS::Logs::LogGroup")[group_id]["Properties"]
+    # THEN it is declared under /aws/lambda/ with the function's name in it, and keeps logs LogRetentionDays (30)
+    assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{logical_id}"}
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
