@@ -164,3 +164,46 @@ def test_every_function_logs_to_a_declared_log_group_with_retention(logical_id: 
     assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{logical_id}"}
     assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
+    # GIVEN the topic every alarm notifies
+    template = load_template()
+    resources = template["Resources"]
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    assert alarms and all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    # WHEN its encryption key is looked up
+    key_ref = resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    key = resources[key_ref["Ref"]]
+    # THEN it is a customer-managed key of the template, rotated yearly (not alias/aws/sns, whose policy is fixed)
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    # AND the account administers it (so IAM policies can grant its use) and CloudWatch may encrypt with it
+    admin, cloudwatch = statements["AccountAdministersTheKey"], statements["CloudWatchPublishesAlarms"]
+    assert admin["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"} <= set(admin["Action"])
+    assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(cloudwatch["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    # AND no action is a wildcard. A key policy's Resource is always "*", meaning this key (exempt for that reason).
+    for sid, statement in statements.items():
+        assert statement["Effect"] == "Allow", sid
+        assert not [a for a in statement["Action"] if "*" in a], sid
+        assert statement["Resource"] == "*", sid
+
+
+def test_alarms_reach_the_alarm_email_only_when_one_is_given() -> None:
+    # GIVEN the AlarmEmail parameter, empty by default
+    template = load_template()
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    # WHEN the template's email subscriptions are read
+    subscriptions = resources_of_type(template, "AWS::SNS::Subscription")
+    # THEN there is one, to the alarm topic by email at AlarmEmail, created only when AlarmEmail is not empty
+    (subscription,) = subscriptions.values()
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    condition = template["Conditions"][subscription["Condition"]]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
