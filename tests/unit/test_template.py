@@ -7,11 +7,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from converge.contracts import with_inboxes, with_tables
+from converge.contracts import SERVICES, with_inboxes, with_tables
+from localcloud.deploy import load_and_translate
 from localcloud.loader import load_handler
 from localcloud.template import ROOT, TEMPLATE_PATH, function_specs, load_template, resources_of_type
 
@@ -171,7 +173,8 @@ def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
     template = load_template()
     resources = template["Resources"]
     alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
-    assert alarms and all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    assert alarms
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
     # WHEN its encryption key is looked up
     key_ref = resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
     key = resources[key_ref["Ref"]]
@@ -207,3 +210,70 @@ def test_alarms_reach_the_alarm_email_only_when_one_is_given() -> None:
     }
     condition = template["Conditions"][subscription["Condition"]]
     assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+
+
+def _checkov_skips(resource: dict[str, Any]) -> set[str]:
+    return {s["id"] for s in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])}
+
+
+def test_the_http_api_throttles_every_route() -> None:
+    # GIVEN the template, translated as CloudFormation receives it
+    template = load_template()
+    _, translated = load_and_translate(TEMPLATE_PATH)
+    (stage,) = resources_of_type(translated.template, "AWS::ApiGatewayV2::Stage").values()
+    # THEN the API's default stage limits every route's burst and rate by parameters, 100 and 50 by default
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+    }
+    parameters = template["Parameters"]
+    assert (parameters["ApiThrottlingBurstLimit"]["Default"], parameters["ApiThrottlingRateLimit"]["Default"]) == (
+        100,
+        50,
+    )
+
+
+def test_every_sqs_event_source_bounds_its_consumers_concurrency() -> None:
+    # GIVEN every SQS event source of the template
+    template = load_template()
+    sources = {
+        (logical_id, name): event["Properties"]
+        for logical_id, spec in function_specs(template).items()
+        for name, event in spec.events.items()
+        if event["Type"] == "SQS"
+    }
+    assert len(sources) == len(with_inboxes())
+    # THEN each caps its concurrent invocations by InboxMaximumConcurrency, within what Lambda accepts (2..1000)
+    for where, props in sources.items():
+        assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "InboxMaximumConcurrency"}}, where
+    parameter = template["Parameters"]["InboxMaximumConcurrency"]
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (2, 1000)
+    assert 2 <= parameter["Default"] <= 1000
+
+
+def test_api_functions_reserve_their_concurrency_and_the_others_say_what_bounds_theirs() -> None:
+    # GIVEN the functions behind the HTTP API
+    template = load_template()
+    resources = template["Resources"]
+    api = {
+        lid
+        for lid, spec in function_specs(template).items()
+        if any(e["Type"] == "HttpApi" for e in spec.events.values())
+    }
+    assert api == {s.functions()["api"] for s in SERVICES if s.api}
+    for logical_id in FUNCTIONS:
+        function = resources[logical_id]
+        if logical_id in api:
+            # THEN each reserves ApiReservedConcurrency (10 by default; 0 reserves none) and skips no CKV_AWS_115
+            assert function["Properties"]["ReservedConcurrentExecutions"] == {
+                "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+            }, logical_id
+            assert "CKV_AWS_115" not in _checkov_skips(function), logical_id
+        else:
+            # AND every other function, bounded by its event source or schedule instead, says so beside it
+            assert "ReservedConcurrentExecutions" not in function["Properties"], logical_id
+            assert "CKV_AWS_115" in _checkov_skips(function), logical_id
+    assert template["Parameters"]["ApiReservedConcurrency"]["Default"] == 10
+    assert template["Conditions"]["HasApiReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, "0"]}]
+    }
