@@ -277,3 +277,53 @@ def test_api_functions_reserve_their_concurrency_and_the_others_say_what_bounds_
     assert template["Conditions"]["HasApiReservedConcurrency"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, "0"]}]
     }
+
+
+def _alarms_on(template: dict[str, Any], metric: str) -> dict[str, dict[str, Any]]:
+    """Each alarm on `metric` -> its properties, keyed by the queue (SQS) or service (custom metric) it watches."""
+    found = {}
+    for alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props["MetricName"] == metric:
+            (dimension,) = props["Dimensions"]
+            value = dimension["Value"]
+            found[value["Fn::GetAtt"][0] if isinstance(value, dict) else value] = props
+    return found
+
+
+def test_every_dlq_alarms_on_messages_the_reconciler_has_not_judged() -> None:
+    # GIVEN every DLQ the reconciler drains, and how often its incremental pass runs
+    template = load_template()
+    reconciler = function_specs(template)["ReconcilerFunction"]
+    (minutes,) = [
+        int(e["Properties"]["Schedule"].removeprefix("rate(").split()[0])
+        for e in reconciler.events.values()
+        if e["Properties"]["Schedule"].endswith("minutes)")
+    ]
+    dlqs = {s.dlq for s in with_inboxes()} | {"DeliveryDLQ"}
+    # WHEN the alarms on the age of each DLQ's oldest message are read
+    ages = _alarms_on(template, "ApproximateAgeOfOldestMessage")
+    # THEN every DLQ has one, to the alarm topic, past the three passes that leave a parked message out of the metric
+    assert set(ages) == dlqs
+    for dlq, props in ages.items():
+        assert props["Namespace"] == "AWS/SQS", dlq
+        assert (props["Statistic"], props["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold"), dlq
+        assert 3 * minutes * 60 < props["Threshold"] <= 3600, dlq
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], dlq
+    # AND the delivery DLQ alarms on any message in it too
+    depth = _alarms_on(template, "ApproximateNumberOfMessagesVisible")
+    assert depth["DeliveryDLQ"]["Threshold"] == 0
+    assert depth["DeliveryDLQ"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_every_newly_parked_poison_message_notifies() -> None:
+    # GIVEN the reconciler's metrics namespace and service name
+    template = load_template()
+    environment = function_specs(template)["ReconcilerFunction"].environment
+    # WHEN the alarms on the count of poison messages it parked are read
+    parked = _alarms_on(template, "PoisonMessagesParked")
+    # THEN one watches the reconciler's count (a message is counted once, when first parked) and notifies the topic
+    props = parked[environment["POWERTOOLS_SERVICE_NAME"]]
+    assert props["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
