@@ -11,17 +11,15 @@ from converge.contracts import CORRECTION_TYPES, EVENT_TYPES, SERVICES, with_inb
 from localcloud.deploy import load_and_translate
 from localcloud.template import TEMPLATE_PATH, function_specs
 
-# The only managed policies SAM may attach, each for a reason a reviewer can check:
-ALLOWED_MANAGED = {
-    # logs:CreateLogGroup/CreateLogStream/PutLogEvents for the function's own logs.
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    # Attached by SAM to every function with a Tracing setting; X-Ray's Put* actions have no resource-level scope.
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-    # Attached by SAM for a DynamoDB stream event source (GetRecords, GetShardIterator, DescribeStream, ListStreams).
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
-    # Attached by SAM for an SQS event source (ReceiveMessage, DeleteMessage, GetQueueAttributes).
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
-}
+# The managed policies a role may have, each for a reason a reviewer can check:
+# logs:CreateLogGroup/CreateLogStream/PutLogEvents for the function's logs (SAM's default for every function).
+BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+# Attached by SAM to every function with a Tracing setting; X-Ray's Put* actions have no resource-level scope.
+XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+ALLOWED_MANAGED = {BASIC_EXECUTION, XRAY}
+# Attached by SAM for a DynamoDB stream event source to the role it generates: GetRecords, GetShardIterator,
+# DescribeStream and ListStreams on every stream of the account. The publishers still have SAM's roles.
+STREAM_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +38,33 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def strings(value: Any) -> Iterator[str]:
+    """Every string inside a policy value, intrinsics included (a Sub's template, a Join's parts)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def managed_policies(role: dict[str, Any]) -> dict[str, str | None]:
+    """Each managed policy ARN of a role (partition resolved to aws) -> the condition it is attached under."""
+    found: dict[str, str | None] = {}
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        condition = None
+        if isinstance(arn, dict) and "Fn::If" in arn:
+            condition, arn, otherwise = arn["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, arn
+        if isinstance(arn, dict) and "Fn::Sub" in arn:
+            arn = arn["Fn::Sub"].replace("${AWS::Partition}", "aws")
+        assert isinstance(arn, str), arn
+        found[arn] = condition
+    return found
+
+
 def roles(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
 
@@ -54,30 +79,48 @@ def test_every_function_has_a_role_of_its_own(resources: dict[str, Any]) -> None
     assert len(set(role_of.values())) == len(role_of)
 
 
-def test_no_action_has_a_wildcard(resources: dict[str, Any]) -> None:
-    offending = [
-        (name, action)
-        for name, role in roles(resources).items()
-        for statement in statements(role)
-        for action in as_list(statement["Action"])
-        if "*" in action
-    ]
-    assert offending == []
+def test_no_statement_has_a_wildcard_in_its_actions_or_resources(resources: dict[str, Any]) -> None:
+    # GIVEN every inline statement of every role in the translated template
+    found = [(name, statement) for name, role in roles(resources).items() for statement in statements(role)]
+    assert len(found) > len(roles(resources))
+    for name, statement in found:
+        # THEN it allows named actions on named resources: no "*" anywhere in either, no NotAction/NotResource
+        assert statement["Effect"] == "Allow", name
+        assert not {"NotAction", "NotResource"} & set(statement), name
+        assert [s for s in strings(statement["Action"]) if "*" in s] == [], name
+        assert [s for s in strings(statement["Resource"]) if "*" in s] == [], (name, statement["Action"])
 
 
-def test_no_statement_grants_every_resource(resources: dict[str, Any]) -> None:
-    offending = [
-        (name, statement["Action"])
-        for name, role in roles(resources).items()
-        for statement in statements(role)
-        if any(r == "*" for r in as_list(statement.get("Resource", "*")))
-    ]
-    assert offending == []
+def test_roles_have_no_managed_policy_but_basic_execution_and_x_ray(resources: dict[str, Any]) -> None:
+    # GIVEN the managed policies of every role, consumers included (whose roles the template declares itself)
+    attached = {name: managed_policies(role) for name, role in roles(resources).items()}
+    consumers = {f"{s.functions()['consumer']}Role" for s in with_inboxes()}
+    publishers = {f"{s.functions()['publisher']}Role" for s in SERVICES if s.has_publisher}
+    assert consumers <= set(attached)
+    for name, policies in attached.items():
+        # THEN each has the basic execution policy, unconditionally
+        assert policies.get(BASIC_EXECUTION, "missing") is None, name
+        # AND nothing but it and X-Ray (a publisher still gets SAM's stream policy with the role SAM generates;
+        #     no consumer has AWSLambdaSQSQueueExecutionRole, which reads and deletes on every queue)
+        allowed = ALLOWED_MANAGED | ({STREAM_EXECUTION} if name in publishers else set())
+        assert set(policies) <= allowed, (name, set(policies) - allowed)
+    for name in consumers:
+        # AND a declared role has X-Ray only when tracing is on
+        assert attached[name] == {BASIC_EXECUTION: None, XRAY: "IsTracingEnabled"}, name
 
 
-def test_only_reviewed_managed_policies_are_attached(resources: dict[str, Any]) -> None:
-    attached = {arn for role in roles(resources).values() for arn in role["Properties"].get("ManagedPolicyArns", [])}
-    assert attached <= ALLOWED_MANAGED
+def test_each_consumer_reads_its_own_inbox_only(resources: dict[str, Any]) -> None:
+    for service in with_inboxes():
+        # GIVEN a consumer's role and every SQS action it allows
+        role = resources[f"{service.functions()['consumer']}Role"]
+        sqs = [s for s in statements(role) if any(a.startswith("sqs:") for a in as_list(s["Action"]))]
+        # THEN it may receive, delete and read the attributes of its own inbox, and touch no other queue
+        assert [(sorted(as_list(s["Action"])), s["Resource"]) for s in sqs] == [
+            (
+                ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+                {"Fn::GetAtt": [service.inbox, "Arn"]},
+            )
+        ], service.name
 
 
 def test_put_events_is_limited_to_the_bus_and_the_callers_own_sources(resources: dict[str, Any]) -> None:
@@ -88,15 +131,23 @@ def test_put_events_is_limited_to_the_bus_and_the_callers_own_sources(resources:
         for statement in statements(role)
         if "events:PutEvents" in as_list(statement["Action"])
     ]
-    # THEN each names the bus and an events:source condition, and each publisher may only use its own source
+    # THEN each names the bus and conditions on one events:source and that source's own event types
     publishers = {f"{s.functions()['publisher']}Role": s.source for s in SERVICES if s.has_publisher}
     assert {name for name, _ in grants} == {*publishers, "ReconcilerFunctionRole"}
-    sources = {}
+    sources: dict[str, set[str]] = {}
     for name, statement in grants:
         assert statement["Resource"] == {"Fn::GetAtt": ["Bus", "Arn"]}, name
-        sources[name] = set(as_list(statement["Condition"]["StringEquals"]["events:source"]))
+        condition = statement["Condition"]
+        assert set(condition) == {"StringEquals"}, name
+        (source,) = as_list(condition["StringEquals"]["events:source"])
+        types = set(as_list(condition["StringEquals"]["events:detail-type"]))
+        assert types == {t for t, spec in EVENT_TYPES.items() if spec.source == source}, (name, source)
+        sources.setdefault(name, set()).add(source)
+    # AND each publisher may only use its own source
     for role, source in publishers.items():
         assert sources[role] == {source}, role
+    # AND the reconciler republishes with the publishers' sources and sends corrections with its own
+    assert sources["ReconcilerFunctionRole"] == {*publishers.values(), "converge.reconciler"}
     # AND only the reconciler may send corrections (the source every correction type is declared with)
     correction_sources = {EVENT_TYPES[t].source for t in CORRECTION_TYPES}
     assert correction_sources == {"converge.reconciler"}

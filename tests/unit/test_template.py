@@ -7,11 +7,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from converge.contracts import with_inboxes, with_tables
+from converge.contracts import SERVICES, with_inboxes, with_tables
+from localcloud.deploy import load_and_translate
 from localcloud.loader import load_handler
 from localcloud.template import ROOT, TEMPLATE_PATH, function_specs, load_template, resources_of_type
 
@@ -124,3 +126,204 @@ def test_pure_domain_tests_load_without_the_sam_translator(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     # THEN neither the SAM translator nor the AWS SDK came with it (domain code and its tests need neither)
     assert out.stdout.split() == ["False", "False"], (module, out.stdout, out.stderr)
+
+
+def test_description_names_the_four_services() -> None:
+    # GIVEN the services the contracts declare with a table of their own
+    services = [s.name for s in with_tables()]
+    # WHEN the template's description is read
+    description = " ".join(load_template()["Description"].split())
+    # THEN it counts them and names each
+    assert len(services) == 4
+    assert f"four services ({', '.join(services)})" in description
+
+
+def test_tables_and_dlqs_survive_a_stack_deletion_or_a_replacement() -> None:
+    # GIVEN every table and every dead-letter queue of the template
+    template = load_template()
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    dlqs = {name: q for name, q in queues.items() if name.endswith("DLQ")}
+    assert set(dlqs) == {s.dlq for s in with_inboxes()} | {"DeliveryDLQ"}
+    kept = {**resources_of_type(template, "AWS::DynamoDB::Table"), **dlqs}
+    # THEN each is retained when the stack is deleted and when an update replaces it
+    for name, resource in kept.items():
+        assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+    # AND the tables' deletion protection is on unless a throwaway stack turns it off
+    assert template["Parameters"]["DeletionProtection"]["Default"] == "true"
+    for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["DeletionProtectionEnabled"] == {"Ref": "DeletionProtection"}, name
+
+
+@pytest.mark.parametrize("logical_id", FUNCTIONS)
+def test_every_function_logs_to_a_declared_log_group_with_retention(logical_id: str) -> None:
+    # GIVEN a function of the template
+    template = load_template()
+    props = template["Resources"][logical_id]["Properties"]
+    # WHEN its log group is looked up from its LoggingConfig
+    (group_id,) = props["LoggingConfig"]["LogGroup"].values()
+    group = resources_of_type(template, "AWS::Logs::LogGroup")[group_id]["Properties"]
+    # THEN it is declared under /aws/lambda/ with the function's name in it, and keeps logs LogRetentionDays (30)
+    assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{logical_id}"}
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
+    # GIVEN the topic every alarm notifies
+    template = load_template()
+    resources = template["Resources"]
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    # WHEN its encryption key is looked up
+    key_ref = resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    key = resources[key_ref["Ref"]]
+    # THEN it is a customer-managed key of the template, rotated yearly (not alias/aws/sns, whose policy is fixed)
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    # AND the account administers it (so IAM policies can grant its use) and CloudWatch may encrypt with it
+    admin, cloudwatch = statements["AccountAdministersTheKey"], statements["CloudWatchPublishesAlarms"]
+    assert admin["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"} <= set(admin["Action"])
+    assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(cloudwatch["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    # AND no action is a wildcard. A key policy's Resource is always "*", meaning this key (exempt for that reason).
+    for sid, statement in statements.items():
+        assert statement["Effect"] == "Allow", sid
+        assert not [a for a in statement["Action"] if "*" in a], sid
+        assert statement["Resource"] == "*", sid
+
+
+def test_alarms_reach_the_alarm_email_only_when_one_is_given() -> None:
+    # GIVEN the AlarmEmail parameter, empty by default
+    template = load_template()
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    # WHEN the template's email subscriptions are read
+    subscriptions = resources_of_type(template, "AWS::SNS::Subscription")
+    # THEN there is one, to the alarm topic by email at AlarmEmail, created only when AlarmEmail is not empty
+    (subscription,) = subscriptions.values()
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    condition = template["Conditions"][subscription["Condition"]]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+
+
+def _checkov_skips(resource: dict[str, Any]) -> set[str]:
+    return {s["id"] for s in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])}
+
+
+def test_the_http_api_throttles_every_route() -> None:
+    # GIVEN the template, translated as CloudFormation receives it
+    template = load_template()
+    _, translated = load_and_translate(TEMPLATE_PATH)
+    (stage,) = resources_of_type(translated.template, "AWS::ApiGatewayV2::Stage").values()
+    # THEN the API's default stage limits every route's burst and rate by parameters, 100 and 50 by default
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+    }
+    parameters = template["Parameters"]
+    assert (parameters["ApiThrottlingBurstLimit"]["Default"], parameters["ApiThrottlingRateLimit"]["Default"]) == (
+        100,
+        50,
+    )
+
+
+def test_every_sqs_event_source_bounds_its_consumers_concurrency() -> None:
+    # GIVEN every SQS event source of the template
+    template = load_template()
+    sources = {
+        (logical_id, name): event["Properties"]
+        for logical_id, spec in function_specs(template).items()
+        for name, event in spec.events.items()
+        if event["Type"] == "SQS"
+    }
+    assert len(sources) == len(with_inboxes())
+    # THEN each caps its concurrent invocations by InboxMaximumConcurrency, within what Lambda accepts (2..1000)
+    for where, props in sources.items():
+        assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "InboxMaximumConcurrency"}}, where
+    parameter = template["Parameters"]["InboxMaximumConcurrency"]
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (2, 1000)
+    assert 2 <= parameter["Default"] <= 1000
+
+
+def test_api_functions_reserve_their_concurrency_and_the_others_say_what_bounds_theirs() -> None:
+    # GIVEN the functions behind the HTTP API
+    template = load_template()
+    resources = template["Resources"]
+    api = {
+        lid
+        for lid, spec in function_specs(template).items()
+        if any(e["Type"] == "HttpApi" for e in spec.events.values())
+    }
+    assert api == {s.functions()["api"] for s in SERVICES if s.api}
+    for logical_id in FUNCTIONS:
+        function = resources[logical_id]
+        if logical_id in api:
+            # THEN each reserves ApiReservedConcurrency (10 by default; 0 reserves none) and skips no CKV_AWS_115
+            assert function["Properties"]["ReservedConcurrentExecutions"] == {
+                "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+            }, logical_id
+            assert "CKV_AWS_115" not in _checkov_skips(function), logical_id
+        else:
+            # AND every other function, bounded by its event source or schedule instead, says so beside it
+            assert "ReservedConcurrentExecutions" not in function["Properties"], logical_id
+            assert "CKV_AWS_115" in _checkov_skips(function), logical_id
+    assert template["Parameters"]["ApiReservedConcurrency"]["Default"] == 10
+    assert template["Conditions"]["HasApiReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, "0"]}]
+    }
+
+
+def _alarms_on(template: dict[str, Any], metric: str) -> dict[str, dict[str, Any]]:
+    """Each alarm on `metric` -> its properties, keyed by the queue (SQS) or service (custom metric) it watches."""
+    found = {}
+    for alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props["MetricName"] == metric:
+            (dimension,) = props["Dimensions"]
+            value = dimension["Value"]
+            found[value["Fn::GetAtt"][0] if isinstance(value, dict) else value] = props
+    return found
+
+
+def test_every_dlq_alarms_on_messages_the_reconciler_has_not_judged() -> None:
+    # GIVEN every DLQ the reconciler drains, and how often its incremental pass runs
+    template = load_template()
+    reconciler = function_specs(template)["ReconcilerFunction"]
+    (minutes,) = [
+        int(e["Properties"]["Schedule"].removeprefix("rate(").split()[0])
+        for e in reconciler.events.values()
+        if e["Properties"]["Schedule"].endswith("minutes)")
+    ]
+    dlqs = {s.dlq for s in with_inboxes()} | {"DeliveryDLQ"}
+    # WHEN the alarms on the age of each DLQ's oldest message are read
+    ages = _alarms_on(template, "ApproximateAgeOfOldestMessage")
+    # THEN every DLQ has one, to the alarm topic, past the three passes that leave a parked message out of the metric
+    assert set(ages) == dlqs
+    for dlq, props in ages.items():
+        assert props["Namespace"] == "AWS/SQS", dlq
+        assert (props["Statistic"], props["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold"), dlq
+        assert 3 * minutes * 60 < props["Threshold"] <= 3600, dlq
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], dlq
+    # AND the delivery DLQ alarms on any message in it too
+    depth = _alarms_on(template, "ApproximateNumberOfMessagesVisible")
+    assert depth["DeliveryDLQ"]["Threshold"] == 0
+    assert depth["DeliveryDLQ"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_every_newly_parked_poison_message_notifies() -> None:
+    # GIVEN the reconciler's metrics namespace and service name
+    template = load_template()
+    environment = function_specs(template)["ReconcilerFunction"].environment
+    # WHEN the alarms on the count of poison messages it parked are read
+    parked = _alarms_on(template, "PoisonMessagesParked")
+    # THEN one watches the reconciler's count (a message is counted once, when first parked) and notifies the topic
+    props = parked[environment["POWERTOOLS_SERVICE_NAME"]]
+    assert props["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
