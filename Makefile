@@ -21,7 +21,7 @@ export PYENV_VERSION
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 .PHONY: help venv demo test lint typecheck template-check unit integration schemas build deploy deploy-localstack invoke serve clean \
-	test-localstack reconcile-cost rebuild rebuild-local chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
+	test-localstack reconcile-cost rebuild rebuild-local deploydoc chaos bench bench-quick sam-local openapi asyncapi asyncapi-check browser schema-check
 
 help:
 	@echo "make demo      run the whole system locally (localcloud on moto): no Docker, no AWS account"
@@ -36,6 +36,7 @@ help:
 	@echo "make unit      tests/unit (no AWS);  make integration  tests/integration (handlers under moto)"
 	@echo "make invoke FUNCTION=F EVENT=events/F.case.json  one fixture in-process;  make serve  HTTP API on :3000"
 	@echo "make openapi   regenerate docs/openapi.json from the HTTP handlers (docs/api.md)"
+	@echo "make deploydoc regenerate docs/deploy.md's IAM and alarm tables from template.yaml"
 	@echo "make asyncapi  regenerate docs/asyncapi.yaml from the event contract and template.yaml (docs/events.md)"
 	@echo "make asyncapi-check  validate docs/asyncapi.yaml with @asyncapi/parser (installs node/npm, npm ci)"
 	@echo "make browser   headless Chromium for the Swagger UI screenshot test (apt-get install chromium if missing)"
@@ -96,6 +97,10 @@ schemas: $(STAMP)
 # The compatibility gate (docs/events.md, "Versions"): each model against its released events/schemas/<type>/v<N>.json.
 schema-check: $(STAMP)
 	PYTHONPATH=layers/common/python $(PY) -m converge.compat events/schemas
+
+# docs/deploy.md's IAM and alarm tables, from the translated template (tests/unit/test_deploydoc.py: drift).
+deploydoc: $(STAMP)
+	$(PY) -m tools.deploydoc docs/deploy.md
 
 openapi: $(STAMP)
 	PYTHONPATH=layers/common/python $(PY) -m tools.openapi docs/openapi.json

@@ -87,7 +87,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     plan = fault_plan(args, FaultPlan.chaos(args.fault_seed))
     runs = run_rebuild(
         args.projection,
-        tuple(args.source),
+        tuple(args.source or ("archive", "snapshot")),
         args.orders,
         args.products,
         args.seed,
@@ -271,8 +271,8 @@ def parser() -> argparse.ArgumentParser:
         "--source",
         choices=("archive", "snapshot"),
         nargs="+",
-        default=["archive", "snapshot"],
-        help="where the rebuild reads history: the bus archive (a replay) or the sources' state (a backfill)",
+        help="where the rebuild reads history: the bus archive (a replay) or the sources' state (a backfill); "
+        "each is run on a stack of its own (default: both, side by side)",
     )
     rebuild.add_argument("--orders", type=int, default=300, help="orders placed while the projection is rebuilt")
     rebuild.add_argument("--products", type=int, default=100, help="products in the storefront")

@@ -17,9 +17,6 @@ BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionR
 # Attached by SAM to every function with a Tracing setting; X-Ray's Put* actions have no resource-level scope.
 XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 ALLOWED_MANAGED = {BASIC_EXECUTION, XRAY}
-# Attached by SAM for a DynamoDB stream event source to the role it generates: GetRecords, GetShardIterator,
-# DescribeStream and ListStreams on every stream of the account. The publishers still have SAM's roles.
-STREAM_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +89,19 @@ def test_no_statement_has_a_wildcard_in_its_actions_or_resources(resources: dict
 
 
 def test_roles_have_no_managed_policy_but_basic_execution_and_x_ray(resources: dict[str, Any]) -> None:
-    # GIVEN the managed policies of every role, consumers included (whose roles the template declares itself)
+    # GIVEN the managed policies of every role, consumers and publishers included (their roles are declared in the
+    #       template: SAM's would attach AWSLambdaSQSQueueExecutionRole or AWSLambdaDynamoDBExecutionRole, which
+    #       read every queue or every stream of the account)
     attached = {name: managed_policies(role) for name, role in roles(resources).items()}
     consumers = {f"{s.functions()['consumer']}Role" for s in with_inboxes()}
     publishers = {f"{s.functions()['publisher']}Role" for s in SERVICES if s.has_publisher}
-    assert consumers <= set(attached)
+    assert consumers | publishers <= set(attached)
     for name, policies in attached.items():
         # THEN each has the basic execution policy, unconditionally
         assert policies.get(BASIC_EXECUTION, "missing") is None, name
-        # AND nothing but it and X-Ray (a publisher still gets SAM's stream policy with the role SAM generates;
-        #     no consumer has AWSLambdaSQSQueueExecutionRole, which reads and deletes on every queue)
-        allowed = ALLOWED_MANAGED | ({STREAM_EXECUTION} if name in publishers else set())
-        assert set(policies) <= allowed, (name, set(policies) - allowed)
-    for name in consumers:
+        # AND nothing but it and X-Ray
+        assert set(policies) <= ALLOWED_MANAGED, (name, set(policies) - ALLOWED_MANAGED)
+    for name in consumers | publishers:
         # AND a declared role has X-Ray only when tracing is on
         assert attached[name] == {BASIC_EXECUTION: None, XRAY: "IsTracingEnabled"}, name
 
@@ -120,6 +117,26 @@ def test_each_consumer_reads_its_own_inbox_only(resources: dict[str, Any]) -> No
                 ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
                 {"Fn::GetAtt": [service.inbox, "Arn"]},
             )
+        ], service.name
+
+
+def test_each_publisher_reads_its_own_stream_and_fails_into_its_own_dlq_only(resources: dict[str, Any]) -> None:
+    for service in (s for s in SERVICES if s.has_publisher):
+        # GIVEN a publisher's role and every DynamoDB and SQS action it allows
+        role = resources[f"{service.functions()['publisher']}Role"]
+        granted = [
+            (sorted(as_list(s["Action"])), s["Resource"])
+            for s in statements(role)
+            if any(a.startswith(("dynamodb:", "sqs:")) for a in as_list(s["Action"]))
+        ]
+        # THEN it reads its own table's stream (not every stream of the account, as SAM's managed policy would)
+        # and sends its stream failures to its own DLQ, and nothing else
+        assert granted == [
+            (
+                ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+                {"Fn::GetAtt": [str(service.table), "StreamArn"]},
+            ),
+            (["sqs:SendMessage"], {"Fn::GetAtt": [service.dlq, "Arn"]}),
         ], service.name
 
 

@@ -35,10 +35,15 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _statements(function: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _statements(function: dict[str, Any], resources: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """A function's inline statements: its SAM `Policies`, or those of the role it declares (`Role: !GetAtt`)."""
     for policy in function["Properties"].get("Policies", []):
         if isinstance(policy, dict) and "Statement" in policy:
             yield from _as_list(policy["Statement"])
+    role = function["Properties"].get("Role", {})
+    if resources is not None and isinstance(role, dict) and "Fn::GetAtt" in role:
+        for policy in resources[role["Fn::GetAtt"][0]]["Properties"].get("Policies", []):
+            yield from _as_list(policy["PolicyDocument"]["Statement"])
 
 
 def _granted(function: dict[str, Any], action: str) -> list[Any]:
@@ -93,6 +98,17 @@ def _inbox_gaps(service: ServiceContract, resources: dict[str, Any]) -> Iterator
     ]
     if not allowed:
         yield f"InboxQueuePolicy does not let {service.rule} send to {service.inbox}"
+    denied = [
+        s
+        for s in policy.get("PolicyDocument", {}).get("Statement", [])
+        if s.get("Effect") == "Deny"
+        and s.get("Principal") == "*"
+        and s.get("Resource") == _get_att(service.inbox, "Arn")
+        and s.get("Condition", {}).get("ArnNotEquals", {}).get("aws:SourceArn") == _get_att(service.rule, "Arn")
+        and _get_att("ReconcilerFunctionRole", "Arn") in _as_list(s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+    ]
+    if not denied:
+        yield f"InboxQueuePolicy does not deny senders to {service.inbox} other than {service.rule} and the reconciler"
 
 
 def _function_gaps(service: ServiceContract, resources: dict[str, Any]) -> Iterator[str]:
@@ -124,7 +140,7 @@ def _function_gaps(service: ServiceContract, resources: dict[str, Any]) -> Itera
                 yield f"{logical_id}'s stream failures do not go to {service.dlq}"
             conditions = [
                 _as_list(s.get("Condition", {}).get("StringEquals", {}).get("events:source"))
-                for s in _statements(function)
+                for s in _statements(function, resources)
                 if "events:PutEvents" in _as_list(s["Action"])
             ]
             if conditions != [[service.source]]:
