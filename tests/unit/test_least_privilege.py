@@ -101,7 +101,7 @@ def test_roles_have_no_managed_policy_but_basic_execution_and_x_ray(resources: d
         assert policies.get(BASIC_EXECUTION, "missing") is None, name
         # AND nothing but it and X-Ray
         assert set(policies) <= ALLOWED_MANAGED, (name, set(policies) - ALLOWED_MANAGED)
-    for name in consumers | publishers:
+    for name in consumers | publishers | {"ReconcilerFunctionRole"}:
         # AND a declared role has X-Ray only when tracing is on
         assert attached[name] == {BASIC_EXECUTION: None, XRAY: "IsTracingEnabled"}, name
 

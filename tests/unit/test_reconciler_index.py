@@ -50,8 +50,9 @@ def test_every_source_table_has_the_sparse_changed_since_index() -> None:
 def test_the_reconciler_may_query_exactly_those_indexes_and_use_its_state_table() -> None:
     template = load_template()
     spec = function_specs(template)["ReconcilerFunction"]
-    policies = template["Resources"]["ReconcilerFunction"]["Properties"]["Policies"]
-    statements = [s for policy in policies for s in policy["Statement"]]
+    # (the reconciler's role is declared in the template: its statements are the role's)
+    policies = template["Resources"]["ReconcilerFunctionRole"]["Properties"]["Policies"]
+    statements = [s for policy in policies for s in policy["PolicyDocument"]["Statement"]]
     queried = [s["Resource"] for s in statements if "dynamodb:Query" in s["Action"]]
     # THEN Query is granted on the two indexes only, and the state table is named in the environment
     assert queried == [[{"Fn::Sub": f"${{{t}.Arn}}/index/{INDEX_NAME}"} for t in SOURCE_TABLES]]

@@ -46,9 +46,10 @@ def _statements(function: dict[str, Any], resources: dict[str, Any] | None = Non
             yield from _as_list(policy["PolicyDocument"]["Statement"])
 
 
-def _granted(function: dict[str, Any], action: str) -> list[Any]:
-    """Every resource a function's inline statements allow `action` on."""
-    return [r for s in _statements(function) if action in _as_list(s["Action"]) for r in _as_list(s["Resource"])]
+def _granted(function: dict[str, Any], action: str, resources: dict[str, Any]) -> list[Any]:
+    """Every resource a function's inline statements (or its declared role's) allow `action` on."""
+    statements = _statements(function, resources)
+    return [r for s in statements if action in _as_list(s["Action"]) for r in _as_list(s["Resource"])]
 
 
 def _table_gaps(service: ServiceContract, resources: dict[str, Any]) -> Iterator[str]:
@@ -159,21 +160,21 @@ def _reconciler_gaps(service: ServiceContract, resources: dict[str, Any]) -> Ite
             yield f"ReconcilerFunction's environment lacks {variable}: {value}"
     table_arn = _get_att(str(service.table), "Arn")
     for action in ("dynamodb:Scan", "dynamodb:BatchGetItem"):
-        if table_arn not in _granted(reconciler, action):
+        if table_arn not in _granted(reconciler, action, resources):
             yield f"ReconcilerFunction may not {action} {service.table}"
     if service.layouts and {"Fn::Sub": f"${{{service.table}.Arn}}/index/changed-since"} not in _granted(
-        reconciler, "dynamodb:Query"
+        reconciler, "dynamodb:Query", resources
     ):
         yield f"ReconcilerFunction may not Query {service.table}'s changed-since index"
     if service.consumes:
-        if _get_att(service.dlq, "Arn") not in _granted(reconciler, "sqs:ReceiveMessage"):
+        if _get_att(service.dlq, "Arn") not in _granted(reconciler, "sqs:ReceiveMessage", resources):
             yield f"ReconcilerFunction may not drain {service.dlq}"
-        if _get_att(service.inbox, "Arn") not in _granted(reconciler, "sqs:SendMessage"):
+        if _get_att(service.inbox, "Arn") not in _granted(reconciler, "sqs:SendMessage", resources):
             yield f"ReconcilerFunction may not redrive into {service.inbox}"
     if service.has_publisher:
         sources = [
             source
-            for s in _statements(reconciler)
+            for s in _statements(reconciler, resources)
             if "events:PutEvents" in _as_list(s["Action"])
             for source in _as_list(s["Condition"]["StringEquals"]["events:source"])
         ]
