@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -88,39 +88,17 @@ class DeadLetterQueues:
                 records[item["sk"]["S"]] = {k: next(iter(v.values())) for k, v in item.items()}
         return records
 
-    def letters(self, dlq: str, limit: int = 100, *, keep_hidden: bool = False) -> list[Letter]:
-        """Up to `limit` messages (hidden while they are read, visible again afterwards unless `keep_hidden`)."""
+    def letters(self, dlq: str, limit: int = 100) -> list[Letter]:
+        """Up to `limit` messages with their parked reasons (hidden while they are read, visible again after)."""
         url = self.urls[dlq]
         queue_name = url.rsplit("/", 1)[-1]
         parked = self.parked()
         found: list[Letter] = []
-        while len(found) < limit:
-            messages = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=min(10, limit - len(found)), VisibilityTimeout=60,
-                AttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])  # fmt: skip
-            if not messages:
-                break
-            for m in messages:
-                record = parked.get(f"{queue_name}#{m['MessageId']}")
-                found.append(
-                    Letter(
-                        message_id=m["MessageId"],
-                        receipt_handle=m["ReceiptHandle"],
-                        body=m["Body"],
-                        receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "0")),
-                        parked_reason=record["reason"] if record else None,
-                    )
-                )
-        if not keep_hidden:
-            for start in range(0, len(found), 10):
-                self.sqs.change_message_visibility_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
-                        for i, letter in enumerate(found[start : start + 10])
-                    ],
-                )
+        while len(found) < limit and (batch := self._receive(url, min(10, limit - len(found)))):
+            for letter in batch:
+                record = parked.get(f"{queue_name}#{letter.message_id}")
+                found.append(replace(letter, parked_reason=record["reason"] if record else None))
+        self._set_visibility(url, found, 0)
         return found
 
     def redrive(self, dlq: str, message_ids: set[str] | None = None) -> RedriveResult:

@@ -254,14 +254,14 @@ def release(letters: Sequence[DeadLetter]) -> None:
         )
 
 
-def _redrive_key(queue_url: str, event_id: str) -> dict[str, Any]:
-    return to_item({"pk": REDRIVE_PK, "sk": f"{queue_url.rsplit('/', 1)[-1]}#{event_id}"})
+def _redrive_key(queue_url: str, event_id: str) -> dict[str, str]:
+    return {"pk": REDRIVE_PK, "sk": f"{queue_url.rsplit('/', 1)[-1]}#{event_id}"}
 
 
 def redrives_counted(state_table: str, queue_url: str, event_id: str) -> int:
     """How often the event `event_id` was redriven from this DLQ (0 if never, or longer ago than the retention)."""
     response = aws.dynamodb().get_item(
-        TableName=state_table, Key=_redrive_key(queue_url, event_id), ConsistentRead=True
+        TableName=state_table, Key=to_item(_redrive_key(queue_url, event_id)), ConsistentRead=True
     )
     item = from_item(response["Item"]) if "Item" in response else None
     if item is None or int(item.get("expires_at", 0)) < time.time():
@@ -272,8 +272,8 @@ def redrives_counted(state_table: str, queue_url: str, event_id: str) -> int:
 def count_redrive(state_table: str, queue_url: str, event_id: str, counted: int) -> bool:
     """Record one more redrive of `event_id` (from `counted`, as read); False if another pass counted it meanwhile
     (the letter is then left for the next pass)."""
-    key = from_item(_redrive_key(queue_url, event_id))
-    item = {**key, "redrives": counted + 1, "expires_at": int(time.time()) + REDRIVE_KEPT_SECONDS}
+    expires_at = int(time.time()) + REDRIVE_KEPT_SECONDS
+    item = {**_redrive_key(queue_url, event_id), "redrives": counted + 1, "expires_at": expires_at}
     try:
         aws.dynamodb().put_item(
             TableName=state_table,
