@@ -1,4 +1,4 @@
-"""`python -m localcloud demo|chaos|rebuild|invoke|serve`: run template.yaml locally, no Docker, no AWS account."""
+"""`python -m localcloud demo|chaos|rebuild|invoke|serve|token`: run template.yaml locally, no Docker, no AWS."""
 
 from __future__ import annotations
 
@@ -194,6 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
     with LocalCloud(args.template, endpoint=args.endpoint, verbose=True, echo_logs=args.logs) as cloud:
         server = ApiServer(cloud, args.host, args.port).start()
         print(f"localcloud: HTTP API on http://{args.host}:{server.port}", file=sys.stderr, flush=True)
+        print(token_hint(f"http://{args.host}:{server.port}"), file=sys.stderr, flush=True)
         for route in cloud.routes:
             print(f"  {route.route_key:45} -> {route.function}", file=sys.stderr)
         try:
@@ -205,6 +206,24 @@ def _serve(args: argparse.Namespace) -> int:
         finally:
             server.stop()
             print("localcloud: stopped", file=sys.stderr)
+    return 0
+
+
+def token_hint(base_url: str) -> str:
+    """How to call the API under its JWT authorizer (localcloud/auth.py)."""
+    return (
+        "  every route but /docs needs a token from localcloud's issuer (401 without one); for a customer:\n"
+        f'  curl -H "Authorization: Bearer $(python -m localcloud token --customer c-1)" '
+        f"{base_url}/customers/c-1/notifications\n"
+        "  an admin's: python -m localcloud token --admin"
+    )
+
+
+def _token(args: argparse.Namespace) -> int:
+    from localcloud import auth
+
+    subject = args.customer if args.customer is not None else args.subject
+    print(auth.issue(subject, admin=args.admin, expires_in=args.expires_in))
     return 0
 
 
@@ -298,6 +317,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000, help="port (0: any free port, printed at start)")
     serve.add_argument("--logs", action="store_true", help="echo function logs")
     serve.set_defaults(run=_serve)
+
+    token = commands.add_parser(
+        "token",
+        formatter_class=HelpFormat,
+        help="print a token from localcloud's issuer for the HTTP API's JWT authorizer (a customer's or an admin's)",
+    )
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer", metavar="ID", help="a customer's token: its sub is this customer id")
+    who.add_argument("--admin", action="store_true", help="an admin's token: scope converge/admin, group admin")
+    token.add_argument("--subject", metavar="ID", default="admin-1", help="the admin's sub (with --admin)")
+    token.add_argument("--expires-in", type=int, default=3600, help="seconds until the token expires")
+    token.set_defaults(run=_token)
     return root
 
 

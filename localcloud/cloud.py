@@ -23,12 +23,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import deploy, destinations, faults, motopatch
+from localcloud import auth, deploy, destinations, faults, motopatch
 from localcloud.archive import ArchiveEmulator
 from localcloud.clock import Clock, iso
 from localcloud.deploy import Translated
 from localcloud.faults import FaultInjector, FaultPlan
 from localcloud.httpapi import (
+    JSON_TYPE,
     HttpResponse,
     Route,
     find_route,
@@ -52,6 +53,10 @@ FAKE_CREDENTIALS = {
     # botocore >= 1.44 routes DynamoDB Streams by account id; moto answers 404 unless this is off.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
+
+# The HTTP API's JWT authorizer trusts localcloud's own issuer (localcloud/auth.py) unless the caller's `parameters`
+# say otherwise, so no Cognito user pool is created.
+DEFAULT_PARAMETERS = {"JwtIssuer": auth.LOCAL_ISSUER, "JwtAudience": auth.LOCAL_AUDIENCE}
 
 
 class DeployError(RuntimeError):
@@ -139,7 +144,7 @@ class LocalCloud:
         self.template_path = Path(template_path).resolve()
         self.endpoint = endpoint
         self.stack_name = stack_name
-        self.parameters = parameters or {}
+        self.parameters = dict(parameters or {})  # the deployed ones also have DEFAULT_PARAMETERS the template declares
         self.echo_logs = echo_logs
         self.verbose = verbose
         # moto's TransactWriteItems copies whole tables for its rollback (localcloud/motopatch.py).
@@ -161,6 +166,7 @@ class LocalCloud:
         self.async_configs: dict[str, AsyncConfig] = {}
         self.async_targets: list[AsyncTarget] = []
         self.routes: list[Route] = []
+        self.route_auth: dict[str, auth.RouteAuth] = {}  # route key -> its JWT authorizer, as deployed
         self.skipped: dict[str, str] = {}  # logical id -> type moto could not create and localcloud does not emulate
         self.api_id = "localapi"
         self.pump_lock = threading.RLock()
@@ -238,7 +244,9 @@ class LocalCloud:
     def deploy(self) -> None:
         """Translate the template, create it in moto, and set up what localcloud creates or emulates itself."""
         sam_template = load_template(self.template_path)
-        translated = deploy.translate(sam_template, self.template_path.parent, self.parameters)
+        declared = sam_template.get("Parameters") or {}
+        parameters = {k: v for k, v in DEFAULT_PARAMETERS.items() if k in declared} | self.parameters
+        translated = deploy.translate(sam_template, self.template_path.parent, parameters)
         resources = translated.template["Resources"]
         self.clients.s3.create_bucket(Bucket=deploy.CODE_BUCKET)
         for key, directory in translated.code_dirs.items():
@@ -258,7 +266,7 @@ class LocalCloud:
         self.clients.cloudformation.create_stack(
             StackName=self.stack_name,
             TemplateBody=json.dumps(plan.cfn_template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in self.parameters.items()],
+            Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
         stack = self.clients.cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
@@ -278,6 +286,10 @@ class LocalCloud:
         self.runtime.faults = self.faults
         self.faults.published_listeners.append(self.runtime.ledger.on_published)
         self.routes = routes_from_template(sam_template)
+        for resource in plan.kept.values():
+            if resource["Type"] == "AWS::ApiGatewayV2::Api" and "Body" in resource.get("Properties", {}):
+                body = deploy.resolve(resource["Properties"]["Body"], outputs, plan)
+                self.route_auth.update(auth.route_auth_from_openapi(body))
         for logical_id, resource in plan.kept.items():
             kind = resource["Type"]
             if kind == "AWS::SQS::QueuePolicy":
@@ -474,12 +486,26 @@ class LocalCloud:
         body: Any = None,
         headers: dict[str, str] | None = None,
         raw_query: str = "",
+        token: str | None = None,
     ) -> HttpResponse:
-        """Send a request through the HTTP API's routes (as API Gateway would) and return the HTTP response."""
+        """Send a request through the HTTP API's routes (as API Gateway would) and return the HTTP response.
+
+        `token` is sent as `authorization: Bearer <token>`. A route under a JWT authorizer refuses a request without
+        a valid one with a 401 `{"message":"Unauthorized"}` and does not invoke its function.
+        """
         found = find_route(self.routes, method, path)
         if found is None:
             return not_found(method, path)
         route, params = found
+        headers = {**(headers or {}), **({"authorization": f"Bearer {token}"} if token is not None else {})}
+        authorizer: dict[str, Any] | None = None
+        route_auth = self.route_auth.get(route.route_key)
+        if route_auth is not None:
+            try:
+                authorizer = auth.authorize(route_auth, headers)
+            except auth.Unauthorized as refused:
+                self.log(f"{route.route_key}: 401 Unauthorized ({refused.reason})")
+                return HttpResponse(401, dict(JSON_TYPE), json.dumps(auth.UNAUTHORIZED).encode())
         if body is None or isinstance(body, bytes):
             raw = body
         elif isinstance(body, str):
@@ -488,8 +514,15 @@ class LocalCloud:
             raw = json.dumps(body).encode()
         all_headers = {"content-type": "application/json", **(headers or {})} if raw else dict(headers or {})
         event = v2_event(route, params, method, path, raw_query, all_headers, raw, self.api_id)
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
         invocation = self.runtime.invoke(route.function, event)
         return to_http_response(invocation.response, invocation.error is not None)
+
+    def token(self, subject: str, *, admin: bool = False, **claims: Any) -> str:
+        """A token from localcloud's issuer for `subject` (an admin's with `admin`); keyword arguments go to
+        localcloud.auth.issue (expires_in, audience, issuer, extra_claims)."""
+        return auth.issue(subject, admin=admin, **claims)
 
     # ------------------------------------------------------------------------------------------------ pumping
     def _drain_async_targets(self) -> int:

@@ -18,6 +18,7 @@ EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
 
 def set_stock(functions: FunctionRunner, product_id: str, body: Any, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("admin", True)  # stock is the warehouse's (the admin group)
     event = http_event(
         "PUT",
         f"/products/{product_id}/stock",
@@ -30,6 +31,7 @@ def set_stock(functions: FunctionRunner, product_id: str, body: Any, **kwargs: A
 
 
 def adjust_stock(functions: FunctionRunner, product_id: str, body: Any, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("admin", True)
     event = http_event(
         "POST",
         f"/products/{product_id}/stock/adjustments",
@@ -99,6 +101,7 @@ def test_set_stock_without_correlation_header_uses_the_request_id(stack: Stack, 
         route="/products/{product_id}/stock",
         path_parameters={"product_id": "p1"},
         body={"on_hand": 3},
+        admin=True,
     )
     # WHEN it is handled
     assert functions.invoke(API, event)["statusCode"] == 200

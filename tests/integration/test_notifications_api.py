@@ -34,6 +34,7 @@ def list_notifications(functions: FunctionRunner, customer_id: str, limit: str |
         f"/customers/{customer_id}/notifications",
         route=NOTIFICATIONS_ROUTE,
         path_parameters={"customer_id": customer_id},
+        caller=customer_id,
     )
     if limit is not None:
         event["rawQueryString"] = f"limit={limit}"

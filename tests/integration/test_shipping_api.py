@@ -42,7 +42,11 @@ def get(functions: FunctionRunner, order_id: str) -> Reply:
     return call(
         functions,
         http_event(
-            "GET", f"/shipments/{order_id}", route="/shipments/{order_id}", path_parameters={"order_id": order_id}
+            "GET",
+            f"/shipments/{order_id}",
+            route="/shipments/{order_id}",
+            path_parameters={"order_id": order_id},
+            admin=True,
         ),
     )
 
@@ -57,6 +61,7 @@ def dispatch(functions: FunctionRunner, order_id: str, correlation_id: str | Non
             route="/shipments/{order_id}/dispatch",
             path_parameters={"order_id": order_id},
             headers=headers,
+            admin=True,  # the warehouse dispatches
         ),
     )
 
@@ -160,7 +165,11 @@ def test_without_correlation_header_the_request_id_is_the_correlation_id(
     # GIVEN a PENDING shipment and a dispatch without X-Correlation-Id
     pending_shipment(functions, "o-5")
     event = http_event(
-        "POST", "/shipments/o-5/dispatch", route="/shipments/{order_id}/dispatch", path_parameters={"order_id": "o-5"}
+        "POST",
+        "/shipments/o-5/dispatch",
+        route="/shipments/{order_id}/dispatch",
+        path_parameters={"order_id": "o-5"},
+        admin=True,
     )
     # WHEN it is dispatched
     assert call(functions, event).status == 200

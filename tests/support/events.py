@@ -18,6 +18,26 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
 
+DEFAULT_CALLER = "cust-1"
+
+
+def jwt_authorizer_context(subject: str, *, admin: bool = False) -> dict[str, Any]:
+    """`requestContext.authorizer.jwt` as API Gateway renders a Cognito token's claims: every value a string,
+    a list as "[a b]"."""
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "sub": subject,
+        "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_converge",
+        "aud": "converge-test-client",
+        "token_use": "id",
+        "iat": str(now),
+        "exp": str(now + 3600),
+    }
+    if admin:
+        claims["cognito:groups"] = "[admin]"
+    return {"claims": claims, "scopes": None}
+
+
 def http_event(
     method: str,
     path: str,
@@ -27,8 +47,11 @@ def http_event(
     body: Any = None,
     headers: dict[str, str] | None = None,
     raw_body: str | None = None,
+    caller: str | None = DEFAULT_CALLER,
+    admin: bool = False,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload format 2.0) request."""
+    """An API Gateway HTTP API (payload format 2.0) request, as the JWT authorizer passes it on: with the verified
+    claims of `caller` (a customer; with `admin`, a member of the admin group), or none if `caller` is None."""
     text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
     now = datetime.now(UTC)
     event: dict[str, Any] = {
@@ -57,6 +80,8 @@ def http_event(
         },
         "isBase64Encoded": False,
     }
+    if caller is not None:
+        event["requestContext"]["authorizer"] = {"jwt": jwt_authorizer_context(caller, admin=admin)}
     if path_parameters:
         event["pathParameters"] = path_parameters
     if text is not None:

@@ -29,12 +29,15 @@ def request(body: dict[str, Any]) -> Any:
     return domain.PlaceOrderRequest.model_validate(body)
 
 
-def body(*lines: tuple[str, int], customer_id: str = "cust-1") -> dict[str, Any]:
-    return {"customer_id": customer_id, "lines": [{"product_id": p, "quantity": q} for p, q in lines]}
+def body(*lines: tuple[str, int]) -> dict[str, Any]:
+    """A POST /orders body: lines only (the customer is the caller, from the token)."""
+    return {"lines": [{"product_id": p, "quantity": q} for p, q in lines]}
 
 
 def order_in(status: OrderStatus, version: int = 3) -> Any:
-    placed = domain.place_order(request(body(("p1", 2))), order_id="o-1", correlation_id="c-0", at=AT)
+    placed = domain.place_order(
+        customer_id="cust-1", request=request(body(("p1", 2))), order_id="o-1", correlation_id="c-0", at=AT
+    )
     return placed.model_copy(update={"status": status, "version": version})
 
 
@@ -204,7 +207,9 @@ def test_a_dispatch_of_an_order_never_confirmed_is_refused(status: OrderStatus) 
 # ----------------------------------------------------------------------------------------------- placing
 def test_placed_order_is_pending_at_version_one_and_publishable() -> None:
     # GIVEN a valid request WHEN an order is placed
-    order = domain.place_order(request(body(("p1", 2), ("p2", 1))), order_id="o-7", correlation_id="c-1", at=AT)
+    order = domain.place_order(
+        customer_id="cust-1", request=request(body(("p1", 2), ("p2", 1))), order_id="o-7", correlation_id="c-1", at=AT
+    )
     # THEN it is PENDING at version 1, and its stored state is a valid OrderPlaced event
     assert (order.status, order.version) == (OrderStatus.PENDING, 1)
     event = event_from_item(order.state())
@@ -223,30 +228,34 @@ def test_order_id_is_derived_from_customer_and_key() -> None:
 # ----------------------------------------------------------------------------------------------- request hash
 def test_request_hash_ignores_key_order_whitespace_and_line_order() -> None:
     # GIVEN the same body written three ways
-    compact = '{"customer_id":"cust-1","lines":[{"product_id":"a","quantity":1},{"product_id":"b","quantity":2}]}'
-    spaced = (
-        '{ "lines": [ {"quantity": 1, "product_id": "a"}, {"quantity": 2, "product_id": "b"} ],\n'
-        '  "customer_id": "cust-1" }'
-    )
+    compact = '{"lines":[{"product_id":"a","quantity":1},{"product_id":"b","quantity":2}]}'
+    spaced = '{ "lines": [ {"quantity": 1, "product_id": "a"},\n  {"quantity": 2, "product_id": "b"} ] }'
     reordered = json.dumps(body(("b", 2), ("a", 1)))
     # WHEN each is hashed THEN the hashes are equal
-    hashes = {request(json.loads(text)).request_hash() for text in (compact, spaced, reordered)}
+    hashes = {request(json.loads(text)).request_hash("cust-1") for text in (compact, spaced, reordered)}
     assert len(hashes) == 1
 
 
 @pytest.mark.parametrize(
-    "other",
-    [body(("a", 1), ("b", 3)), body(("a", 1)), body(("a", 1), ("c", 2)), body(("a", 1), ("b", 2), customer_id="x")],
+    ("other", "customer"),
+    [
+        (body(("a", 1), ("b", 3)), "cust-1"),
+        (body(("a", 1)), "cust-1"),
+        (body(("a", 1), ("c", 2)), "cust-1"),
+        (body(("a", 1), ("b", 2)), "x"),
+    ],
 )
-def test_request_hash_changes_with_any_meaningful_difference(other: dict[str, Any]) -> None:
-    # GIVEN a body and one that differs in a quantity, a line, a product or the customer
+def test_request_hash_changes_with_any_meaningful_difference(other: dict[str, Any], customer: str) -> None:
+    # GIVEN a request and one that differs in a quantity, a line, a product or the customer
     # WHEN both are hashed THEN the hashes differ
-    assert request(body(("a", 1), ("b", 2))).request_hash() != request(other).request_hash()
+    assert request(body(("a", 1), ("b", 2))).request_hash("cust-1") != request(other).request_hash(customer)
 
 
 def test_replay_with_the_same_body_returns_the_stored_order_and_a_different_body_is_refused() -> None:
     # GIVEN an order placed from a body
-    placed = domain.place_order(request(body(("a", 1))), order_id="o-1", correlation_id="c", at=AT)
+    placed = domain.place_order(
+        customer_id="cust-1", request=request(body(("a", 1))), order_id="o-1", correlation_id="c", at=AT
+    )
     # WHEN the same body is replayed THEN the stored order stands
     assert domain.check_replay(placed, request(body(("a", 1)))) is placed
     # WHEN another body comes with the same key THEN it is refused
@@ -258,14 +267,15 @@ def test_replay_with_the_same_body_returns_the_stored_order_and_a_different_body
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        ({"lines": [{"product_id": "a", "quantity": 1}]}, "customer_id"),
-        ({"customer_id": "c", "lines": []}, "lines"),
-        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": "1"}]}, "lines.0.quantity"),
-        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": 10_001}]}, "lines.0.quantity"),
-        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": True}]}, "lines.0.quantity"),
-        ({"customer_id": "c", "lines": [{"product_id": "a b", "quantity": 1}]}, "lines.0.product_id"),
-        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": 1}] * 2}, "lines"),
-        ({"customer_id": "c", "lines": [{"product_id": f"p{i}", "quantity": 1} for i in range(51)]}, "lines"),
+        ({"customer_id": "c", "lines": [{"product_id": "a", "quantity": 1}]}, "customer_id"),  # never from the body
+        ({}, "lines"),
+        ({"lines": []}, "lines"),
+        ({"lines": [{"product_id": "a", "quantity": "1"}]}, "lines.0.quantity"),
+        ({"lines": [{"product_id": "a", "quantity": 10_001}]}, "lines.0.quantity"),
+        ({"lines": [{"product_id": "a", "quantity": True}]}, "lines.0.quantity"),
+        ({"lines": [{"product_id": "a b", "quantity": 1}]}, "lines.0.product_id"),
+        ({"lines": [{"product_id": "a", "quantity": 1}] * 2}, "lines"),
+        ({"lines": [{"product_id": f"p{i}", "quantity": 1} for i in range(51)]}, "lines"),
     ],
 )
 def test_invalid_requests_name_the_field(bad: dict[str, Any], field: str) -> None:

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.consumer import InboxConsumer
-from converge.http import error_response, make_resolver
+from converge.http import error_response, make_resolver, require_admin
 from converge.observability import logger, metrics, traced
 from inventory import domain, service, store
 
@@ -49,6 +49,7 @@ def _conflict(exc: domain.StockConflict) -> Response[Any]:
 def set_stock(
     product_id: ProductId, command: Annotated[domain.SetStock, Body()], correlation_id: CorrelationId = None
 ) -> dict[str, Any]:
+    require_admin(app)  # stock is managed by the warehouse, not by customers
     return store.set_stock(product_id, command.on_hand, _context(correlation_id)).view()
 
 
@@ -56,6 +57,7 @@ def set_stock(
 def adjust_stock(
     product_id: ProductId, command: Annotated[domain.AdjustStock, Body()], correlation_id: CorrelationId = None
 ) -> dict[str, Any]:
+    require_admin(app)
     return store.adjust_stock(product_id, command.delta, _context(correlation_id)).view()
 
 

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from converge.consumer import InboxConsumer, Outcome
 from converge.corrections import apply_projection_correction
 from converge.events import DomainEvent
-from converge.http import NotFoundError, make_resolver
+from converge.http import NotFoundError, current_caller, make_resolver
 from converge.observability import logger, metrics, traced
 from converge.projections import projections_of
 from converge.settings import settings
@@ -55,6 +55,10 @@ def get_availability(product_id: ProductId) -> dict[str, Any]:
 
 @app.get("/customers/<customer_id>/notifications")
 def list_notifications(customer_id: CustomerId, limit: Limit = DEFAULT_PAGE_SIZE) -> dict[str, Any]:
+    caller = current_caller(app)
+    if not (caller.admin or customer_id == caller.subject):
+        # Another customer's notifications are as if that customer had none (404 names no one's existence).
+        raise NotFoundError(f"customer {customer_id} not found")
     # The sort key is the idempotency key (kind + subject), not a time, so the query order is not newest
     # first: the customer's notifications are read and sorted by created_at here.
     notifications = newest_first(store.list_notifications(settings().table_name, customer_id), limit)

@@ -99,11 +99,11 @@ class RequestedLine(OrderLine):
 
 
 class PlaceOrderRequest(BaseModel):
-    """Body of POST /orders."""
+    """Body of POST /orders. The customer is the caller (the token's sub), never a body field: a body naming one
+    is refused (extra fields are forbidden)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    customer_id: Identifier
     lines: Annotated[list[RequestedLine], Field(min_length=1, max_length=MAX_LINES)]
     # ISO 4217 code of the lines' unit prices; "XXX" (no currency, the default) is an order without prices.
     currency: Currency = NO_CURRENCY
@@ -129,11 +129,12 @@ class PlaceOrderRequest(BaseModel):
             seen.add(line.product_id)
         return lines
 
-    def request_hash(self) -> str:
-        """SHA-256 of the canonical body: key order, whitespace and line order do not change it."""
+    def request_hash(self, customer_id: str) -> str:
+        """SHA-256 of the canonical request (its customer and body): key order, whitespace and line order do not
+        change it."""
         # An unpriced body hashes as it did before orders had prices, so a retry across that deploy still matches.
         canonical: dict[str, Any] = {
-            "customer_id": self.customer_id,
+            "customer_id": customer_id,
             "lines": sorted(
                 (
                     {"product_id": line.product_id, "quantity": line.quantity}
@@ -205,11 +206,11 @@ class Order(BaseModel):
         return data
 
 
-def place_order(request: PlaceOrderRequest, *, order_id: str, correlation_id: str, at: str) -> Order:
-    """A new PENDING order at version 1."""
+def place_order(request: PlaceOrderRequest, *, customer_id: str, order_id: str, correlation_id: str, at: str) -> Order:
+    """A new PENDING order of `customer_id` at version 1."""
     return Order(
         order_id=order_id,
-        customer_id=request.customer_id,
+        customer_id=customer_id,
         currency=request.currency,
         lines=tuple(
             PricedOrderLine(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price)
@@ -217,7 +218,7 @@ def place_order(request: PlaceOrderRequest, *, order_id: str, correlation_id: st
         ),
         status=OrderStatus.PENDING,
         created_at=at,
-        request_hash=request.request_hash(),
+        request_hash=request.request_hash(customer_id),
         version=1,
         correlation_id=correlation_id,
         updated_at=at,
@@ -226,7 +227,7 @@ def place_order(request: PlaceOrderRequest, *, order_id: str, correlation_id: st
 
 def check_replay(existing: Order, request: PlaceOrderRequest) -> Order:
     """The stored order a replayed keyed request stands for, or IdempotencyKeyReusedError if the body differs."""
-    if existing.request_hash != request.request_hash():
+    if existing.request_hash != request.request_hash(existing.customer_id):
         raise IdempotencyKeyReusedError(
             f"Idempotency-Key already used for order {existing.order_id} with a different body"
         )

@@ -17,10 +17,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from converge.authz import Caller
 from converge.consumer import InboxConsumer, Outcome
 from converge.errors import MalformedEventError
 from converge.events import DomainEvent, OrderStatus, ReservationData, ShipmentData
-from converge.http import error_response, make_resolver
+from converge.http import current_caller, error_response, make_resolver
 from converge.observability import logger, metrics, traced
 from orders import domain, store
 
@@ -55,9 +56,11 @@ def place_order(
     x_correlation_id: CorrelationId = None,
 ) -> Response[Any]:
     at = domain.utc_now()
+    customer_id = current_caller(app).subject
     order = domain.place_order(
         body,
-        order_id=domain.order_id_for(body.customer_id, idempotency_key),
+        customer_id=customer_id,
+        order_id=domain.order_id_for(customer_id, idempotency_key),
         correlation_id=_correlation_id(x_correlation_id),
         at=at,
     )
@@ -71,9 +74,14 @@ def place_order(
     return _order_response(order, HTTPStatus.CREATED, {"Location": f"/orders/{order.order_id}"})
 
 
+def _visible(order: domain.Order | None, caller: Caller) -> domain.Order | None:
+    """The order if the caller may see it (its customer, or an admin); another customer's is as if absent."""
+    return order if order is not None and (caller.admin or order.customer_id == caller.subject) else None
+
+
 @app.get("/orders/<order_id>")
 def get_order(order_id: OrderId) -> Response[Any]:
-    order = store.get(order_id)
+    order = _visible(store.get(order_id), current_caller(app))
     if order is None:
         raise domain.OrderNotFoundError(order_id)
     return _order_response(order, HTTPStatus.OK)
@@ -93,7 +101,7 @@ def cancel_order(order_id: OrderId, x_correlation_id: CorrelationId = None) -> R
 
 
 def _cancel(order_id: str, correlation_id: str) -> domain.Order:
-    current = store.get(order_id)
+    current = _visible(store.get(order_id), current_caller(app))
     if current is None:
         raise domain.OrderNotFoundError(order_id)
     cancelled = domain.cancel(current, correlation_id=correlation_id, at=domain.utc_now())

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.consumer import InboxConsumer, Outcome
 from converge.events import DomainEvent
-from converge.http import ConflictError, NotFoundError, error_response, make_resolver
+from converge.http import ConflictError, NotFoundError, current_caller, error_response, make_resolver, require_admin
 from converge.observability import logger, metrics, traced
 from shipping import domain, store
 
@@ -50,8 +50,10 @@ def _shipment_response(shipment: domain.Shipment, headers: dict[str, str] | None
 
 
 def _current(order_id: str) -> domain.Shipment:
+    """The shipment, if the caller may see it (the order's customer, or an admin): another's is as if absent."""
     shipment = store.get(order_id)
-    if shipment is None:
+    caller = current_caller(app)
+    if shipment is None or not (caller.admin or shipment.customer_id == caller.subject):
         raise NotFoundError(f"shipment {order_id} not found")  # 404 in the error shape (converge.http)
     return shipment
 
@@ -63,6 +65,7 @@ def get_shipment(order_id: OrderId) -> Response[Any]:
 
 @app.post("/shipments/<order_id>/dispatch")
 def dispatch_shipment(order_id: OrderId, x_correlation_id: CorrelationId = None) -> Response[Any]:
+    require_admin(app)  # the warehouse says the parcel left
     correlation_id = _correlation_id(x_correlation_id)
     try:
         shipment, replayed = _dispatch(order_id, correlation_id)

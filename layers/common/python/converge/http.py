@@ -7,6 +7,10 @@ what Powertools would answer in its own shapes (no route: 404, a body not sent a
 A body is refused before it is parsed, at the limits below: too large (413), not valid base64 when the event
 says it is, not UTF-8, nested deeper or holding a longer number than any valid request (400). Without them,
 deep nesting (RecursionError), a 5,000-digit number (int's ValueError) or undecodable bytes were 500s.
+
+Every route needs a caller (converge.authz): without the JWT authorizer's claims the answer is 401, before the
+body is looked at; `require_admin()` answers 403 to a customer on an admin route. Handlers take the customer from
+`current_caller()`, and answer 404 for another customer's resource, so its existence is not revealed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -30,6 +35,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from converge.authz import Caller, caller_of
 from converge.errors import UnexpectedEventError
 from converge.observability import logger
 
@@ -206,6 +212,34 @@ class HttpApiResolver(APIGatewayHttpResolver):
     def _to_proxy_event(self, event: dict[str, Any]) -> HttpApiRequest:
         # Powertools' one place where an event dict becomes its data class (with the json_body_deserializer).
         return HttpApiRequest(event, self._json_body_deserializer)
+
+    def _resolve(self) -> ResponseBuilder:  # type: ignore[type-arg]
+        # Who is calling comes first: an unauthenticated request learns nothing, not even that its body is bad.
+        caller = caller_of(self.current_event.raw_event)
+        if caller is None:
+            error = {"field": "authorization", "message": "a valid bearer token is required", "type": "unauthorized"}
+            logger.info("rejected request", extra={"errors": [error]})
+            refused = error_response(HTTPStatus.UNAUTHORIZED, "unauthorized: authorization", errors=[error])
+            return ResponseBuilder(refused, serializer=self._serializer)
+        self.append_context(caller=caller)  # type: ignore[no-untyped-call]
+        return super()._resolve()
+
+
+def current_caller(app: APIGatewayHttpResolver) -> Caller:
+    """The request's verified caller (set by HttpApiResolver before any route runs)."""
+    caller = app.context.get("caller")
+    if not isinstance(caller, Caller):  # a resolver that is not an HttpApiResolver: refuse, never guess
+        raise RequestRejected(HTTPStatus.UNAUTHORIZED, "authorization", "unauthorized", "no verified caller")
+    return caller
+
+
+def require_admin(app: APIGatewayHttpResolver) -> Caller:
+    """The caller, if an admin (the admin group or scope); 403 otherwise."""
+    caller = current_caller(app)
+    if not caller.admin:
+        needed = "this route needs the admin group or the converge/admin scope"
+        raise RequestRejected(HTTPStatus.FORBIDDEN, "authorization", "forbidden", needed)
+    return caller
 
 
 # ------------------------------------------------------------------------------------------ resolver
