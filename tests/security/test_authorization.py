@@ -6,6 +6,7 @@ as if absent (404); stock and dispatch need the admin group; no claims at all is
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +71,41 @@ def test_admin_routes_refuse_a_customer_and_serve_an_admin(
     assert (stack.scan("InventoryTable"), stack.scan("ShipmentsTable")) == before
     # AND an admin's same request is served
     assert call(functions, route, caller="warehouse-1", admin=True)[0] == 200
+
+
+def test_the_admin_routes_are_those_the_openapi_document_marks_admin() -> None:
+    # GIVEN the generated OpenAPI document (the routes' Powertools `security=`, which is also what is enforced)
+    document = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    # WHEN the operations whose security requirement names the admin role are listed
+    marked = {
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if any("admin" in roles for requirement in operation.get("security", []) for roles in requirement.values())
+    }
+    # THEN they are exactly the routes shown above to refuse a customer, and each documents its 401 and 403
+    assert marked == ADMIN_ROUTES
+    assert document["security"] == [{"jwt": []}]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "401" in operation["responses"]
+            assert ("403" in operation["responses"]) == (f"{method.upper()} {path}" in ADMIN_ROUTES)
+
+
+@pytest.mark.parametrize("body", [{"on_hand": -5}, {"nonsense": True}, "not json at all"])
+def test_a_customer_on_an_admin_route_learns_nothing_about_the_body(
+    stack: Stack, functions: FunctionRunner, body: Any
+) -> None:
+    # GIVEN a customer's request with an invalid body on an admin route
+    raw = body if isinstance(body, str) else json.dumps(body)
+    event = http_event("PUT", "/products/sku-1/stock", route="/products/{product_id}/stock",
+                       path_parameters={"product_id": "sku-1"}, raw_body=raw, caller="cust-1")  # fmt: skip
+    # WHEN the function handles it
+    response = functions.invoke("InventoryApiFunction", event)
+    # THEN it is 403 (authorization is checked before the body is validated), and nothing is written
+    assert response["statusCode"] == 403
+    assert json.loads(response["body"])["errors"][0]["field"] == "authorization"
+    assert stack.scan("InventoryTable") == []
 
 
 def test_a_customer_sees_only_their_own_orders_shipments_and_notifications(

@@ -10,8 +10,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from converge.authz import ADMIN_ONLY
 from converge.consumer import InboxConsumer
-from converge.http import error_response, make_resolver, require_admin
+from converge.http import error_response, make_resolver
 from converge.observability import logger, metrics, traced
 from inventory import domain, service, store
 
@@ -45,19 +46,17 @@ def _conflict(exc: domain.StockConflict) -> Response[Any]:
     return error_response(HTTPStatus.CONFLICT, str(exc))
 
 
-@app.put("/products/<product_id>/stock")
+@app.put("/products/<product_id>/stock", security=ADMIN_ONLY)  # the warehouse manages stock, not customers
 def set_stock(
     product_id: ProductId, command: Annotated[domain.SetStock, Body()], correlation_id: CorrelationId = None
 ) -> dict[str, Any]:
-    require_admin(app)  # stock is managed by the warehouse, not by customers
     return store.set_stock(product_id, command.on_hand, _context(correlation_id)).view()
 
 
-@app.post("/products/<product_id>/stock/adjustments")
+@app.post("/products/<product_id>/stock/adjustments", security=ADMIN_ONLY)
 def adjust_stock(
     product_id: ProductId, command: Annotated[domain.AdjustStock, Body()], correlation_id: CorrelationId = None
 ) -> dict[str, Any]:
-    require_admin(app)
     return store.adjust_stock(product_id, command.delta, _context(correlation_id)).view()
 
 

@@ -16,9 +16,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from converge.authz import ADMIN_ONLY
 from converge.consumer import InboxConsumer, Outcome
 from converge.events import DomainEvent
-from converge.http import ConflictError, NotFoundError, current_caller, error_response, make_resolver, require_admin
+from converge.http import ConflictError, NotFoundError, current_caller, error_response, make_resolver
 from converge.observability import logger, metrics, traced
 from shipping import domain, store
 
@@ -63,9 +64,8 @@ def get_shipment(order_id: OrderId) -> Response[Any]:
     return _shipment_response(_current(order_id))
 
 
-@app.post("/shipments/<order_id>/dispatch")
+@app.post("/shipments/<order_id>/dispatch", security=ADMIN_ONLY)  # the warehouse says the parcel left
 def dispatch_shipment(order_id: OrderId, x_correlation_id: CorrelationId = None) -> Response[Any]:
-    require_admin(app)  # the warehouse says the parcel left
     correlation_id = _correlation_id(x_correlation_id)
     try:
         shipment, replayed = _dispatch(order_id, correlation_id)

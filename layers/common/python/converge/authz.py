@@ -17,6 +17,11 @@ from typing import Any
 
 ADMIN_SCOPE = "converge/admin"
 ADMIN_GROUP = "admin"
+# The OpenAPI security requirements a route declares (Powertools' `security=`): they are both its documentation
+# and its enforcement (converge.http refuses a customer on an ADMIN_ONLY route with 403 before validating anything).
+SECURITY_SCHEME = "jwt"
+ANY_CALLER: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
+ADMIN_ONLY: list[dict[str, list[str]]] = [{SECURITY_SCHEME: [ADMIN_GROUP]}]
 # The ids a customer can have (the project's Identifier): a Cognito sub is a UUID.
 SUBJECT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -50,3 +55,16 @@ def caller_of(event: Mapping[str, Any]) -> Caller | None:
     scopes = {*_words(jwt.get("scopes")), *_words(claims.get("scope"))}  # type: ignore[union-attr]
     groups = set(_words(claims.get("cognito:groups")))
     return Caller(subject=subject, admin=ADMIN_SCOPE in scopes or ADMIN_GROUP in groups)
+
+
+def roles_required(security: list[dict[str, list[str]]] | None) -> set[str]:
+    """The roles a route's security requirements name (ADMIN_ONLY: {"admin"}; ANY_CALLER or none: nothing)."""
+    return {role for requirement in security or [] for roles in requirement.values() for role in roles}
+
+
+def allows(caller: Caller, security: list[dict[str, list[str]]] | None) -> bool:
+    """Whether `caller` meets a route's security requirements (the only role there is: admin)."""
+    unknown = roles_required(security) - {ADMIN_GROUP}
+    if unknown:  # a requirement this code cannot check is refused, never waved through
+        return False
+    return caller.admin or ADMIN_GROUP not in roles_required(security)

@@ -9,7 +9,9 @@ says it is, not UTF-8, nested deeper or holding a longer number than any valid r
 deep nesting (RecursionError), a 5,000-digit number (int's ValueError) or undecodable bytes were 500s.
 
 Every route needs a caller (converge.authz): without the JWT authorizer's claims the answer is 401, before the
-body is looked at; `require_admin()` answers 403 to a customer on an admin route. Handlers take the customer from
+body is looked at. A route declares who may call it with Powertools' `security=` (converge.authz.ADMIN_ONLY for
+the warehouse's routes), which is both its OpenAPI security requirement and the check: a customer on an admin
+route is a 403, before the body is validated. Handlers take the customer from
 `current_caller()`, and answer 404 for another customer's resource, so its existence is not revealed.
 """
 
@@ -25,7 +27,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder, Route
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as NoRouteError
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -35,7 +37,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from converge.authz import Caller, caller_of
+from converge.authz import Caller, allows, caller_of
 from converge.errors import UnexpectedEventError
 from converge.observability import logger
 
@@ -224,21 +226,22 @@ class HttpApiResolver(APIGatewayHttpResolver):
         self.append_context(caller=caller)  # type: ignore[no-untyped-call]
         return super()._resolve()
 
+    def _call_route(self, route: Route, route_arguments: dict[str, str]) -> ResponseBuilder:  # type: ignore[type-arg]
+        # The route's declared security, checked before its middlewares (Powertools validates the body first).
+        if not allows(current_caller(self), route.security):
+            needed = "this route needs the admin group or the converge/admin scope"
+            error = {"field": "authorization", "message": needed, "type": "forbidden"}
+            logger.info("rejected request", extra={"errors": [error], "route": f"{route.method} {route.path}"})
+            refused = error_response(HTTPStatus.FORBIDDEN, "forbidden: authorization", errors=[error])
+            return ResponseBuilder(refused, serializer=self._serializer, route=route)
+        return super()._call_route(route, route_arguments)
+
 
 def current_caller(app: APIGatewayHttpResolver) -> Caller:
     """The request's verified caller (set by HttpApiResolver before any route runs)."""
     caller = app.context.get("caller")
     if not isinstance(caller, Caller):  # a resolver that is not an HttpApiResolver: refuse, never guess
         raise RequestRejected(HTTPStatus.UNAUTHORIZED, "authorization", "unauthorized", "no verified caller")
-    return caller
-
-
-def require_admin(app: APIGatewayHttpResolver) -> Caller:
-    """The caller, if an admin (the admin group or scope); 403 otherwise."""
-    caller = current_caller(app)
-    if not caller.admin:
-        needed = "this route needs the admin group or the converge/admin scope"
-        raise RequestRejected(HTTPStatus.FORBIDDEN, "authorization", "forbidden", needed)
     return caller
 
 
