@@ -275,6 +275,8 @@ class LocalCloud:
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         self.deployment.outputs = {k: v for k, v in outputs.items() if not k.startswith("Localcloud")}
         for row in self.clients.cloudformation.describe_stack_resources(StackName=self.stack_name)["StackResources"]:
+            if "LogicalResourceId" not in row:  # moto's models without one (IAM::ManagedPolicy): nothing to route
+                continue
             self.deployment.types[row["LogicalResourceId"]] = row.get("ResourceType", "")
             if row.get("PhysicalResourceId"):
                 self.deployment.physical[row["LogicalResourceId"]] = row["PhysicalResourceId"]

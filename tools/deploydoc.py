@@ -71,11 +71,24 @@ def _statements(role: dict[str, Any]) -> Iterator[str]:
             yield f"{actions} on {resources}{_condition(statement)}"
 
 
+def _attached(resources: dict[str, Any], role: str) -> list[str]:
+    """The template's own managed policies attached to `role` (`Roles:`), each with the actions it allows."""
+    found = []
+    for name, policy in sorted(resources.items()):
+        if policy["Type"] != "AWS::IAM::ManagedPolicy" or {"Ref": role} not in policy["Properties"].get("Roles", []):
+            continue
+        condition = f" (if {policy['Condition']})" if "Condition" in policy else ""
+        statements = _statements({"Properties": {"Policies": [policy["Properties"]]}})
+        found.append(f"{name}{condition}: {'; '.join(statements)}".replace("`", ""))
+    return found
+
+
 def iam_table(resources: dict[str, Any]) -> str:
     lines = ["| role | inline statements (actions on resources) | managed policies |", "|---|---|---|"]
     for name in sorted(n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"):
         role = resources[name]
         managed = [m for m in (_managed(v) for v in role["Properties"].get("ManagedPolicyArns", [])) if m]
+        managed += _attached(resources, name)
         lines.append(f"| {name} | {'<br>'.join(_statements(role))} | {', '.join(f'`{m}`' for m in managed)} |")
     return "\n".join(lines)
 

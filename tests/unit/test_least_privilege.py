@@ -11,12 +11,8 @@ from converge.contracts import CORRECTION_TYPES, EVENT_TYPES, SERVICES, with_inb
 from localcloud.deploy import load_and_translate
 from localcloud.template import TEMPLATE_PATH, function_specs
 
-# The managed policies a role may have, each for a reason a reviewer can check:
-# logs:CreateLogGroup/CreateLogStream/PutLogEvents for the function's logs (SAM's default for every function).
-BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-# Attached by SAM to every function with a Tracing setting; X-Ray's Put* actions have no resource-level scope.
-XRAY = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
-ALLOWED_MANAGED = {BASIC_EXECUTION, XRAY}
+# The condition under which the template grants X-Ray (TracingEnabled=true; the default is false).
+TRACING = "IsTracingEnabled"
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +43,35 @@ def strings(value: Any) -> Iterator[str]:
             yield from strings(v)
 
 
-def managed_policies(role: dict[str, Any]) -> dict[str, str | None]:
-    """Each managed policy ARN of a role (partition resolved to aws) -> the condition it is attached under."""
-    found: dict[str, str | None] = {}
-    for arn in role["Properties"].get("ManagedPolicyArns", []):
-        condition = None
-        if isinstance(arn, dict) and "Fn::If" in arn:
-            condition, arn, otherwise = arn["Fn::If"]
-            assert otherwise == {"Ref": "AWS::NoValue"}, arn
-        if isinstance(arn, dict) and "Fn::Sub" in arn:
-            arn = arn["Fn::Sub"].replace("${AWS::Partition}", "aws")
-        assert isinstance(arn, str), arn
-        found[arn] = condition
-    return found
+def resolve(value: Any, conditions: dict[str, bool]) -> Any:
+    """`value` with every Fn::If on one of `conditions` taken (AWS::NoValue dropped); other intrinsics kept."""
+    if isinstance(value, dict):
+        if "Fn::If" in value and value["Fn::If"][0] in conditions:
+            condition, yes, no = value["Fn::If"]
+            return resolve(yes if conditions[condition] else no, conditions)
+        return {k: resolve(v, conditions) for k, v in value.items()}
+    if isinstance(value, list):
+        taken = [resolve(v, conditions) for v in value]
+        return [v for v in taken if v != {"Ref": "AWS::NoValue"}]
+    return value
+
+
+def deployed(resources: dict[str, Any], tracing: bool) -> dict[str, Any]:
+    """The resources CloudFormation creates with TracingEnabled as given."""
+    conditions = {TRACING: tracing}
+    return {name: resolve(r, conditions) for name, r in resources.items() if r.get("Condition") != TRACING or tracing}
+
+
+def policy_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(owner, statement) of every identity policy: roles' inline policies and customer-managed policies."""
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for statement in statements(resource):
+                yield name, statement
+        elif resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            statement = resource["Properties"]["PolicyDocument"]["Statement"]
+            for one in statement if isinstance(statement, list) else [statement]:
+                yield name, one
 
 
 def roles(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,34 +88,52 @@ def test_every_function_has_a_role_of_its_own(resources: dict[str, Any]) -> None
     assert len(set(role_of.values())) == len(role_of)
 
 
-def test_no_statement_has_a_wildcard_in_its_actions_or_resources(resources: dict[str, Any]) -> None:
-    # GIVEN every inline statement of every role in the translated template
-    found = [(name, statement) for name, role in roles(resources).items() for statement in statements(role)]
-    assert len(found) > len(roles(resources))
+@pytest.mark.parametrize("tracing", [False, True], ids=["tracing off", "tracing on"])
+def test_no_role_has_a_managed_policy_or_a_wildcard(resources: dict[str, Any], tracing: bool) -> None:
+    # GIVEN every identity policy CloudFormation creates from the translated template, tracing off or on
+    created = deployed(resources, tracing)
+    found = list(policy_statements(created))
+    assert len(found) > len(roles(created))
+    # THEN no role has an AWS managed policy (whose statements this test could not see)
+    for name, role in roles(created).items():
+        assert role["Properties"].get("ManagedPolicyArns", []) == [], name
+    wildcards = []
     for name, statement in found:
-        # THEN it allows named actions on named resources: no "*" anywhere in either, no NotAction/NotResource
+        # AND each statement allows named actions: no "*" in any, no NotAction/NotResource
         assert statement["Effect"] == "Allow", name
         assert not {"NotAction", "NotResource"} & set(statement), name
         assert [s for s in strings(statement["Action"]) if "*" in s] == [], name
-        assert [s for s in strings(statement["Resource"]) if "*" in s] == [], (name, statement["Action"])
+        if [s for s in strings(statement["Resource"]) if "*" in s]:
+            wildcards.append((name, sorted(as_list(statement["Action"]))))
+    # AND with tracing off no resource is a wildcard; with it on, only X-Ray's two trace actions have one (X-Ray
+    #     offers no resource-level permission for them), in the one policy granted under the tracing condition
+    expected = [("TracingWritePolicy", ["xray:PutTelemetryRecords", "xray:PutTraceSegments"])] if tracing else []
+    assert wildcards == expected
 
 
-def test_roles_have_no_managed_policy_but_basic_execution_and_x_ray(resources: dict[str, Any]) -> None:
-    # GIVEN the managed policies of every role, consumers and publishers included (their roles are declared in the
-    #       template: SAM's would attach AWSLambdaSQSQueueExecutionRole or AWSLambdaDynamoDBExecutionRole, which
-    #       read every queue or every stream of the account)
-    attached = {name: managed_policies(role) for name, role in roles(resources).items()}
-    consumers = {f"{s.functions()['consumer']}Role" for s in with_inboxes()}
-    publishers = {f"{s.functions()['publisher']}Role" for s in SERVICES if s.has_publisher}
-    assert consumers | publishers <= set(attached)
-    for name, policies in attached.items():
-        # THEN each has the basic execution policy, unconditionally
-        assert policies.get(BASIC_EXECUTION, "missing") is None, name
-        # AND nothing but it and X-Ray
-        assert set(policies) <= ALLOWED_MANAGED, (name, set(policies) - ALLOWED_MANAGED)
-    for name in consumers | publishers | {"ReconcilerFunctionRole"}:
-        # AND a declared role has X-Ray only when tracing is on
-        assert attached[name] == {BASIC_EXECUTION: None, XRAY: "IsTracingEnabled"}, name
+def test_x_ray_is_granted_to_every_function_only_when_tracing_is_on(resources: dict[str, Any]) -> None:
+    # GIVEN the X-Ray policy
+    policy = resources["TracingWritePolicy"]
+    # THEN it exists only under the tracing condition, and is attached to every function's role
+    assert policy["Condition"] == TRACING
+    functions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert {ref["Ref"] for ref in policy["Properties"]["Roles"]} == {
+        f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions
+    }
+
+
+def test_each_function_writes_its_own_log_group_only(resources: dict[str, Any]) -> None:
+    for name, function in ((n, r) for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"):
+        # GIVEN a function, the log group it logs to and its role's logs statements
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup", name
+        assert "RetentionInDays" in resources[group]["Properties"], name
+        role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        logs = [s for s in statements(role) if any(a.startswith("logs:") for a in as_list(s["Action"]))]
+        # THEN it may create streams in and write to that group, and nothing else of CloudWatch Logs
+        assert [(sorted(as_list(s["Action"])), s["Resource"]) for s in logs] == [
+            (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::GetAtt": [group, "Arn"]})
+        ], name
 
 
 def test_each_consumer_reads_its_own_inbox_only(resources: dict[str, Any]) -> None:
