@@ -47,7 +47,7 @@ SECURITY_SCHEMES = {
     )
 }
 UNAUTHORIZED = (
-    "No valid bearer token. API Gateway's authorizer answers `{\"message\":\"Unauthorized\"}` itself; a request that "
+    'No valid bearer token. API Gateway\'s authorizer answers `{"message":"Unauthorized"}` itself; a request that '
     "reaches a function without verified claims gets the `Error` shape"
 )
 FORBIDDEN = "The caller is not an admin (the user pool's admin group, or the converge/admin scope)"
