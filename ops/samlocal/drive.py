@@ -12,14 +12,14 @@ ops/samlocal/run.sh starts the engine, ensures the base image and runs `sam buil
    fixture's expectation and against the same fixture run in-process by localcloud (the reference): status code and
    body of API fixtures, batchItemFailures of consumers and publishers, the pass report of the reconciler;
 4. starts `sam local start-api` and `sam local start-lambda`. start-api does not run the HTTP API's JWT authorizer
-   (SAM CLI emulates Lambda authorizers only; it logs that the route's requests "will not be authorized") and passes
-   no claims: every request, with a valid bearer token or none, reaches the function, which answers 401 in the
-   project's error shape; that is asserted. The story (stock, an order, reads, a dispatch) is then driven through
-   `sam local invoke` with events made from the route's fixture in events/, which carries the claims API Gateway's
-   authorizer would pass on (a customer's, or an admin's for stock and dispatch). Between its steps localcloud's
-   event source mappings (stream -> publisher, inbox -> consumer) run against the same moto server with every
-   function invoked through start-lambda, i.e. in its container: the order CONFIRMED, availability and the
-   product's reservation updated, then SHIPPED;
+   (SAM CLI 1.170 emulates Lambda authorizers only, and logs "Authorizer 'JwtAuthorizer' for route '...' was not
+   found, skipping" for every route) and passes no claims: every request, with a valid bearer token or none,
+   reaches the function, which answers 401 in the project's error shape; both are asserted. The story (stock, an
+   order, reads, a dispatch) is then driven through `sam local invoke` with events made from the route's fixture in
+   events/, which carries the claims API Gateway's authorizer would pass on (a customer's, or an admin's for stock
+   and dispatch). Between its steps localcloud's event source mappings (stream -> publisher, inbox -> consumer) run
+   against the same moto server with every function invoked through start-lambda, i.e. in its container: the order
+   CONFIRMED, availability and the product's reservation updated, then SHIPPED;
 5. stops what it started (start-api, start-lambda, moto server), also on failure or a signal.
 
     python ops/samlocal/drive.py --bridge 172.31.240.1 --sam .tools/sam/bin/sam --build-dir .tools/samlocal/build
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -378,9 +379,10 @@ class Story:
         return int(got.get("statusCode", 0)), body_of(got)
 
 
-def authorizer_lines(log: Path) -> list[str]:
-    """What SAM CLI's start-api said about the HTTP API's authorizer when it read the template."""
-    return [line.strip() for line in log.read_text(errors="replace").splitlines() if "uthoriz" in line]
+def skipped_authorizer_routes(log: Path) -> set[str]:
+    """The routes whose JWT authorizer start-api said it skipped when it read the template."""
+    said = re.compile(r"Authorizer 'JwtAuthorizer' for route '([^']+)' was not found, skipping")
+    return {found.group(1) for found in said.finditer(log.read_text(errors="replace"))}
 
 
 def through_start_lambda(cloud: Any, endpoint: str) -> Counter[str]:
@@ -460,8 +462,9 @@ def drive_api(run: Run, cloud: Any, env: dict[str, str]) -> None:
     from localcloud import auth
 
     started = time.monotonic()
-    said = authorizer_lines(run.children.logs / "start-api.log")
-    print("   start-api on the JWT authorizer: " + (" | ".join(said) if said else "(nothing logged)"))
+    skipped = skipped_authorizer_routes(run.children.logs / "start-api.log")
+    paths = {route.split(" ", 1)[1] for route in cloud.route_auth}
+    expect(f"start-api skipped the JWT authorizer of {len(skipped)} of {len(paths)} paths", len(skipped), len(paths))
     token = auth.issue("cust-samlocal")
     for label, method, path, headers in (
         ("start-api GET /products/sku-1, no token", "GET", "/products/sku-1", {}),
