@@ -127,16 +127,22 @@ def shipment_status(target: Target, customer: Principal, order_id: str, status: 
     return reply.body if reply.status == 200 and reply.body["status"] == status else None
 
 
+def order_with_pending_shipment(target: Target, who: Principals, sku: str, *, on_hand: int, quantity: int) -> str:
+    """`sku` stocked with `on_hand` by the admin, and the customer's order of `quantity`, confirmed: its shipment
+    was created (PENDING)."""
+    set_stock(target, who.admin, sku, on_hand)
+    order_id = place(target, who.customer, sku, quantity)
+    shipment = f"shipment of {order_id} PENDING"
+    eventually(target, lambda: shipment_status(target, who.customer, order_id, "PENDING"), shipment)
+    return order_id
+
+
 def test_a_dispatched_shipment_ships_the_order_consumes_the_stock_and_tells_the_customer(
     target: Target, who: Principals, unique: str
 ) -> None:
     # GIVEN a confirmed order of 2 (of 10 in stock), whose shipment was created
     sku, customer = f"sku-{unique}", who.customer
-    set_stock(target, who.admin, sku, 10)
-    order_id = place(target, customer, sku, 2)
-    eventually(
-        target, lambda: shipment_status(target, customer, order_id, "PENDING"), f"shipment of {order_id} PENDING"
-    )
+    order_id = order_with_pending_shipment(target, who, sku, on_hand=10, quantity=2)
     # WHEN the warehouse (an admin) dispatches it
     dispatched = target.request("POST", f"/shipments/{order_id}/dispatch", caller=who.admin)
     assert (dispatched.status, dispatched.body["status"]) == (200, "DISPATCHED")
@@ -151,11 +157,7 @@ def test_a_dispatched_shipment_ships_the_order_consumes_the_stock_and_tells_the_
 def test_a_cancellation_that_crosses_a_dispatch_loses_to_it(target: Target, who: Principals, unique: str) -> None:
     # GIVEN a confirmed order of 3 (of 10 in stock) with a PENDING shipment
     sku, customer = f"sku-{unique}", who.customer
-    set_stock(target, who.admin, sku, 10)
-    order_id = place(target, customer, sku, 3)
-    eventually(
-        target, lambda: shipment_status(target, customer, order_id, "PENDING"), f"shipment of {order_id} PENDING"
-    )
+    order_id = order_with_pending_shipment(target, who, sku, on_hand=10, quantity=3)
     # WHEN the customer cancels and the warehouse dispatches, each accepted before either service hears of the other
     assert target.request("POST", f"/orders/{order_id}/cancel", caller=customer).status == 200
     assert target.request("POST", f"/shipments/{order_id}/dispatch", caller=who.admin).status == 200
@@ -212,11 +214,7 @@ def test_another_customers_order_is_not_found_to_them(target: Target, who: Princ
 def test_a_customer_cannot_set_stock_or_dispatch(target: Target, who: Principals, unique: str) -> None:
     # GIVEN a product with 4 in stock and a customer's order of it with a PENDING shipment
     sku, customer = f"sku-{unique}", who.customer
-    set_stock(target, who.admin, sku, 4)
-    order_id = place(target, customer, sku, 1)
-    eventually(
-        target, lambda: shipment_status(target, customer, order_id, "PENDING"), f"shipment of {order_id} PENDING"
-    )
+    order_id = order_with_pending_shipment(target, who, sku, on_hand=4, quantity=1)
     # WHEN the customer sets the stock, adjusts it, and dispatches their own shipment
     replies = [
         target.request("PUT", f"/products/{sku}/stock", {"on_hand": 100}, caller=customer),
