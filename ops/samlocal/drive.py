@@ -11,10 +11,15 @@ ops/samlocal/run.sh starts the engine, ensures the base image and runs `sam buil
    (writes before the reads that need them: the fixtures seed each other), and asserts each response against the
    fixture's expectation and against the same fixture run in-process by localcloud (the reference): status code and
    body of API fixtures, batchItemFailures of consumers and publishers, the pass report of the reconciler;
-4. starts `sam local start-api` and `sam local start-lambda`, drives the HTTP API (stock, an order, reads), then
-   runs localcloud's event source mappings (stream -> publisher, inbox -> consumer) against the same moto server
-   with every function invoked through start-lambda, i.e. in its container, and reads the converged state back
-   through start-api: the order CONFIRMED, availability and the product's reservation updated;
+4. starts `sam local start-api` and `sam local start-lambda`. start-api does not run the HTTP API's JWT authorizer
+   (SAM CLI 1.170 emulates Lambda authorizers only, and logs "Authorizer 'JwtAuthorizer' for route '...' was not
+   found, skipping" for every route) and passes no claims: every request, with a valid bearer token or none,
+   reaches the function, which answers 401 in the project's error shape; both are asserted. The story (stock, an
+   order, reads, a dispatch) is then driven through `sam local invoke` with events made from the route's fixture in
+   events/, which carries the claims API Gateway's authorizer would pass on (a customer's, or an admin's for stock
+   and dispatch). Between its steps localcloud's event source mappings (stream -> publisher, inbox -> consumer) run
+   against the same moto server with every function invoked through start-lambda, i.e. in its container: the order
+   CONFIRMED, availability and the product's reservation updated, then SHIPPED;
 5. stops what it started (start-api, start-lambda, moto server), also on failure or a signal.
 
     python ops/samlocal/drive.py --bridge 172.31.240.1 --sam .tools/sam/bin/sam --build-dir .tools/samlocal/build
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -242,29 +248,46 @@ def check_env_vars(cloud: Any, env_vars: dict[str, Any]) -> None:
         raise RuntimeError(f"env-vars from the stack differ from localcloud's function environments: {functions}")
 
 
-def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> None:
+@dataclass
+class Invoked:
+    """One `sam local invoke`: the response on its stdout's last line (None if not JSON), and how it went."""
+
+    got: Any
+    returncode: int
+    stderr: str
+    seconds: float
+
+
+def sam_invoke(run: Run, env: dict[str, str], function: str, path: Path) -> Invoked:
+    """`sam local invoke FUNCTION --event PATH`, its stderr and stdout kept in the logs as invoke.<stem>.*"""
     logs = run.children.logs
+    started = time.monotonic()
+    done = subprocess.run(
+        run.sam("local", "invoke", function, "--event", str(path)),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    (logs / f"invoke.{path.stem}.log").write_text(done.stderr)
+    (logs / f"invoke.{path.stem}.out").write_text(done.stdout)
+    try:
+        got = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else None
+    except ValueError:
+        got = None
+    return Invoked(got, done.returncode, done.stderr, seconds)
+
+
+def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> None:
     started_all = time.monotonic()
     for path in fixtures():
         function = path.name.split(".")[0]
-        started = time.monotonic()
-        done = subprocess.run(
-            run.sam("local", "invoke", function, "--event", str(path.relative_to(ROOT))),
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        seconds = time.monotonic() - started
-        (logs / f"invoke.{path.stem}.log").write_text(done.stderr)
-        (logs / f"invoke.{path.stem}.out").write_text(done.stdout)
-        try:
-            got = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else None
-        except ValueError:
-            got = None
-        problems = [f"sam local invoke exited {done.returncode}"] if done.returncode else []
+        invoked = sam_invoke(run, env, function, path.relative_to(ROOT))
+        got, seconds = invoked.got, invoked.seconds
+        problems = [f"sam local invoke exited {invoked.returncode}"] if invoked.returncode else []
         problems += ["no JSON response on stdout"] if got is None else check_fixture(path, got, expected[path.name])
         summary = (
             f"{got.get('statusCode')}"
@@ -279,7 +302,7 @@ def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> 
         for problem in problems:
             run.fail(f"{path.name}: {problem}")
         if problems:
-            print("     " + "\n     ".join(done.stderr.strip().splitlines()[-15:]))
+            print("     " + "\n     ".join(invoked.stderr.strip().splitlines()[-15:]))
     run.timed(f"sam local invoke x{len(fixtures())}", started_all)
 
 
@@ -302,6 +325,64 @@ class Api:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode(errors="replace")
+
+
+class Story:
+    """HTTP API requests made as API Gateway would pass them on after its JWT authorizer, run by `sam local invoke`.
+
+    Each request is the fixture of its route (events/<Function>.<case>.json) with the path, path parameters and body
+    replaced: the claims stay the fixture's (a customer's, or an admin's on the admin routes).
+    """
+
+    def __init__(self, run: Run, env: dict[str, str]) -> None:
+        self.run, self.env = run, env
+        self.dir = run.children.logs / "story"
+        self.dir.mkdir(exist_ok=True)
+        self.fixtures: dict[str, Path] = {}
+        for path in sorted(EVENTS.glob("*.json")):
+            route = json.loads(path.read_text()).get("routeKey")
+            if isinstance(route, str):
+                self.fixtures.setdefault(route, path)
+        self.count = 0
+
+    def claims(self, route: str) -> dict[str, Any]:
+        event = json.loads(self.fixtures[route].read_text())
+        return dict(event["requestContext"]["authorizer"]["jwt"]["claims"])
+
+    def call(
+        self,
+        route: str,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        fixture = self.fixtures[route]
+        event = json.loads(fixture.read_text())
+        path = route.split(" ", 1)[1]
+        for name, value in (params or {}).items():
+            path = path.replace("{" + name + "}", value)
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["requestId"] = f"samlocal-story-{self.count}"
+        event["pathParameters"] = params
+        event["body"] = json.dumps(body) if body is not None else None
+        event["headers"] = {
+            k: v for k, v in event["headers"].items() if k not in ("content-length", "idempotency-key")
+        } | {k.lower(): v for k, v in (headers or {}).items()}
+        self.count += 1
+        written = self.dir / f"{self.count:02d}.{fixture.stem}.json"
+        written.write_text(json.dumps(event, indent=1))
+        invoked = sam_invoke(self.run, self.env, fixture.name.split(".")[0], written)
+        got = invoked.got if isinstance(invoked.got, dict) else {}
+        if invoked.returncode or "statusCode" not in got:
+            tail = "\n     ".join(invoked.stderr.strip().splitlines()[-10:])
+            print(f"     sam local invoke exited {invoked.returncode}, answered {invoked.got}:\n     {tail}")
+        return int(got.get("statusCode", 0)), body_of(got)
+
+
+def skipped_authorizer_routes(log: Path) -> set[str]:
+    """The routes whose JWT authorizer start-api said it skipped when it read the template."""
+    said = re.compile(r"Authorizer 'JwtAuthorizer' for route '([^']+)' was not found, skipping")
+    return {found.group(1) for found in said.finditer(log.read_text(errors="replace"))}
 
 
 def through_start_lambda(cloud: Any, endpoint: str) -> Counter[str]:
@@ -375,21 +456,50 @@ def drive_api(run: Run, cloud: Any, env: dict[str, str]) -> None:
     def expect(label: str, status: int, want: int, ok: bool = True) -> None:
         print(f"   {'ok  ' if status == want and ok else 'FAIL'} {label:70} -> {status}")
         if status != want or not ok:
-            run.fail(f"start-api {label}: {status}, expected {want}")
+            run.fail(f"{label}: {status}, expected {want}")
+
+    # start-api and the JWT authorizer: nothing verifies the token, nothing passes claims, the function refuses.
+    from localcloud import auth
 
     started = time.monotonic()
-    product, customer = "sku-samlocal-1", "cust-samlocal"
-    status, body = api.call("PUT", f"/products/{product}/stock", {"on_hand": 10})
-    expect(f"PUT /products/{product}/stock on_hand=10", status, 200, (body or {}).get("on_hand") == 10)
-    order = {"customer_id": customer, "lines": [{"product_id": product, "quantity": 3}]}
-    status, body = api.call("POST", "/orders", order, {"Idempotency-Key": "samlocal-order-1"})
+    skipped = skipped_authorizer_routes(run.children.logs / "start-api.log")
+    paths = {route.split(" ", 1)[1] for route in cloud.route_auth}
+    expect(f"start-api skipped the JWT authorizer of {len(skipped)} of {len(paths)} paths", len(skipped), len(paths))
+    token = auth.issue("cust-samlocal")
+    for label, method, path, headers in (
+        ("start-api GET /products/sku-1, no token", "GET", "/products/sku-1", {}),
+        (
+            "start-api GET /products/sku-1, a valid bearer token",
+            "GET",
+            "/products/sku-1",
+            {"authorization": f"Bearer {token}"},
+        ),
+        ("start-api POST /orders, a valid bearer token", "POST", "/orders", {"authorization": f"Bearer {token}"}),
+    ):
+        body: Any
+        status, body = api.call(method, path, {"lines": []} if method == "POST" else None, headers)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        functions_own = isinstance(errors, list) and [e.get("type") for e in errors] == ["unauthorized"]
+        expect(f"{label}: the function's own 401 (no claims)", status, 401, functions_own)
+    run.timed("start-api requests without claims (401)", started)
+
+    # The story, through sam local invoke with the fixtures' claims.
+    story = Story(run, env)
+    customer = story.claims("POST /orders")["sub"]
+    started = time.monotonic()
+    product = "sku-samlocal-1"
+    status, body = story.call("PUT /products/{product_id}/stock", {"product_id": product}, {"on_hand": 10})
+    expect(f"PUT /products/{product}/stock on_hand=10 (admin)", status, 200, (body or {}).get("on_hand") == 10)
+    order = {"lines": [{"product_id": product, "quantity": 3}]}
+    status, body = story.call("POST /orders", None, order, {"Idempotency-Key": "samlocal-order-1"})
+    placed = isinstance(body, dict) and body.get("status") == "PENDING" and body.get("customer_id") == customer
     order_id = (body or {}).get("order_id", "?") if isinstance(body, dict) else "?"
-    expect(f"POST /orders (3 x {product})", status, 201, isinstance(body, dict) and body.get("status") == "PENDING")
-    status, body = api.call("GET", f"/orders/{order_id}")
+    expect(f"POST /orders (3 x {product}) as {customer}", status, 201, placed)
+    status, body = story.call("GET /orders/{order_id}", {"order_id": order_id})
     expect(f"GET /orders/{order_id} PENDING", status, 200, (body or {}).get("status") == "PENDING")
-    status, body = api.call("GET", f"/availability/{product}")
+    status, body = story.call("GET /availability/{product_id}", {"product_id": product})
     expect(f"GET /availability/{product} (nothing projected yet)", status, 404)
-    run.timed("start-api requests (cold)", started)
+    run.timed("story invokes (placed)", started)
 
     started = time.monotonic()
     report = cloud.run_until_quiet(max_rounds=400)
@@ -400,29 +510,30 @@ def drive_api(run: Run, cloud: Any, env: dict[str, str]) -> None:
     print(f"   queue depths after: {depths}")
 
     started = time.monotonic()
-    status, body = api.call("GET", f"/orders/{order_id}")
+    status, body = story.call("GET /orders/{order_id}", {"order_id": order_id})
     expect(f"GET /orders/{order_id} CONFIRMED", status, 200, (body or {}).get("status") == "CONFIRMED")
-    status, body = api.call("GET", f"/availability/{product}")
+    status, body = story.call("GET /availability/{product_id}", {"product_id": product})
     expect(f"GET /availability/{product} available=7", status, 200, (body or {}).get("available") == 7)
-    status, body = api.call("GET", f"/products/{product}")
+    status, body = story.call("GET /products/{product_id}", {"product_id": product})
     expect(f"GET /products/{product} reserved=3", status, 200, (body or {}).get("reserved") == 3)
-    status, body = api.call("GET", f"/customers/{customer}/notifications")
+    status, body = story.call("GET /customers/{customer_id}/notifications", {"customer_id": customer})
     listed = (body or {}).get("notifications", []) if isinstance(body, dict) else []
-    expect(f"GET /customers/{customer}/notifications (order confirmed)", status, 200, len(listed) >= 1)
-    status, body = api.call("GET", f"/shipments/{order_id}")
+    confirmed = [n for n in listed if n.get("order_id") == order_id and n.get("kind") == "ORDER_CONFIRMED"]
+    expect(f"GET /customers/{customer}/notifications (order confirmed)", status, 200, len(confirmed) == 1)
+    status, body = story.call("GET /shipments/{order_id}", {"order_id": order_id})
     expect(f"GET /shipments/{order_id} PENDING", status, 200, (body or {}).get("status") == "PENDING")
-    run.timed("start-api requests (converged)", started)
+    run.timed("story invokes (converged)", started)
 
     started = time.monotonic()
-    status, body = api.call("POST", f"/shipments/{order_id}/dispatch")
-    expect(f"POST /shipments/{order_id}/dispatch", status, 200, (body or {}).get("status") == "DISPATCHED")
+    status, body = story.call("POST /shipments/{order_id}/dispatch", {"order_id": order_id})
+    expect(f"POST /shipments/{order_id}/dispatch (admin)", status, 200, (body or {}).get("status") == "DISPATCHED")
     report = cloud.run_until_quiet(max_rounds=400)
-    status, body = api.call("GET", f"/orders/{order_id}")
+    status, body = story.call("GET /orders/{order_id}", {"order_id": order_id})
     expect(f"GET /orders/{order_id} SHIPPED", status, 200, (body or {}).get("status") == "SHIPPED")
-    status, body = api.call("GET", f"/products/{product}")
+    status, body = story.call("GET /products/{product_id}", {"product_id": product})
     shipped = (body or {}).get("on_hand") == 7 and (body or {}).get("reserved") == 0
     expect(f"GET /products/{product} on_hand=7 reserved=0", status, 200, shipped)
-    run.timed("dispatch, pumps, requests (shipped)", started)
+    run.timed("dispatch, pumps, story invokes (shipped)", started)
     depths = {q: cloud.queue_depth(q) for q in cloud.queues_of_type()}
     for name in (service.inbox for service in with_inboxes()):
         if depths.get(name, 0) > left_by_fixtures.get(name, 0):

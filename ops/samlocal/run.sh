@@ -23,6 +23,9 @@ DOCKER_STATE=$ROOT/.tools/docker
 BIP=${SAMLOCAL_BIP:-172.31.240.1/24}
 export PYENV_VERSION=${PYENV_VERSION:-3.13.0:3.12.1} SAM_CLI_TELEMETRY=0 AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled
 mkdir -p "$STATE" "$DOCKER_STATE"
+# runc refuses a container rootfs whose path goes through a symlink ("invalid rootfs: not an absolute path, or a
+# symlink"), as it does when .tools is a link to another checkout's: the engine gets the physical path.
+DOCKER_STATE=$(cd "$DOCKER_STATE" && pwd -P)
 
 timings=()
 step=

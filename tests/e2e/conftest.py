@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.targets import HttpTarget, LocalcloudTarget, LocalstackTarget, open_target
+from tests.e2e.targets import HttpTarget, LocalcloudTarget, LocalstackTarget, Principals, open_target
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +21,9 @@ def target() -> Iterator[LocalcloudTarget | HttpTarget | LocalstackTarget]:
 def unique() -> str:
     """A suffix that keeps each scenario's products, customers and orders apart on a shared stack."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def who(target: LocalcloudTarget | HttpTarget | LocalstackTarget, unique: str) -> Principals:
+    """The scenario's customer, a second customer and an admin, as the target authenticates them."""
+    return target.principals(unique)

@@ -6,10 +6,19 @@
   community build has no API Gateway v2 (the HttpApi deploys as a placeholder), so a request becomes the payload 2.0
   event API Gateway would send, routed by the template's HttpApi events, and goes to the function by lambda.invoke;
 - `AWS_SAM_STACK_NAME=<stack>` (or `CONVERGE_E2E_TARGET=aws`): a deployed AWS stack; names come from its outputs.
+
+Every request is made as a principal (a customer, an admin, or nobody), as each target authenticates:
+- localcloud: a token from localcloud's issuer (`cloud.token`), verified by its JWT authorizer emulation;
+- LocalStack: no token (its community build runs no JWT authorizer); the event carries the claims in
+  `requestContext.authorizer.jwt` as API Gateway's authorizer renders them (strings; a list as "[admin]");
+- AWS: `authorization: Bearer` with tokens from the stack's user pool (or the JwtIssuer it was deployed with), in
+  CONVERGE_E2E_CUSTOMER_TOKEN, CONVERGE_E2E_OTHER_CUSTOMER_TOKEN (a second customer) and CONVERGE_E2E_ADMIN_TOKEN
+  (a member of the admin group); docs/deploy.md says how to get them. A customer there is the token's `sub`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -29,11 +38,39 @@ class Reply:
     body: Any
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who a request is made as: a customer (`subject` is the customer id) or an admin."""
+
+    subject: str
+    admin: bool = False
+    token: str | None = None  # a deployed stack's: a token its issuer signed for this subject
+
+
+@dataclass(frozen=True)
+class Principals:
+    customer: Principal
+    other_customer: Principal
+    admin: Principal
+
+
 class Target(Protocol):
     name: str
     timeout: float
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply: ...
+    def principals(self, unique: str) -> Principals:
+        """A scenario's customer, a second customer and an admin (`unique` keeps them apart where ids are free)."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        caller: Principal | None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """`caller` None: a request with no token at all."""
 
     def settle(self) -> None:
         """Let the pipeline move (localcloud pumps; a real stack moves by itself)."""
@@ -48,8 +85,20 @@ class LocalcloudTarget:
 
         self.cloud = LocalCloud().start()
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-        response = self.cloud.http(method, path, body=body, headers=headers)
+    def principals(self, unique: str) -> Principals:
+        return _named_principals(unique)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        caller: Principal | None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        token = self.cloud.token(caller.subject, admin=caller.admin) if caller is not None else None
+        response = self.cloud.http(method, path, body=body, headers=headers, token=token)
         return Reply(response.status, response.json())
 
     def settle(self) -> None:
@@ -64,18 +113,28 @@ class HttpTarget:
 
     timeout = 120.0
 
-    def __init__(self, name: str, base_url: str) -> None:
+    def __init__(self, name: str, base_url: str, tokens: Principals) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    def principals(self, unique: str) -> Principals:
+        return self.tokens  # the issuer's users are fixed: scenarios keep apart by their products and orders
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        caller: Principal | None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"content-type": "application/json", **(headers or {})},
-        )
+        sent = {"content-type": "application/json", **(headers or {})}
+        if caller is not None:
+            sent["authorization"] = f"Bearer {caller.token}"
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return Reply(response.status, json.loads(response.read() or b"null"))
@@ -108,7 +167,13 @@ class LocalstackTarget:
         from localcloud.template import load_template
 
         session = localstack_client.session.Session(localstack_host=urlsplit(endpoint).netloc)
-        resources = session.client("cloudformation").describe_stack_resources(StackName=stack_name)["StackResources"]
+        cloudformation = session.client("cloudformation")
+        resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        # The issuer and audience the stack was deployed for (samconfig.toml's localstack overrides), as the claims
+        # of a token it accepts would carry them.
+        parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+        self.issuer, self.audience = parameters.get("JwtIssuer", ""), parameters.get("JwtAudience", "")
         self.functions = {
             r["LogicalResourceId"]: r["PhysicalResourceId"]
             for r in resources
@@ -118,7 +183,26 @@ class LocalstackTarget:
         # No retries: a retried invocation of POST /orders would place a second order.
         self.lambda_ = session.client("lambda", config=Config(read_timeout=90, retries={"total_max_attempts": 1}))
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    def principals(self, unique: str) -> Principals:
+        return _named_principals(unique)
+
+    def authorizer(self, caller: Principal) -> dict[str, Any]:
+        """`requestContext.authorizer` as the stack's JWT authorizer would pass it on for `caller`."""
+        from tests.support.events import jwt_authorizer_context
+
+        jwt = jwt_authorizer_context(caller.subject, admin=caller.admin)
+        jwt["claims"].update({k: v for k, v in (("iss", self.issuer), ("aud", self.audience)) if v})
+        return {"jwt": jwt}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        caller: Principal | None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         from localcloud.httpapi import find_route, not_found, to_http_response, v2_event
 
         found = find_route(self.routes, method, path)
@@ -129,6 +213,8 @@ class LocalstackTarget:
             data = json.dumps(body).encode() if body is not None else None
             all_headers = {"content-type": "application/json", **(headers or {})} if data else dict(headers or {})
             event = v2_event(route, params, method, path, "", all_headers, data, api_id="localstack")
+            if caller is not None:
+                event["requestContext"]["authorizer"] = self.authorizer(caller)
             result = self.lambda_.invoke(
                 FunctionName=self.functions[route.function],
                 InvocationType="RequestResponse",
@@ -144,6 +230,35 @@ class LocalstackTarget:
         pass
 
 
+def _named_principals(unique: str) -> Principals:
+    return Principals(
+        customer=Principal(f"cust-{unique}"),
+        other_customer=Principal(f"other-{unique}"),
+        admin=Principal(f"admin-{unique}", admin=True),
+    )
+
+
+def _subject_of(token: str) -> str:
+    """A JWT's `sub`, read without verifying it (the API's authorizer verifies; this only names the customer)."""
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(claims["sub"])
+
+
+def _tokens_from_environment() -> Principals:
+    def principal(variable: str, *, admin: bool = False) -> Principal:
+        token = os.environ.get(variable)
+        if not token:
+            raise RuntimeError(f"the AWS e2e target needs {variable} (a token from the stack's issuer, docs/deploy.md)")
+        return Principal(_subject_of(token), admin=admin, token=token)
+
+    return Principals(
+        customer=principal("CONVERGE_E2E_CUSTOMER_TOKEN"),
+        other_customer=principal("CONVERGE_E2E_OTHER_CUSTOMER_TOKEN"),
+        admin=principal("CONVERGE_E2E_ADMIN_TOKEN", admin=True),
+    )
+
+
 def _stack_outputs(stack_name: str, **client_kwargs: Any) -> dict[str, str]:
     import boto3
 
@@ -157,7 +272,7 @@ def open_target() -> LocalcloudTarget | HttpTarget | LocalstackTarget:
         return LocalcloudTarget()
     if kind == "aws":
         outputs = _stack_outputs(os.environ["AWS_SAM_STACK_NAME"])
-        return HttpTarget("aws", outputs["ApiUrl"])
+        return HttpTarget("aws", outputs["ApiUrl"], _tokens_from_environment())
     if kind == "localstack":
         return LocalstackTarget(
             os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),
