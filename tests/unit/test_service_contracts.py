@@ -186,7 +186,7 @@ def _operations_gaps(service: ServiceContract, template: dict[str, Any]) -> Iter
     resources, outputs = template["Resources"], template.get("Outputs", {})
     alarms = []
     if service.consumes:
-        alarms += [f"{service.prefix}DLQDepthAlarm", f"{service.prefix}ConsumerErrorsAlarm"]
+        alarms += [f"{service.prefix}DLQUnjudgedAlarm", f"{service.prefix}ConsumerErrorsAlarm"]
     if service.has_publisher:
         alarms.append(f"{service.prefix}PublisherIteratorAgeAlarm")
     for alarm in alarms:
@@ -255,7 +255,7 @@ def test_the_template_declares_nothing_no_contract_declares(template: dict[str, 
         ("ShippingInbox", "shipping: ShippingInbox is not in the template"),
         ("ShippingInboxRule", "shipping: ShippingInboxRule is not in the template"),
         ("ShippingConsumerFunction", "shipping: ShippingConsumerFunction is not in the template"),
-        ("ShippingDLQDepthAlarm", "shipping: ShippingDLQDepthAlarm is not in the template"),
+        ("ShippingDLQUnjudgedAlarm", "shipping: ShippingDLQUnjudgedAlarm is not in the template"),
     ],
 )
 def test_removing_a_services_resource_names_the_gap(template: dict[str, Any], removed: str, named: str) -> None:
