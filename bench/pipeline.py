@@ -31,6 +31,7 @@ from bench.counting import READS, WRITES, RequestCounter
 from localcloud.cloud import LocalCloud
 from localcloud.loader import ensure_layer_on_path, load_module
 from localcloud.runtime import Invocation
+from localcloud.scenario import WAREHOUSE, Principal, Tokens
 
 POLLERS = "Lambda pollers (localcloud)"
 
@@ -105,21 +106,25 @@ class Observer:
 
 
 class Shop:
-    """A client of the HTTP API: commands with correlation ids."""
+    """Clients of the HTTP API, each with its token: customers place and cancel their own orders, the warehouse (an
+    admin) sets stock and restocks. Every command carries a correlation id."""
 
     def __init__(self, cloud: LocalCloud, products: int, seed: int = 7) -> None:
         self.cloud = cloud
         self.rng = random.Random(seed)
+        self.tokens = Tokens(cloud.token)  # one token per principal: signing is not what is measured
         self.products = [f"p-{i:04d}" for i in range(products)]
         self.orders: list[str] = []
+        self.customer_of: dict[str, Principal] = {}  # order id -> the customer who placed it
         self.sent: dict[str, float] = {}  # correlation id -> when the command's source write had returned
         self.statuses: Counter[str] = Counter()
         self._n = 0
 
-    def _call(self, kind: str, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, kind: str, who: Principal, method: str, path: str, body: Any = None) -> Any:
         self._n += 1
         correlation_id = f"{kind}-{self._n}"
-        response = self.cloud.http(method, path, body=body, headers={"x-correlation-id": correlation_id})
+        headers = {"x-correlation-id": correlation_id}
+        response = self.cloud.http(method, path, body=body, headers=headers, token=self.tokens(who))
         self.statuses[f"{kind} {response.status}"] += 1
         if response.status >= 300:
             return None
@@ -127,26 +132,26 @@ class Shop:
         return response.json()
 
     def set_stock(self, product: str, on_hand: int) -> None:
-        self._call("set_stock", "PUT", f"/products/{product}/stock", {"on_hand": on_hand})
+        self._call("set_stock", WAREHOUSE, "PUT", f"/products/{product}/stock", {"on_hand": on_hand})
 
     def place_order(self) -> None:
         chosen = self.rng.sample(self.products, k=min(2, len(self.products)))
-        body = {
-            "customer_id": f"c-{self.rng.randint(0, 99):02d}",
-            "lines": [{"product_id": p, "quantity": self.rng.randint(1, 3)} for p in chosen],
-        }
-        placed = self._call("place_order", "POST", "/orders", body)
+        customer = Principal(f"c-{self.rng.randint(0, 99):02d}")
+        body = {"lines": [{"product_id": p, "quantity": self.rng.randint(1, 3)} for p in chosen]}
+        placed = self._call("place_order", customer, "POST", "/orders", body)
         if placed:
             self.orders.append(placed["order_id"])
+            self.customer_of[placed["order_id"]] = customer
 
     def cancel_order(self) -> None:
         if self.orders:
             order_id = self.orders.pop(self.rng.randrange(len(self.orders)))
-            self._call("cancel_order", "POST", f"/orders/{order_id}/cancel")
+            self._call("cancel_order", self.customer_of.pop(order_id), "POST", f"/orders/{order_id}/cancel")
 
     def restock(self) -> None:
         product = self.rng.choice(self.products)
-        self._call("restock", "POST", f"/products/{product}/stock/adjustments", {"delta": self.rng.randint(1, 10)})
+        delta = {"delta": self.rng.randint(1, 10)}
+        self._call("restock", WAREHOUSE, "POST", f"/products/{product}/stock/adjustments", delta)
 
 
 @contextmanager

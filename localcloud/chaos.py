@@ -37,7 +37,7 @@ from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.faults import DRIFT_KINDS, DRIFT_STATS, FaultPlan
 from localcloud.runtime import Invocation
-from localcloud.scenario import Scenario
+from localcloud.scenario import Scenario, api_caller
 from localcloud.template import TEMPLATE_PATH, load_template
 
 PUMP_EVERY = 4  # operations between two pump rounds (commands and events interleave)
@@ -124,6 +124,7 @@ class Chaos:
         self.cloud = cloud
         self.rng = random.Random(seed)
         self.scenario = Scenario(self.rng, products, orders)
+        self.call = api_caller(cloud)
         self.progress = progress
         self.report = ChaosReport(orders, products, seed, pass_mode, cloud.faults.plan.describe())
         self.dlqs = dead_letter_queues(load_template(cloud.template_path))
@@ -145,10 +146,6 @@ class Chaos:
             print(f"chaos: {text}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------- scenario
-    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = self.cloud.http(method, path, body=body)
-        return response.status, response.json() if response.status < 300 else None
-
     def run_scenario(self) -> None:
         self.run_operations(self.scenario.operations())
 
@@ -159,7 +156,7 @@ class Chaos:
         `after_each(index)` after each one (the rebuild scenario samples divergence there)."""
         started = time.monotonic()
         for index, (kind, argument) in enumerate(operations, start=1):
-            self.scenario.run(kind, argument, self._call)
+            self.scenario.run(kind, argument, self.call)
             self.cloud.faults.drift(self.cloud)  # drift faults, at the plan's rates per operation (none if off)
             if index % QUIET_EVERY == 0:
                 self.cloud.run_until_quiet()

@@ -20,7 +20,7 @@ from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan
 from localcloud.runtime import Invocation
-from localcloud.scenario import Mix, Scenario
+from localcloud.scenario import Mix, Scenario, api_caller
 from localcloud.template import TEMPLATE_PATH, load_template
 
 PUMP_EVERY = 4  # operations between two pump rounds while the scenario runs
@@ -105,6 +105,7 @@ class Demo:
         self.rng = random.Random(seed)
         self.report = DemoReport(products=products, orders=orders, seed=seed)
         self.scenario = Scenario(self.rng, products, orders, DEMO_MIX)
+        self.call = api_caller(cloud)
         self.progress = progress
         self.started = time.monotonic()
         self.events: Counter[str] = Counter()
@@ -132,16 +133,12 @@ class Demo:
         self.report.samples.append(Sample(time.monotonic() - self.started, phase, result.total, result.counts))
         return result
 
-    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = self.cloud.http(method, path, body=body)
-        return response.status, response.json() if response.status < 300 else None
-
     def run(self) -> DemoReport:
         operations = self.scenario.operations()
         bar = _progress(len(operations) + 2, self.progress)
         self.sample("start")
         for index, (kind, argument) in enumerate(operations, start=1):
-            self.scenario.run(kind, argument, self._call)
+            self.scenario.run(kind, argument, self.call)
             if index % PUMP_EVERY == 0:
                 self.cloud.pump()
                 if index % (PUMP_EVERY * SAMPLE_EVERY_PUMPS) == 0:

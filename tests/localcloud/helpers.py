@@ -55,3 +55,22 @@ def request(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
+
+
+ADMIN = "ops-1"  # the warehouse's admin in these tests
+
+
+def admin_token(cloud: LocalCloud) -> str:
+    """A token of the warehouse's admin: sets and adjusts stock, dispatches, reads any order or product."""
+    return cloud.token(ADMIN, admin=True)
+
+
+def refused(responses: dict[str, int]) -> dict[str, int]:
+    """The "<operation> <status>" counts of a run's responses that the authorizer or a handler refused for who
+    called (401, 403): a driver that sends a request without the right token."""
+    return {key: n for key, n in responses.items() if key.rsplit(" ", 1)[-1] in ("401", "403")}
+
+
+def customer_token(cloud: LocalCloud, customer_id: str) -> str:
+    """A token of customer `customer_id`: places orders as that customer, reads and cancels only its own."""
+    return cloud.token(customer_id)

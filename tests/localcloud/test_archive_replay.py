@@ -10,6 +10,7 @@ import pytest
 from localcloud import convergence
 from localcloud.archive import ARCHIVE_LAG_SECONDS
 from localcloud.cloud import LocalCloud
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 
 
@@ -37,9 +38,10 @@ def replayed_bodies(cloud: LocalCloud, function: str) -> list[dict[str, object]]
 
 def run_storefront(cloud: LocalCloud) -> None:
     for stock in (5, 0, 7, 3):
-        assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": stock}).status == 200
+        assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": stock}, token=admin_token(cloud)).status == 200
         cloud.run_until_quiet()
-    placed = cloud.http("POST", "/orders", body={"customer_id": "c-1", "lines": [{"product_id": "p-1", "quantity": 1}]})
+    body = {"lines": [{"product_id": "p-1", "quantity": 1}]}
+    placed = cloud.http("POST", "/orders", body=body, token=customer_token(cloud, "c-1"))
     assert placed.status == 201
     cloud.run_until_quiet()
 

@@ -9,6 +9,7 @@ import pytest
 from localcloud import convergence
 from localcloud.archive import ARCHIVE_LAG_SECONDS
 from localcloud.cloud import LocalCloud
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 from tests.localcloud.test_archive_replay import notification_items, rule_arn
 
@@ -28,17 +29,17 @@ def items(cloud: LocalCloud, table: str, sk: str) -> dict[str, dict[str, str]]:
 
 def storefront(cloud: LocalCloud) -> None:
     """Orders confirmed, rejected for lack of stock, and cancelled; then shipping's table emptied (it joins now)."""
-    assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": 6}).status == 200
+    assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": 6}, token=admin_token(cloud)).status == 200
     cloud.run_until_quiet()
     placed = []
     for n in range(8):
-        body = {"customer_id": f"c-{n}", "lines": [{"product_id": "p-1", "quantity": 1}]}
-        response = cloud.http("POST", "/orders", body=body)
+        body = {"lines": [{"product_id": "p-1", "quantity": 1}]}
+        response = cloud.http("POST", "/orders", body=body, token=customer_token(cloud, f"c-{n}"))
         assert response.status == 201
         placed.append(response.json()["order_id"])
         cloud.run_until_quiet()
-    for order_id in placed[:2]:
-        assert cloud.http("POST", f"/orders/{order_id}/cancel").status == 200
+    for n, order_id in enumerate(placed[:2]):
+        assert cloud.http("POST", f"/orders/{order_id}/cancel", token=customer_token(cloud, f"c-{n}")).status == 200
     cloud.run_until_quiet()
     table = cloud.table_name("ShipmentsTable")
     for item in cloud.clients.dynamodb.scan(TableName=table)["Items"]:

@@ -9,6 +9,7 @@ import pytest
 
 from localcloud.__main__ import DRIFT_FLAGS, main
 from localcloud.faults import DRIFT_STATS
+from tests.localcloud.helpers import refused
 
 
 def test_a_small_chaos_run_converges_within_two_passes_and_loses_nothing(tmp_path: Path) -> None:
@@ -37,6 +38,10 @@ def test_a_small_chaos_run_converges_within_two_passes_and_loses_nothing(tmp_pat
     passes = report["passes"]
     assert 1 <= len(passes) <= 2
     assert passes[-1]["divergent"] == 0
+    # AND every request was sent with the token of who may send it (orders by their customer, stock and dispatches
+    # by the warehouse's admin)
+    assert refused(report["operations"]) == {}
+    assert report["operations"]["place_order 201"] == 120
     # AND every event is accounted for, every injected poison message parked
     assert report["events_lost"] == 0
     assert report["poison_injected"] > 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.__main__ import main
+from tests.localcloud.helpers import refused
 from tests.localcloud.real import EVENTS_DIR
 
 API_FIXTURES = sorted(p for p in EVENTS_DIR.glob("*.json") if "routeKey" in json.loads(p.read_text()))
@@ -72,6 +73,9 @@ def test_the_demo_converges_and_writes_its_report_and_chart(tmp_path: Path, caps
         "order_shipments": 0,
     }
     assert report["operations"]["place_order"] == 30
+    # AND every request was sent with the token of who may send it
+    assert refused(report["responses"]) == {}
+    assert report["responses"]["place_order 201"] == 30
     assert report["events"]["published"] > 0
     assert report["events"]["applied"] > 0
     assert report["reconciler_runs"] == 1

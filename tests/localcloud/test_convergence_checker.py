@@ -12,6 +12,7 @@ from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.faults import FaultPlan
 from localcloud.template import load_template
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 
 DLQS = dead_letter_queues(load_template(REAL_TEMPLATE))
@@ -24,9 +25,8 @@ def real() -> Iterator[LocalCloud]:
 
 
 def _order(cloud: LocalCloud, product: str, quantity: int, customer: str = "c-1") -> str:
-    response = cloud.http(
-        "POST", "/orders", body={"customer_id": customer, "lines": [{"product_id": product, "quantity": quantity}]}
-    )
+    body = {"lines": [{"product_id": product, "quantity": quantity}]}
+    response = cloud.http("POST", "/orders", body=body, token=customer_token(cloud, customer))
     assert response.status == 201, response.body
     return str(response.json()["order_id"])
 
@@ -47,7 +47,7 @@ def _reconcile(cloud: LocalCloud) -> None:
 
 def test_a_converged_system_has_nothing_divergent_and_every_event_processed(real: LocalCloud) -> None:
     # GIVEN stock, one confirmed and one rejected order, settled
-    real.http("PUT", "/products/p1/stock", body={"on_hand": 3})
+    real.http("PUT", "/products/p1/stock", body={"on_hand": 3}, token=admin_token(real))
     real.run_until_quiet()
     _order(real, "p1", 2)
     _order(real, "p1", 5)
@@ -67,7 +67,7 @@ def test_a_converged_system_has_nothing_divergent_and_every_event_processed(real
 
 def test_broken_invariants_are_counted_per_rule(real: LocalCloud) -> None:
     # GIVEN a settled order, then tables corrupted behind the services' backs
-    real.http("PUT", "/products/p1/stock", body={"on_hand": 3})
+    real.http("PUT", "/products/p1/stock", body={"on_hand": 3}, token=admin_token(real))
     real.run_until_quiet()
     order_id = _order(real, "p1", 2)
     real.run_until_quiet()
@@ -106,7 +106,7 @@ def test_a_lost_delivery_is_lost_until_reconciliation_republishes_it() -> None:
     # GIVEN every delivery to the inventory inbox lost while an order is placed
     plan = FaultPlan(seed=1, lost_delivery=1.0, functions=("InventoryConsumerFunction",))
     with LocalCloud(REAL_TEMPLATE) as cloud:
-        cloud.http("PUT", "/products/p1/stock", body={"on_hand": 3})
+        cloud.http("PUT", "/products/p1/stock", body={"on_hand": 3}, token=admin_token(cloud))
         cloud.run_until_quiet()
         cloud.faults.start(plan)
         order_id = _order(cloud, "p1", 1)
@@ -148,7 +148,7 @@ def test_parked_poison_is_counted_with_the_reason_the_reconciler_gave() -> None:
 def test_an_order_parked_for_a_person_is_counted_as_parked_not_divergent(real: LocalCloud) -> None:
     # GIVEN a confirmed order whose reservation failed (stock gone), fixed up consistently elsewhere, and the
     # reconciler's ANOMALY item parking it for a person
-    real.http("PUT", "/products/p1/stock", body={"on_hand": 3})
+    real.http("PUT", "/products/p1/stock", body={"on_hand": 3}, token=admin_token(real))
     real.run_until_quiet()
     order_id = _order(real, "p1", 2)
     real.run_until_quiet()

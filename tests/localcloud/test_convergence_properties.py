@@ -43,6 +43,7 @@ from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.faults import FORGED_KINDS, ORPHAN_KINDS, FaultPlan
 from localcloud.template import load_template
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 
 DLQS = dead_letter_queues(load_template(REAL_TEMPLATE))
@@ -128,6 +129,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.statuses: dict[str, str] = {}
         self.stocked: set[str] = set()  # products that exist
         self.steps = 0
+        # The example's one customer places and cancels its orders; the warehouse's admin sets stock and dispatches.
+        self.as_customer = customer_token(self.cloud, f"sm{self.example}-c")
+        self.as_admin = admin_token(self.cloud)
 
     def deployed(self) -> LocalCloud:
         """The LocalCloud the examples run on: the module's shared one (a subclass may bring its own)."""
@@ -140,7 +144,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------------------------------- commands
     @rule(product=st.integers(0, 2), on_hand=st.integers(0, 8))
     def set_stock(self, product: int, on_hand: int) -> None:
-        response = self.cloud.http("PUT", f"/products/{self.products[product]}/stock", body={"on_hand": on_hand})
+        path, body = f"/products/{self.products[product]}/stock", {"on_hand": on_hand}
+        response = self.cloud.http("PUT", path, body=body, token=self.as_admin)
         # 409: on_hand below what is reserved (the invariant refuses it)
         assert response.status in (200, 409), response.body
         self.stocked.add(self.products[product])
@@ -148,17 +153,14 @@ class ConvergenceMachine(RuleBasedStateMachine):
     @rule(product=st.integers(0, 2), delta=st.sampled_from([-3, -2, -1, 1, 2, 3, 5]))
     def adjust(self, product: int, delta: int) -> None:
         response = self.cloud.http(
-            "POST", f"/products/{self.products[product]}/stock/adjustments", body={"delta": delta}
+            "POST", f"/products/{self.products[product]}/stock/adjustments", body={"delta": delta}, token=self.as_admin
         )
         assert response.status in (200, 404, 409, 422), response.body
 
     @rule(target=orders, lines=st.lists(LINE, min_size=1, max_size=3, unique_by=lambda line: line[0]))
     def place(self, lines: list[tuple[int, int]]) -> str:
-        body = {
-            "customer_id": f"sm{self.example}-c",
-            "lines": [{"product_id": self.products[p], "quantity": q} for p, q in lines],
-        }
-        response = self.cloud.http("POST", "/orders", body=body)
+        body = {"lines": [{"product_id": self.products[p], "quantity": q} for p, q in lines]}
+        response = self.cloud.http("POST", "/orders", body=body, token=self.as_customer)
         assert response.status == 201, response.body
         order_id = str(response.json()["order_id"])
         self.statuses[order_id] = "PENDING"
@@ -166,20 +168,20 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     @rule(order_id=orders)
     def cancel(self, order_id: str) -> None:
-        response = self.cloud.http("POST", f"/orders/{order_id}/cancel")
+        response = self.cloud.http("POST", f"/orders/{order_id}/cancel", token=self.as_customer)
         assert response.status in (200, 409), response.body
 
     @rule(order_id=orders)
     def dispatch(self, order_id: str) -> None:
         # The warehouse says the parcel left: 404 before the shipment exists, 409 once it is cancelled.
-        response = self.cloud.http("POST", f"/shipments/{order_id}/dispatch")
+        response = self.cloud.http("POST", f"/shipments/{order_id}/dispatch", token=self.as_admin)
         assert response.status in (200, 404, 409), response.body
 
     @rule(order_id=orders)
     def cancel_and_dispatch_cross(self, order_id: str) -> None:
         # Both accepted by their own service before either hears of the other: dispatch wins, in every order.
-        cancelled = self.cloud.http("POST", f"/orders/{order_id}/cancel")
-        dispatched = self.cloud.http("POST", f"/shipments/{order_id}/dispatch")
+        cancelled = self.cloud.http("POST", f"/orders/{order_id}/cancel", token=self.as_customer)
+        dispatched = self.cloud.http("POST", f"/shipments/{order_id}/dispatch", token=self.as_admin)
         assert cancelled.status in (200, 409), cancelled.body
         assert dispatched.status in (200, 404, 409), dispatched.body
 

@@ -14,6 +14,7 @@ from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.template import load_template
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 from tests.support.events import domain_event, eventbridge_event
 
@@ -34,29 +35,30 @@ def _ok(response: Any) -> Any:
 
 
 def _stock(cloud: LocalCloud, product_id: str) -> tuple[int, ...]:
-    body = _ok(cloud.http("GET", f"/products/{product_id}"))
+    body = _ok(cloud.http("GET", f"/products/{product_id}", token=admin_token(cloud)))
     return tuple(body[name] for name in STOCK_FIELDS)
 
 
 def _availability(cloud: LocalCloud, product_id: str) -> tuple[int, ...]:
-    body = _ok(cloud.http("GET", f"/availability/{product_id}"))
+    body = _ok(cloud.http("GET", f"/availability/{product_id}", token=admin_token(cloud)))
     return tuple(body[name] for name in STOCK_FIELDS)
 
 
 def _settled_world(cloud: LocalCloud) -> list[str]:
     """Stock for two products and three orders (two confirmed, one rejected), fully propagated."""
-    _ok(cloud.http("PUT", "/products/sku-1/stock", body={"on_hand": 10}))
-    _ok(cloud.http("PUT", "/products/sku-2/stock", body={"on_hand": 2}))
+    _ok(cloud.http("PUT", "/products/sku-1/stock", body={"on_hand": 10}, token=admin_token(cloud)))
+    _ok(cloud.http("PUT", "/products/sku-2/stock", body={"on_hand": 2}, token=admin_token(cloud)))
     cloud.run_until_quiet()
     orders = []
-    for customer, lines in (
+    for customer_id, lines in (
         ("cust-1", [{"product_id": "sku-1", "quantity": 2}]),
         ("cust-2", [{"product_id": "sku-1", "quantity": 1}, {"product_id": "sku-2", "quantity": 1}]),
         ("cust-3", [{"product_id": "sku-2", "quantity": 5}]),
     ):
-        orders.append(_ok(cloud.http("POST", "/orders", body={"customer_id": customer, "lines": lines}))["order_id"])
+        placed = cloud.http("POST", "/orders", body={"lines": lines}, token=customer_token(cloud, customer_id))
+        orders.append(_ok(placed)["order_id"])
     cloud.run_until_quiet()
-    statuses = [_ok(cloud.http("GET", f"/orders/{o}"))["status"] for o in orders]
+    statuses = [_ok(cloud.http("GET", f"/orders/{o}", token=admin_token(cloud)))["status"] for o in orders]
     assert statuses == ["CONFIRMED", "CONFIRMED", "REJECTED"]
     assert _availability(cloud, "sku-1") == _stock(cloud, "sku-1")
     return orders
@@ -103,7 +105,7 @@ def test_a_forged_stock_event_is_corrected_and_the_next_real_change_propagates(r
     assert _availability(real, "sku-1") == _stock(real, "sku-1")
     # AND a legitimate stock adjustment through the API propagates at the product's new version
     before = _stock(real, "sku-1")
-    adjusted = _ok(real.http("POST", "/products/sku-1/stock/adjustments", body={"delta": 4}))
+    adjusted = _ok(real.http("POST", "/products/sku-1/stock/adjustments", body={"delta": 4}, token=admin_token(real)))
     real.run_until_quiet()
     assert adjusted["version"] == before[3] + 1
     assert (
@@ -147,7 +149,7 @@ def test_a_product_rolled_back_to_an_earlier_image_is_followed_by_its_availabili
     _settled_world(real)
     earlier = _item(real, "InventoryTable", "PRODUCT#sku-1", "PRODUCT")
     assert earlier is not None
-    _ok(real.http("POST", "/products/sku-1/stock/adjustments", body={"delta": 5}))
+    _ok(real.http("POST", "/products/sku-1/stock/adjustments", body={"delta": 5}, token=admin_token(real)))
     real.run_until_quiet()
     newer = _availability(real, "sku-1")
     assert newer[3] == earlier["version"] + 1

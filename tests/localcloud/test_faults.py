@@ -24,7 +24,7 @@ from localcloud.faults import (
     ORPHAN_KINDS,
     FaultPlan,
 )
-from tests.localcloud.helpers import FIXTURE_TEMPLATE, drain
+from tests.localcloud.helpers import FIXTURE_TEMPLATE, admin_token, customer_token, drain
 from tests.localcloud.real import REAL_TEMPLATE
 
 
@@ -179,7 +179,9 @@ def test_throttled_attempts_are_retried_by_the_sdk_and_the_projection_converges(
     products = [f"p{n}" for n in range(6)]
     # WHEN stock is set for six products, the pipeline settling after each
     for product in products:
-        assert cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 4}).status == 200
+        assert (
+            cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 4}, token=admin_token(cloud)).status == 200
+        )
         cloud.run_until_quiet()
     # THEN throttles were injected and retried by the SDK, and availability still arrived
     stats = cloud.faults.stats
@@ -187,7 +189,7 @@ def test_throttled_attempts_are_retried_by_the_sdk_and_the_projection_converges(
     assert stats["events_throttled_attempts"] > 0
     assert stats["sdk_retries"] > 0
     for product in products:
-        assert cloud.http("GET", f"/availability/{product}").json()["available"] == 4
+        assert cloud.http("GET", f"/availability/{product}", token=admin_token(cloud)).json()["available"] == 4
 
 
 def test_a_throttled_call_reaches_the_handler_and_the_stream_batch_goes_to_on_failure(real_faulty: Any) -> None:
@@ -195,14 +197,14 @@ def test_a_throttled_call_reaches_the_handler_and_the_stream_batch_goes_to_on_fa
     plan = FaultPlan(seed=2, events_throttle=1.0, throttle_scope="call", functions=("InventoryPublisherFunction",))
     cloud = real_faulty(plan)
     # WHEN stock is set and the pipeline settles
-    cloud.http("PUT", "/products/p1/stock", body={"on_hand": 4})
+    cloud.http("PUT", "/products/p1/stock", body={"on_hand": 4}, token=admin_token(cloud))
     cloud.run_until_quiet()
     # THEN the publisher's stream batch exhausted its retries: OnFailure holds its metadata, no availability
     records = drain(cloud, "InventoryDLQ")
     assert len(records) == 1
     assert records[0]["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert "DDBStreamBatchInfo" in records[0]
-    assert cloud.http("GET", "/availability/p1").status == 404
+    assert cloud.http("GET", "/availability/p1", token=admin_token(cloud)).status == 404
 
 
 def test_failed_put_events_entries_are_resent_by_the_publisher(real_faulty: Any) -> None:
@@ -210,12 +212,12 @@ def test_failed_put_events_entries_are_resent_by_the_publisher(real_faulty: Any)
     cloud = real_faulty(FaultPlan(seed=4, put_events_entry_failure=0.5))
     # WHEN several products get stock in one stream batch and the pipeline settles
     for product in ("p1", "p2", "p3", "p4", "p5"):
-        cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 2})
+        cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 2}, token=admin_token(cloud))
     cloud.run_until_quiet()
     # THEN entries failed, the publisher resent them, and every product's availability arrived
     assert cloud.faults.stats["put_events_entries_failed"] > 0
     for product in ("p1", "p2", "p3", "p4", "p5"):
-        response = cloud.http("GET", f"/availability/{product}")
+        response = cloud.http("GET", f"/availability/{product}", token=admin_token(cloud))
         assert response.status == 200, product
 
 
@@ -237,8 +239,8 @@ def _stored(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] |
 
 
 def _place(cloud: LocalCloud, customer: str, lines: list[tuple[str, int]]) -> str:
-    body = {"customer_id": customer, "lines": [{"product_id": p, "quantity": q} for p, q in lines]}
-    response = cloud.http("POST", "/orders", body=body)
+    body = {"lines": [{"product_id": p, "quantity": q} for p, q in lines]}
+    response = cloud.http("POST", "/orders", body=body, token=customer_token(cloud, customer))
     assert response.status == 201, response.body
     return str(response.json()["order_id"])
 
@@ -246,10 +248,10 @@ def _place(cloud: LocalCloud, customer: str, lines: list[tuple[str, int]]) -> st
 def test_a_rolled_back_source_item_is_an_earlier_image_of_itself(drifting: LocalCloud) -> None:
     # GIVEN a product whose stock was set twice (versions 1 and 2) and an order that was confirmed (versions 1, 2)
     cloud = drifting
-    cloud.http("PUT", "/products/rb-p1/stock", body={"on_hand": 3})
+    cloud.http("PUT", "/products/rb-p1/stock", body={"on_hand": 3}, token=admin_token(cloud))
     cloud.run_until_quiet()
     first = _stored(cloud, "InventoryTable", "PRODUCT#rb-p1", "PRODUCT")
-    cloud.http("PUT", "/products/rb-p1/stock", body={"on_hand": 7})
+    cloud.http("PUT", "/products/rb-p1/stock", body={"on_hand": 7}, token=admin_token(cloud))
     order_id = _place(cloud, "rb-c", [("rb-p1", 1)])
     placed = _stored(cloud, "OrdersTable", f"ORDER#{order_id}", "ORDER")
     cloud.run_until_quiet()
@@ -278,7 +280,7 @@ def test_a_rolled_back_source_item_is_an_earlier_image_of_itself(drifting: Local
 def test_an_item_without_an_earlier_version_is_never_rolled_back(drifting: LocalCloud) -> None:
     # GIVEN a product whose stock was set once
     cloud = drifting
-    cloud.http("PUT", "/products/rb-once/stock", body={"on_hand": 2})
+    cloud.http("PUT", "/products/rb-once/stock", body={"on_hand": 2}, token=admin_token(cloud))
     cloud.run_until_quiet()
     before = _stored(cloud, "InventoryTable", "PRODUCT#rb-once", "PRODUCT")
     # WHEN a rollback is asked for among its items
@@ -291,7 +293,7 @@ def test_an_item_without_an_earlier_version_is_never_rolled_back(drifting: Local
 def test_a_corrupted_projection_item_keeps_its_version_and_holds_wrong_data(drifting: LocalCloud) -> None:
     # GIVEN a product and a confirmed order, projected into availability, the order outcome and a notification
     cloud = drifting
-    cloud.http("PUT", "/products/cp-p1/stock", body={"on_hand": 5})
+    cloud.http("PUT", "/products/cp-p1/stock", body={"on_hand": 5}, token=admin_token(cloud))
     order_id = _place(cloud, "cp-c", [("cp-p1", 2)])
     cloud.run_until_quiet()
     # WHEN projection items of them are corrupted, several times
@@ -311,7 +313,7 @@ def test_a_corrupted_projection_item_keeps_its_version_and_holds_wrong_data(drif
     last_by_key = {fault.key: fault for fault in faults if fault and fault.key}
     for (pk, sk), fault in last_by_key.items():
         assert _stored(cloud, "NotificationsTable", pk, sk) == fault.after
-    availability = cloud.http("GET", "/availability/cp-p1").json()
+    availability = cloud.http("GET", "/availability/cp-p1", token=admin_token(cloud)).json()
     product = _stored(cloud, "InventoryTable", "PRODUCT#cp-p1", "PRODUCT")
     assert product is not None
     assert (availability["version"], availability["on_hand"]) != (5, product["on_hand"])
@@ -321,7 +323,7 @@ def test_a_corrupted_projection_item_keeps_its_version_and_holds_wrong_data(drif
 def test_a_deleted_projection_item_is_gone(drifting: LocalCloud) -> None:
     # GIVEN a product whose availability is projected
     cloud = drifting
-    cloud.http("PUT", "/products/dp-p1/stock", body={"on_hand": 4})
+    cloud.http("PUT", "/products/dp-p1/stock", body={"on_hand": 4}, token=admin_token(cloud))
     cloud.run_until_quiet()
     assert _stored(cloud, "NotificationsTable", "AVAILABILITY#dp-p1", "AVAILABILITY") is not None
     # WHEN a projection item of it is deleted
@@ -331,7 +333,7 @@ def test_a_deleted_projection_item_is_gone(drifting: LocalCloud) -> None:
     assert fault.variant == "availability"
     assert fault.after is None
     assert _stored(cloud, "NotificationsTable", "AVAILABILITY#dp-p1", "AVAILABILITY") is None
-    assert cloud.http("GET", "/availability/dp-p1").status == 404
+    assert cloud.http("GET", "/availability/dp-p1", token=admin_token(cloud)).status == 404
     assert _stored(cloud, "InventoryTable", "PRODUCT#dp-p1", "PRODUCT") is not None
     assert cloud.faults.stats["projection_items_deleted"] == 1
 
@@ -339,7 +341,7 @@ def test_a_deleted_projection_item_is_gone(drifting: LocalCloud) -> None:
 def test_forged_events_are_valid_carry_their_source_and_wait_in_the_inbox(drifting: LocalCloud) -> None:
     # GIVEN a product, and an order that is still PENDING (the pipeline has not run since it was placed)
     cloud = drifting
-    cloud.http("PUT", "/products/fe-p1/stock", body={"on_hand": 6})
+    cloud.http("PUT", "/products/fe-p1/stock", body={"on_hand": 6}, token=admin_token(cloud))
     cloud.run_until_quiet()
     order_id = _place(cloud, "fe-c", [("fe-p1", 1)])
     # WHEN one forged event of each kind is injected
@@ -370,7 +372,7 @@ def test_orphan_saga_events_name_an_order_that_does_not_exist(drifting: LocalClo
     # GIVEN products
     cloud = drifting
     for product in ("os-p1", "os-p2"):
-        cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 9})
+        cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 9}, token=admin_token(cloud))
     cloud.run_until_quiet()
     # WHEN one orphan saga event of each kind is injected
     faults = [
@@ -395,7 +397,7 @@ def test_orphan_saga_events_name_an_order_that_does_not_exist(drifting: LocalClo
 def test_an_orphan_order_placed_reserves_stock_for_no_order(drifting: LocalCloud) -> None:
     # GIVEN a product with stock
     cloud = drifting
-    cloud.http("PUT", "/products/oo-p1/stock", body={"on_hand": 9})
+    cloud.http("PUT", "/products/oo-p1/stock", body={"on_hand": 9}, token=admin_token(cloud))
     cloud.run_until_quiet()
     # WHEN an orphan OrderPlaced is injected and the pipeline runs
     fault = cloud.faults.inject_orphan_saga_event(cloud, random.Random(6), kind="order-placed", entity_ids={"oo-p1"})
@@ -415,8 +417,8 @@ def test_an_orphan_order_placed_reserves_stock_for_no_order(drifting: LocalCloud
 def test_drift_faults_strike_at_their_rates_and_stop_when_faults_stop(drifting: LocalCloud) -> None:
     # GIVEN a product with two versions and its availability, and a plan with every drift kind at rate 1
     cloud = drifting
-    cloud.http("PUT", "/products/dr-p1/stock", body={"on_hand": 3})
-    cloud.http("PUT", "/products/dr-p1/stock", body={"on_hand": 8})
+    cloud.http("PUT", "/products/dr-p1/stock", body={"on_hand": 3}, token=admin_token(cloud))
+    cloud.http("PUT", "/products/dr-p1/stock", body={"on_hand": 8}, token=admin_token(cloud))
     cloud.run_until_quiet()
     before = Counter(cloud.faults.stats)
     cloud.faults.start(FaultPlan(seed=11).with_drift(1.0))

@@ -14,6 +14,7 @@ from converge.upcast import PREVIOUS
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 
 CONSUMERS = ("InventoryConsumerFunction", "NotificationsConsumerFunction", "ShippingConsumerFunction")
@@ -46,16 +47,20 @@ def test_an_orders_publisher_on_v1_and_a_reconciler_on_v2_converge(cloud: LocalC
     cloud.runtime.functions["OrdersPublisherFunction"].environment["EMIT_SCHEMA_VERSIONS"] = pinned
     # WHEN priced orders are placed, some cancelled, with 30% of deliveries lost, and the reconciler repairs
     for product in ("p-1", "p-2"):
-        assert cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 5}).status == 200
+        assert (
+            cloud.http("PUT", f"/products/{product}/stock", body={"on_hand": 5}, token=admin_token(cloud)).status == 200
+        )
     placed = []
     for n in range(10):
         line = {"product_id": f"p-{1 + n % 2}", "quantity": 1, "unit_price": 1999}
-        response = cloud.http("POST", "/orders", body={"customer_id": f"c-{n}", "currency": "EUR", "lines": [line]})
+        response = cloud.http(
+            "POST", "/orders", token=customer_token(cloud, f"c-{n}"), body={"currency": "EUR", "lines": [line]}
+        )
         assert response.status == 201
         placed.append(response.json()["order_id"])
         cloud.run_until_quiet()
-    for order_id in placed[:3]:
-        cloud.http("POST", f"/orders/{order_id}/cancel")
+    for n, order_id in enumerate(placed[:3]):
+        cloud.http("POST", f"/orders/{order_id}/cancel", token=customer_token(cloud, f"c-{n}"))
     cloud.run_until_quiet()
     cloud.faults.stop()
     for _ in range(2):

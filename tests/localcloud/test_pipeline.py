@@ -12,6 +12,7 @@ import pytest
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.template import ROOT, load_template
+from tests.localcloud.helpers import admin_token, customer_token
 from tests.localcloud.real import REAL_TEMPLATE
 
 
@@ -26,33 +27,38 @@ def _ok(response: Any) -> Any:
     return response.json()
 
 
+def _place(cloud: LocalCloud, customer: str, product: str, quantity: int) -> Any:
+    """An order of `customer` (sent with its token) for one line; the order as the API returned it."""
+    body = {"lines": [{"product_id": product, "quantity": quantity}]}
+    return _ok(cloud.http("POST", "/orders", body=body, token=customer_token(cloud, customer)))
+
+
 def test_set_stock_becomes_availability_in_notifications(real: LocalCloud) -> None:
     # GIVEN no availability for a product
-    assert real.http("GET", "/availability/sku-1").status == 404
+    assert real.http("GET", "/availability/sku-1", token=admin_token(real)).status == 404
     # WHEN inventory's stock is set and the pipeline settles
-    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 7}))
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 7}, token=admin_token(real)))
     real.run_until_quiet()
     # THEN the notifications service shows the product's availability at the product's version
-    availability = _ok(real.http("GET", "/availability/sku-1"))
-    product = _ok(real.http("GET", "/products/sku-1"))
+    availability = _ok(real.http("GET", "/availability/sku-1", token=admin_token(real)))
+    product = _ok(real.http("GET", "/products/sku-1", token=admin_token(real)))
     assert (availability["on_hand"], availability["available"]) == (7, 7)
     assert availability["version"] == product["version"]
 
 
 def test_a_placed_order_is_confirmed_reserved_and_notified(real: LocalCloud) -> None:
     # GIVEN stock for the product
-    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}))
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}, token=admin_token(real)))
     real.run_until_quiet()
     # WHEN an order is placed and the pipeline settles
-    order = _ok(
-        real.http("POST", "/orders", body={"customer_id": "cust-1", "lines": [{"product_id": "sku-1", "quantity": 2}]})
-    )
+    order = _place(real, "cust-1", "sku-1", 2)
     assert order["status"] == "PENDING"
     real.run_until_quiet()
     # THEN orders confirmed it, inventory reserved the stock, and the customer was notified
-    assert _ok(real.http("GET", f"/orders/{order['order_id']}"))["status"] == "CONFIRMED"
-    assert _ok(real.http("GET", "/products/sku-1"))["reserved"] == 2
-    notifications = json.dumps(_ok(real.http("GET", "/customers/cust-1/notifications")))
+    as_customer = customer_token(real, "cust-1")
+    assert _ok(real.http("GET", f"/orders/{order['order_id']}", token=as_customer))["status"] == "CONFIRMED"
+    assert _ok(real.http("GET", "/products/sku-1", token=admin_token(real)))["reserved"] == 2
+    notifications = json.dumps(_ok(real.http("GET", "/customers/cust-1/notifications", token=as_customer)))
     assert order["order_id"] in notifications
     assert "ORDER_CONFIRMED" in notifications
 
@@ -76,19 +82,19 @@ def test_a_rule_pattern_broken_in_a_copy_of_the_template_stops_the_event(tmp_pat
     copy.write_text(json.dumps(template))  # JSON is YAML
     with LocalCloud(copy) as cloud:
         # WHEN stock is set and the pipeline settles
-        _ok(cloud.http("PUT", "/products/sku-1/stock", body={"on_hand": 3}))
+        _ok(cloud.http("PUT", "/products/sku-1/stock", body={"on_hand": 3}, token=admin_token(cloud)))
         cloud.run_until_quiet()
         # THEN the event was published but never reached the notifications inbox
         assert cloud.runtime.metrics["EventsPublished"] >= 1
         assert cloud.runtime.invocations["NotificationsConsumerFunction"] == 0
-        assert cloud.http("GET", "/availability/sku-1").status == 404
+        assert cloud.http("GET", "/availability/sku-1", token=admin_token(cloud)).status == 404
 
 
 def test_a_poison_stream_record_ends_in_the_dlq_after_the_configured_retries_and_the_rest_is_applied(
     real: LocalCloud,
 ) -> None:
     # GIVEN a valid stock change and, after it in the same stream batch, an item that is not a valid event
-    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 4}))
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 4}, token=admin_token(real)))
     real.clients.dynamodb.put_item(
         TableName=real.table_name("InventoryTable"),
         Item={"pk": {"S": "PRODUCT#poison"}, "sk": {"S": "PRODUCT"}, "event_type": {"S": "StockUpdated"}},
@@ -97,7 +103,7 @@ def test_a_poison_stream_record_ends_in_the_dlq_after_the_configured_retries_and
     real.run_until_quiet()
     # THEN the valid change reached notifications, and the poison record's metadata is in the publisher's
     # OnFailure queue after 1 + MaximumRetryAttempts invocations, as template.yaml configures
-    assert _ok(real.http("GET", "/availability/sku-1"))["on_hand"] == 4
+    assert _ok(real.http("GET", "/availability/sku-1", token=admin_token(real)))["on_hand"] == 4
     stream = load_template(REAL_TEMPLATE)["Resources"]["InventoryPublisherFunction"]["Properties"]["Events"]["Stream"]
     retries = stream["Properties"]["MaximumRetryAttempts"]
     messages = real.clients.sqs.receive_message(QueueUrl=real.queue_url("InventoryDLQ"), MaxNumberOfMessages=10)
@@ -109,13 +115,13 @@ def test_a_poison_stream_record_ends_in_the_dlq_after_the_configured_retries_and
 
 def test_the_schedule_fires_the_reconciler_which_repairs_a_lost_projection(real: LocalCloud) -> None:
     # GIVEN availability projected for a product, then lost (as if its event never arrived)
-    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 9}))
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 9}, token=admin_token(real)))
     real.run_until_quiet()
     real.clients.dynamodb.delete_item(
         TableName=real.table_name("NotificationsTable"),
         Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
     )
-    assert real.http("GET", "/availability/sku-1").status == 404
+    assert real.http("GET", "/availability/sku-1", token=admin_token(real)).status == 404
     # WHEN the clock reaches the reconciler's schedule and the pipeline settles
     assert real.advance(60) == []
     fired = real.advance(300)
@@ -123,7 +129,7 @@ def test_the_schedule_fires_the_reconciler_which_repairs_a_lost_projection(real:
     # THEN the reconciler ran from its schedule and the projection is back
     assert [i.function for i in fired] == ["ReconcilerFunction"]
     assert all(i.ok for i in fired)
-    assert _ok(real.http("GET", "/availability/sku-1"))["on_hand"] == 9
+    assert _ok(real.http("GET", "/availability/sku-1", token=admin_token(real)))["on_hand"] == 9
 
 
 def _divergence(cloud: LocalCloud) -> dict[str, int]:
@@ -132,8 +138,8 @@ def _divergence(cloud: LocalCloud) -> dict[str, int]:
 
 def test_the_convergence_check_counts_divergent_entities_per_projection(real: LocalCloud) -> None:
     # GIVEN a product and a confirmed order, fully propagated
-    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}))
-    _ok(real.http("POST", "/orders", body={"customer_id": "cust-1", "lines": [{"product_id": "sku-1", "quantity": 1}]}))
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}, token=admin_token(real)))
+    _place(real, "cust-1", "sku-1", 1)
     real.run_until_quiet()
     assert _divergence(real) == {
         "availability": 0,
@@ -142,7 +148,7 @@ def test_the_convergence_check_counts_divergent_entities_per_projection(real: Lo
         "order_shipments": 0,
     }
     # WHEN a new order is placed but not propagated, and the product's availability is lost
-    _ok(real.http("POST", "/orders", body={"customer_id": "cust-2", "lines": [{"product_id": "sku-1", "quantity": 1}]}))
+    _place(real, "cust-2", "sku-1", 1)
     real.clients.dynamodb.delete_item(
         TableName=real.table_name("NotificationsTable"),
         Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
@@ -158,8 +164,8 @@ def test_the_convergence_check_counts_divergent_entities_per_projection(real: Lo
 
 def test_each_functions_log_lines_carry_its_own_service(real: LocalCloud) -> None:
     # GIVEN the API functions of two services, run one after the other in the one interpreter
-    real.http("PUT", "/products/sku-log/stock", body={"on_hand": 3})
-    real.http("GET", "/orders/no-such-order")
+    real.http("PUT", "/products/sku-log/stock", body={"on_hand": 3}, token=admin_token(real))
+    real.http("GET", "/orders/no-such-order", token=customer_token(real, "cust-1"))
     real.run_until_quiet()
     # THEN every JSON log line of each invocation names that function's POWERTOOLS_SERVICE_NAME
     seen: dict[str, set[str]] = {}

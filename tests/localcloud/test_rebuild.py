@@ -9,6 +9,7 @@ import pytest
 
 from localcloud.cloud import LocalCloud
 from localcloud.rebuild import duplicate_notifications, run_rebuild, target
+from tests.localcloud.helpers import admin_token, customer_token, refused
 from tests.localcloud.real import REAL_TEMPLATE
 from tests.localcloud.test_archive_replay import notification_items
 from tests.localcloud.test_bootstrap_shipping import storefront
@@ -76,12 +77,12 @@ def test_the_drop_keeps_an_item_a_live_event_rewrote_after_the_scan(cloud: Local
 
 def test_duplicate_back_in_stock_notifications_are_counted_against_the_rejected_orders(cloud: LocalCloud) -> None:
     # GIVEN an order rejected for lack of stock whose watch has since sent its back-in-stock notification
-    assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": 0}).status == 200
+    assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": 0}, token=admin_token(cloud)).status == 200
     cloud.run_until_quiet()
-    body = {"customer_id": "c-1", "lines": [{"product_id": "p-1", "quantity": 1}]}
-    assert cloud.http("POST", "/orders", body=body).status == 201
+    body = {"lines": [{"product_id": "p-1", "quantity": 1}]}
+    assert cloud.http("POST", "/orders", body=body, token=customer_token(cloud, "c-1")).status == 201
     cloud.run_until_quiet()
-    assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": 4}).status == 200
+    assert cloud.http("PUT", "/products/p-1/stock", body={"on_hand": 4}, token=admin_token(cloud)).status == 200
     cloud.run_until_quiet()
     total, beyond = duplicate_notifications(cloud)
     assert beyond == 0
@@ -111,5 +112,6 @@ def test_a_rebuild_under_traffic_and_faults_converges_without_notifying_anyone_t
     assert run.notifications > 0
     assert run.duplicate_notifications == 0
     assert run.ok
+    assert refused(run.operations) == {}
     assert run.samples[-1].divergent == 0
     assert run.recovered_seconds >= 0
