@@ -231,6 +231,19 @@ def test_the_http_api_throttles_every_route() -> None:
         100,
         50,
     )
+    # AND POST /orders, whose every request fans out into the pipeline, tighter: 40 at once, 20 a second
+    assert stage["Properties"]["RouteSettings"] == {
+        "POST /orders": {
+            "ThrottlingBurstLimit": {"Ref": "OrderThrottlingBurstLimit"},
+            "ThrottlingRateLimit": {"Ref": "OrderThrottlingRateLimit"},
+        }
+    }
+    order = (parameters["OrderThrottlingBurstLimit"]["Default"], parameters["OrderThrottlingRateLimit"]["Default"])
+    assert order == (40, 20)
+    assert order[0] < parameters["ApiThrottlingBurstLimit"]["Default"]
+    routes = {f"{e['Properties']['Method']} {e['Properties']['Path']}" for f in function_specs(template).values()
+              for e in f.events.values() if e["Type"] == "HttpApi"}  # fmt: skip
+    assert set(stage["Properties"]["RouteSettings"]) <= routes
 
 
 def test_every_sqs_event_source_bounds_its_consumers_concurrency() -> None:
