@@ -42,6 +42,7 @@ from converge.http import (
 from converge.publisher import STREAM_BATCH, stream_records
 from converge.upcast import accepted_versions
 from tests.integration.test_publisher import EVENTS_DIR, order_item
+from tests.security.test_authorization import ADMIN_ROUTES
 from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event
 from tests.support.stack import FunctionRunner, Stack, lambda_stream_event
 
@@ -52,17 +53,20 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 LINES = [{"product_id": "fz-p1", "quantity": 1}]
-ORDER: dict[str, Any] = {"customer_id": "fz-cust", "lines": LINES}
+CUSTOMER = "fz-cust"
+WAREHOUSE = {"caller": "fz-warehouse", "admin": True}  # who sets stock and dispatches (the admin group)
+ORDER: dict[str, Any] = {"lines": LINES}  # a POST /orders body: the customer is the caller, never a body field
+ORDERED: dict[str, Any] = {"customer_id": CUSTOMER, "lines": LINES}  # an order's state, as events carry it
 CONSUMED = {
     "InventoryConsumerFunction": ("OrderPlaced", "OrderCancelled"),
     "OrdersConsumerFunction": ("StockReserved", "StockReservationFailed"),
     "NotificationsConsumerFunction": ("StockUpdated", "OrderConfirmed", "OrderRejected", "OrderCancelled"),
 }
 DATA_OF: dict[str, dict[str, Any]] = {
-    "OrderPlaced": {"order_id": "fz-o", **ORDER, "status": "PENDING"},
-    "OrderCancelled": {"order_id": "fz-o", **ORDER, "status": "CANCELLED"},
-    "OrderConfirmed": {"order_id": "fz-o", **ORDER, "status": "CONFIRMED"},
-    "OrderRejected": {"order_id": "fz-o", **ORDER, "status": "REJECTED", "reason": "no stock"},
+    "OrderPlaced": {"order_id": "fz-o", **ORDERED, "status": "PENDING"},
+    "OrderCancelled": {"order_id": "fz-o", **ORDERED, "status": "CANCELLED"},
+    "OrderConfirmed": {"order_id": "fz-o", **ORDERED, "status": "CONFIRMED"},
+    "OrderRejected": {"order_id": "fz-o", **ORDERED, "status": "REJECTED", "reason": "no stock"},
     "StockReserved": {"order_id": "fz-o", "lines": LINES, "status": "RESERVED"},
     "StockReservationFailed": {"order_id": "fz-o", "lines": LINES, "status": "FAILED", "shortages": ["fz-p1"]},
     "StockReleased": {"order_id": "fz-o", "lines": LINES, "status": "RELEASED"},
@@ -254,7 +258,7 @@ class GoodRecords:
             ]  # fmt: skip
         if consumer == "OrdersConsumerFunction":
             # Reservation outcomes move orders that exist: place them first (PENDING).
-            pending = [{"pk": f"ORDER#{i}", "sk": "ORDER", "order_id": i, **ORDER, "status": "PENDING", "version": 1,
+            pending = [{"pk": f"ORDER#{i}", "sk": "ORDER", "order_id": i, **ORDERED, "status": "PENDING", "version": 1,
                         "event_type": "OrderPlaced", "correlation_id": "fz"} for i in ids]  # fmt: skip
             if pending:
                 puts = [{"PutRequest": {"Item": to_item(item)}} for item in pending]
@@ -337,15 +341,15 @@ def bad_order_body(draw: st.DrawFn) -> tuple[str, str]:
     if kind == 1:
         return json.dumps(draw(st.one_of(json_scalars, st.lists(json_values, max_size=3)))), "body"
     if kind == 2:
-        missing = draw(st.sampled_from(["customer_id", "lines"]))
-        del body[missing]
-        return json.dumps(body), missing
-    if kind == 3:
-        body["customer_id"] = draw(st.one_of(non_identifiers, not_int.filter(lambda v: not isinstance(v, str))))
+        del body["lines"]
+        return json.dumps(body), "lines"
+    if kind == 3:  # a body naming a customer, even a well-formed one: the customer is the token's subject
+        body["customer_id"] = draw(st.one_of(st.just(CUSTOMER), non_identifiers, not_int))
         return json.dumps(body), "customer_id"
     if kind == 4:  # deep nesting where a string belongs (deeper than MAX_DEPTH: see the parser-breaking bodies)
-        body["customer_id"] = nested(draw(st.integers(2, MAX_DEPTH - 1)))
-        return json.dumps(body), "customer_id"
+        depth = draw(st.integers(2, MAX_DEPTH - 3))  # inside the body, its lines and a line: 3 levels
+        body["lines"] = [{"product_id": nested(depth), "quantity": 1}]
+        return json.dumps(body), "lines.0.product_id"
     if kind == 5:
         body["lines"] = draw(
             st.one_of(
@@ -372,7 +376,7 @@ def bad_order_body(draw: st.DrawFn) -> tuple[str, str]:
         del line[draw(st.sampled_from(["product_id", "quantity"]))]
         body["lines"] = [line]
         return json.dumps(body), "lines.0." + ("quantity" if "product_id" in line else "product_id")
-    taken = {"customer_id", "lines", "product_id", "quantity"}
+    taken = {"customer_id", "lines", "product_id", "quantity"}  # customer_id: kind 3
     extra = draw(st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True).filter(lambda k: k not in taken))
     if kind == 10:
         body[extra] = draw(json_values)
@@ -430,7 +434,8 @@ def test_api_bodies_that_break_the_contract_are_a_400_naming_the_field(stack: St
     def place(case: tuple[str, str]) -> None:
         # GIVEN a malformed order WHEN it is posted THEN the answer is 400 naming the field
         raw, field = case
-        assert_bad_request(functions.invoke("OrdersApiFunction", http_event("POST", "/orders", raw_body=raw)), field)
+        event = http_event("POST", "/orders", raw_body=raw, caller=CUSTOMER)
+        assert_bad_request(functions.invoke("OrdersApiFunction", event), field)
         fed["POST /orders"] += 1
 
     @settings(FUZZ, max_examples=STOCK_BODIES)
@@ -443,6 +448,7 @@ def test_api_bodies_that_break_the_contract_are_a_400_naming_the_field(stack: St
             route="/products/{product_id}/stock",
             path_parameters={"product_id": "fz-p1"},
             raw_body=raw,
+            **WAREHOUSE,
         )
         assert_bad_request(functions.invoke("InventoryApiFunction", event), field)
         fed["PUT /products/{product_id}/stock"] += 1
@@ -457,6 +463,7 @@ def test_api_bodies_that_break_the_contract_are_a_400_naming_the_field(stack: St
             route="/products/{product_id}/stock/adjustments",
             path_parameters={"product_id": "fz-p1"},
             raw_body=raw,
+            **WAREHOUSE,
         )
         assert_bad_request(functions.invoke("InventoryApiFunction", event), field)
         fed["POST /products/{product_id}/stock/adjustments"] += 1
@@ -486,8 +493,11 @@ ERROR_KEYS = {"message", "errors", "order_status"}  # the project's error shape 
 
 
 def _request(route: tuple[str, str, str, str, Any], raw: str, **fields: Any) -> dict[str, Any]:
+    """A request to `route` with body `raw`, from a caller the route serves (the warehouse on an admin route)."""
     _, method, path, template, _ = route
-    event = http_event(method, path, route=template, path_parameters={"product_id": "fz-p1"}, raw_body=raw)
+    caller = WAREHOUSE if f"{method} {template}" in ADMIN_ROUTES else {"caller": CUSTOMER}
+    params = {"product_id": "fz-p1"}
+    event = http_event(method, path, route=template, path_parameters=params, raw_body=raw, **caller)
     event.update(fields)
     return event
 
@@ -587,14 +597,14 @@ def test_brackets_inside_strings_do_not_count_as_nesting(brackets: str, quoted: 
 @pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/JSON; charset=UTF-8", "application/json"])
 def test_the_content_type_is_case_insensitive(stack: Stack, functions: FunctionRunner, content_type: str) -> None:
     # GIVEN a valid order sent with the media type in capitals (media types are case-insensitive, RFC 9110)
-    event = http_event("POST", "/orders", body=ORDER, headers={"content-type": content_type})
+    event = http_event("POST", "/orders", body=ORDER, headers={"content-type": content_type}, caller=CUSTOMER)
     # WHEN it is posted THEN the order is placed
     assert functions.invoke("OrdersApiFunction", event)["statusCode"] == 201
 
 
 def test_a_body_not_sent_as_json_is_a_415_in_the_one_shape(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN an order sent as text/plain
-    event = http_event("POST", "/orders", body=ORDER, headers={"content-type": "text/plain"})
+    event = http_event("POST", "/orders", body=ORDER, headers={"content-type": "text/plain"}, caller=CUSTOMER)
     # WHEN it is posted THEN it is a 415 naming the content-type (not Powertools' {"statusCode", "detail"})
     body = assert_refused(functions.invoke("OrdersApiFunction", event), 415, "unsupported_content_type", "content-type")
     assert "text/plain" in body["message"]
