@@ -16,15 +16,14 @@ from tests.support.stack import FunctionRunner, Stack, lambda_stream_event
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 PRICED: dict[str, Any] = {
-    "customer_id": "cust-1",
     "currency": "EUR",
     "lines": [{"product_id": "p1", "quantity": 2, "unit_price": 1999}, {"product_id": "p2", "quantity": 1}],
 }
 
 
-def place_order(functions: FunctionRunner, body: dict[str, Any]) -> tuple[int, Any]:
-    """POST /orders (the one place this file calls the orders API)."""
-    response = functions.invoke("OrdersApiFunction", http_event("POST", "/orders", body=body))
+def place_order(functions: FunctionRunner, body: dict[str, Any], caller: str = "cust-1") -> tuple[int, Any]:
+    """POST /orders as customer `caller` (the one place this file calls the orders API)."""
+    response = functions.invoke("OrdersApiFunction", http_event("POST", "/orders", body=body, caller=caller))
     return response["statusCode"], json.loads(response["body"])
 
 
@@ -35,6 +34,8 @@ def set_stock(functions: FunctionRunner, product_id: str, on_hand: int) -> None:
         route="/products/{product_id}/stock",
         path_parameters={"product_id": product_id},
         body={"on_hand": on_hand},
+        caller="warehouse-1",
+        admin=True,  # stock is the warehouse's (the admin group)
     )
     assert functions.invoke("InventoryApiFunction", event)["statusCode"] == 200
 
@@ -136,7 +137,7 @@ def test_the_fixtures_of_both_versions_reserve(stack: Stack, functions: Function
 
 # ------------------------------------------------------------------ refused before anything is applied
 def order_placed(order_id: str) -> DomainEvent:
-    data = {**PRICED, "order_id": order_id, "status": "PENDING"}
+    data = {**PRICED, "order_id": order_id, "customer_id": "cust-1", "status": "PENDING"}
     data["lines"] = [{**line, "unit_price": line.get("unit_price", 0)} for line in PRICED["lines"]]
     return domain_event("OrderPlaced", data)
 

@@ -90,6 +90,8 @@ def stock(functions: FunctionRunner, **on_hand: int) -> None:
             route="/products/{product_id}/stock",
             path_parameters={"product_id": product_id},
             body={"on_hand": quantity},
+            caller="warehouse-1",
+            admin=True,  # stock is the warehouse's (the admin group)
         )
         assert functions.invoke("InventoryApiFunction", event)["statusCode"] == 200
 

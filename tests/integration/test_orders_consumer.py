@@ -20,9 +20,10 @@ EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 LINES = [{"product_id": "sku-1", "quantity": 2}, {"product_id": "sku-2", "quantity": 1}]
 
 
-def place_order(functions: FunctionRunner, key: str | None = None, customer_id: str = "cust-1") -> str:
+def place_order(functions: FunctionRunner, key: str | None = None, caller: str = "cust-1") -> str:
+    """Place an order of LINES as customer `caller` (the token's subject); its id."""
     headers = {"Idempotency-Key": key} if key else None
-    event = http_event("POST", "/orders", body={"customer_id": customer_id, "lines": LINES}, headers=headers)
+    event = http_event("POST", "/orders", body={"lines": LINES}, headers=headers, caller=caller)
     response = functions.invoke("OrdersApiFunction", event)
     assert response["statusCode"] == 201
     return str(json.loads(response["body"])["order_id"])
@@ -234,7 +235,7 @@ def test_committed_reservation_failed_fixture_rejects_the_fixture_order(
     stack: Stack, functions: FunctionRunner
 ) -> None:
     # GIVEN the fixture customer's second keyed order, pending
-    order_id = place_order(functions, key="checkout-2026-11-28-0002", customer_id="cust-42")
+    order_id = place_order(functions, key="checkout-2026-11-28-0002", caller="cust-42")
     # WHEN the committed StockReservationFailed fixture is consumed
     result = functions.invoke(CONSUMER, fixture("stock-reservation-failed"))
     # THEN that order is rejected with the fixture's reason

@@ -53,6 +53,8 @@ def dispatch(functions: FunctionRunner, order_id: str) -> int:
         f"/shipments/{order_id}/dispatch",
         route="/shipments/{order_id}/dispatch",
         path_parameters={"order_id": order_id},
+        caller="warehouse-1",
+        admin=True,  # the warehouse dispatches
     )
     return int(functions.invoke(API, event)["statusCode"])
 

@@ -18,7 +18,8 @@ from tests.localcloud.real import REAL_TEMPLATE
 @pytest.fixture
 def cloud() -> Iterator[LocalCloud]:
     with LocalCloud(REAL_TEMPLATE) as deployed:
-        assert deployed.http("PUT", "/products/sec-p1/stock", body={"on_hand": 4}).status == 200
+        warehouse = deployed.token("sec-warehouse", admin=True)  # stock is the warehouse's (the admin group)
+        assert deployed.http("PUT", "/products/sec-p1/stock", body={"on_hand": 4}, token=warehouse).status == 200
         deployed.run_until_quiet()
         yield deployed
 
