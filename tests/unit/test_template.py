@@ -168,6 +168,16 @@ def test_every_function_logs_to_a_declared_log_group_with_retention(logical_id: 
     assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
 
 
+def test_every_log_group_keeps_logs_for_the_retention_parameter() -> None:
+    # GIVEN every log group of the template, the API's access logs included
+    groups = resources_of_type(load_template(), "AWS::Logs::LogGroup")
+    assert "ApiAccessLogs" in groups
+    # THEN each keeps its logs LogRetentionDays
+    assert {name: g["Properties"]["RetentionInDays"] for name, g in groups.items()} == {
+        name: {"Ref": "LogRetentionDays"} for name in groups
+    }
+
+
 def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
     # GIVEN the topic every alarm notifies
     template = load_template()

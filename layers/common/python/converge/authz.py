@@ -23,7 +23,7 @@ SECURITY_SCHEME = "jwt"
 ANY_CALLER: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 ADMIN_ONLY: list[dict[str, list[str]]] = [{SECURITY_SCHEME: [ADMIN_GROUP]}]
 # The ids a customer can have (the project's Identifier): a Cognito sub is a UUID.
-SUBJECT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+SUBJECT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # fullmatch: `$` would let a trailing newline through
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def caller_of(event: Mapping[str, Any]) -> Caller | None:
     if not isinstance(claims, Mapping):
         return None
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not SUBJECT.match(subject):
+    if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
         return None
     scopes = {*_words(jwt.get("scopes")), *_words(claims.get("scope"))}  # type: ignore[union-attr]
     groups = set(_words(claims.get("cognito:groups")))
