@@ -67,14 +67,20 @@ class ConflictError(Exception):
 class RequestRejected(Exception):
     """A request refused before routing reached the handler's code: answered as a 4xx naming the problem."""
 
-    def __init__(self, status: HTTPStatus, field: str, type_: str, message: str) -> None:
+    def __init__(self, status: HTTPStatus, field: str, type_: str, message: str, summary: str | None = None) -> None:
         super().__init__(message)
         self.status, self.field, self.type, self.message = status, field, type_, message
+        self.summary = summary or f"invalid request: {field}: {message}"
 
     def response(self) -> Response[Any]:
         error = {"field": self.field, "message": self.message, "type": self.type}
         logger.info("rejected request", extra={"errors": [error]})
-        return error_response(self.status, f"invalid request: {self.field}: {self.message}", errors=[error])
+        return error_response(self.status, self.summary, errors=[error])
+
+
+def _refused_caller(status: HTTPStatus, type_: str, message: str) -> RequestRejected:
+    """401 (no verified caller) or 403 (a caller the route's security does not allow), naming the authorization."""
+    return RequestRejected(status, "authorization", type_, message, summary=f"{type_}: authorization")
 
 
 def _field(loc: Any) -> str:
@@ -219,10 +225,8 @@ class HttpApiResolver(APIGatewayHttpResolver):
         # Who is calling comes first: an unauthenticated request learns nothing, not even that its body is bad.
         caller = caller_of(self.current_event.raw_event)
         if caller is None:
-            error = {"field": "authorization", "message": "a valid bearer token is required", "type": "unauthorized"}
-            logger.info("rejected request", extra={"errors": [error]})
-            refused = error_response(HTTPStatus.UNAUTHORIZED, "unauthorized: authorization", errors=[error])
-            return ResponseBuilder(refused, serializer=self._serializer)
+            refused = _refused_caller(HTTPStatus.UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+            return ResponseBuilder(refused.response(), serializer=self._serializer)
         self.append_context(caller=caller)  # type: ignore[no-untyped-call]
         return super()._resolve()
 
@@ -230,10 +234,8 @@ class HttpApiResolver(APIGatewayHttpResolver):
         # The route's declared security, checked before its middlewares (Powertools validates the body first).
         if not allows(current_caller(self), route.security):
             needed = "this route needs the admin group or the converge/admin scope"
-            error = {"field": "authorization", "message": needed, "type": "forbidden"}
-            logger.info("rejected request", extra={"errors": [error], "route": f"{route.method} {route.path}"})
-            refused = error_response(HTTPStatus.FORBIDDEN, "forbidden: authorization", errors=[error])
-            return ResponseBuilder(refused, serializer=self._serializer, route=route)
+            refused = _refused_caller(HTTPStatus.FORBIDDEN, "forbidden", needed)
+            return ResponseBuilder(refused.response(), serializer=self._serializer, route=route)
         return super()._call_route(route, route_arguments)
 
 
@@ -241,7 +243,7 @@ def current_caller(app: APIGatewayHttpResolver) -> Caller:
     """The request's verified caller (set by HttpApiResolver before any route runs)."""
     caller = app.context.get("caller")
     if not isinstance(caller, Caller):  # a resolver that is not an HttpApiResolver: refuse, never guess
-        raise RequestRejected(HTTPStatus.UNAUTHORIZED, "authorization", "unauthorized", "no verified caller")
+        raise _refused_caller(HTTPStatus.UNAUTHORIZED, "unauthorized", "no verified caller")
     return caller
 
 
