@@ -42,6 +42,7 @@ from localcloud.ledger import Ledger
 from localcloud.runtime import Function, Invocation, Runtime
 from localcloud.schedules import Schedule, ScheduleTarget
 from localcloud.sqs import SqsMapping, SqsMappingConfig, lambda_record
+from localcloud.stepfunctions import STATE_MACHINE_TYPE, Execution, StateMachines
 from localcloud.streams import StreamMapping, StreamMappingConfig
 from localcloud.template import TEMPLATE_PATH, load_template
 
@@ -159,6 +160,8 @@ class LocalCloud:
         self._saved_env: dict[str, str | None] = {}
         self.clients: Clients
         self.runtime: Runtime
+        self.state_machines: StateMachines | None = None
+        self.executions: list[Execution] = []  # state machine executions run, in order
         self.deployment = Deployment(stack_name)
         self.stream_mappings: dict[str, StreamMapping] = {}
         self.sqs_mappings: dict[str, SqsMapping] = {}
@@ -220,6 +223,9 @@ class LocalCloud:
         return self
 
     def stop(self) -> None:
+        if self.state_machines is not None:
+            self.state_machines.uninstall()
+            self.state_machines = None
         self.faults.stop()
         faults.unregister(self.faults)
         if self._mock is not None:
@@ -258,6 +264,10 @@ class LocalCloud:
                 physical[logical_id] = f"{self.stack_name}-{logical_id}"
             elif resource["Type"] not in supported and resource["Type"] not in deploy.EMULATED_TYPES:
                 physical.setdefault(logical_id, f"{self.stack_name}-{logical_id}")
+            if resource["Type"] == STATE_MACHINE_TYPE:
+                # Created after the stack (localcloud.stepfunctions); its ARN follows from its name, so the stack's
+                # Refs to it (rule targets, roles, alarms) resolve now.
+                physical[logical_id] = self._state_machine_arn(logical_id, resource.get("Properties", {}))
             if resource["Type"] == "AWS::ApiGatewayV2::Api":
                 api = self.clients.apigatewayv2.create_api(Name=f"{self.stack_name}-{logical_id}", ProtocolType="HTTP")
                 physical[logical_id] = api["ApiId"]
@@ -285,6 +295,8 @@ class LocalCloud:
         self.deployment.physical.update(deploy.names_of(buses, outputs, plan))
 
         self.runtime = Runtime(self._functions(translated), self._base_environment(), echo_logs=self.echo_logs)
+        self.state_machines = StateMachines(self.clients, self.runtime)
+        self.state_machines.install()
         self.runtime.faults = self.faults
         self.faults.published_listeners.append(self.runtime.ledger.on_published)
         self.routes = routes_from_template(sam_template)
@@ -304,6 +316,9 @@ class LocalCloud:
                 props = deploy.resolve(resource["Properties"], outputs, plan)
                 name = props.pop("AlarmName", physical[logical_id])
                 self.clients.cloudwatch.put_metric_alarm(AlarmName=name, **props)
+            elif kind == STATE_MACHINE_TYPE:
+                props = deploy.resolve(resource["Properties"], outputs, plan)
+                self.state_machines.create(logical_id, props, physical[logical_id])
             elif kind == "AWS::Lambda::EventSourceMapping":
                 self._add_mapping(logical_id, deploy.resolve(resource["Properties"], outputs, plan))
             elif kind not in deploy.EMULATED_TYPES and kind not in deploy.CREATED_BY_API:
@@ -361,7 +376,8 @@ class LocalCloud:
                 handler=str(props["Handler"]),
                 timeout=int(config.get("Timeout", props.get("Timeout", 3))),
                 memory=int(config.get("MemorySize", props.get("MemorySize", 128))),
-                environment=dict(config.get("Environment", {}).get("Variables", {})),
+                # Lambda's environment is strings; moto keeps a Number parameter's Ref as the int it resolved.
+                environment={k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()},
                 layer_dirs=tuple(layer_dirs),
             )
         return functions
@@ -396,9 +412,23 @@ class LocalCloud:
         else:
             raise NotImplementedError(f"{logical_id}: localcloud emulates DynamoDB stream and SQS mappings only")
 
+    def _state_machine_arn(self, logical_id: str, properties: dict[str, Any]) -> str:
+        name = properties.get("StateMachineName", properties.get("Name", f"{self.stack_name}-{logical_id}"))
+        if isinstance(name, dict) and set(name) == {"Fn::Sub"}:
+            name = str(name["Fn::Sub"]).replace("${AWS::StackName}", self.stack_name)
+        if not isinstance(name, str) or "${" in name:
+            raise DeployError(f"{logical_id}: localcloud resolves a state machine name with ${{AWS::StackName}} only")
+        return f"arn:aws:states:{deploy.REGION}:{deploy.ACCOUNT_ID}:stateMachine:{name}"
+
     def _schedule_target(self, target: dict[str, Any]) -> ScheduleTarget:
         if "InputPath" in target or "InputTransformer" in target:
             raise NotImplementedError("localcloud supports a schedule target's Input, not InputPath/InputTransformer")
+        arn = str(target["Arn"])
+        if ":states:" in arn:
+            logical_id = next(k for k, v in self.deployment.physical.items() if v == arn)
+            return ScheduleTarget(
+                logical_id, str(target.get("Id", logical_id)), target.get("Input"), state_machine=True
+            )
         function = self.runtime.by_arn(str(target["Arn"])).logical_id
         return ScheduleTarget(function=function, target_id=str(target.get("Id", function)), input=target.get("Input"))
 
@@ -557,7 +587,8 @@ class LocalCloud:
             return moved
 
     def run_until_quiet(self, max_rounds: int = 100_000) -> PumpReport:
-        """Pump until a whole round moves nothing (failed SQS messages wait for their visibility timeout)."""
+        """Pump until a whole round moves nothing (failed SQS messages wait for their visibility timeout) and no
+        state machine execution runs (one that a function started, e.g. a sweep, is waited for, then pumped after)."""
         report = PumpReport()
         started = time.monotonic()
         while report.rounds < max_rounds:
@@ -565,9 +596,24 @@ class LocalCloud:
             report.rounds += 1
             report.moved += moved
             if not moved:
-                break
+                running = self.running_executions()
+                if not running:
+                    break
+                for arn in running:
+                    assert self.state_machines is not None
+                    self.executions.append(self.state_machines.wait(arn))
         report.seconds = time.monotonic() - started
         return report
+
+    def running_executions(self) -> list[str]:
+        """The ARNs of the executions still running, of every state machine of the stack."""
+        if self.state_machines is None:
+            return []
+        running = []
+        for arn in self.state_machines.arns.values():
+            listed = self.clients.stepfunctions.list_executions(stateMachineArn=arn, statusFilter="RUNNING")
+            running += [e["executionArn"] for e in listed.get("executions", [])]
+        return running
 
     def advance(self, seconds: float) -> list[Invocation]:
         """Move localcloud's clock: fire the schedules that came due and release SQS messages whose visibility
@@ -582,14 +628,41 @@ class LocalCloud:
             for schedule in self.schedules.values():
                 fired.extend((moment, schedule) for moment in schedule.due(self.clock.now()))
             invocations = []
+            executions: list[tuple[str, Any]] = []
             for moment, schedule in sorted(fired, key=lambda pair: pair[0]):
                 for target in schedule.targets:
                     event = schedule.event(moment, target, deploy.ACCOUNT_ID, deploy.REGION)
                     self.log(f"schedule {schedule.rule} fired {target.function}")
-                    invocations.append(self.invoke_async(target.function, event))
+                    if target.state_machine:
+                        # EventBridge starts an execution with the target's Input (or the event) as its input.
+                        executions.append((target.function, json.loads(target.input) if target.input else event))
+                    else:
+                        invocations.append(self.invoke_async(target.function, event))
             for queue in self.sqs_mappings.values():
                 queue.release_due()
-            return invocations
+        # Outside the locks: the execution's tasks invoke functions from the interpreter's threads.
+        for state_machine, payload in executions:
+            self.run_state_machine(state_machine, payload)
+        return invocations
+
+    def run_state_machine(self, logical_id: str, payload: Any = None) -> Execution:
+        """Start an execution of a template's state machine and wait for its end (localcloud.stepfunctions)."""
+        if self.state_machines is None:
+            raise DeployError("not deployed")
+        execution = self.state_machines.run(logical_id, payload if payload is not None else {})
+        self.log(f"state machine {logical_id}: {execution.status}")
+        self.executions.append(execution)
+        return execution
+
+    def sweep(self, **request: Any) -> dict[str, Any]:
+        """The reconciler's full sweep, as its schedule or an operator starts it; returns the sweep's report.
+
+        `request`: the execution input (`reason`, or `projection` for a backfill). Raises if the execution failed.
+        """
+        execution = self.run_state_machine("ReconcilerSweepStateMachine", {"reason": "localcloud", **request})
+        if not execution.ok:
+            raise RuntimeError(f"sweep {execution.status}: {execution.error}: {execution.cause}")
+        return dict(execution.output)
 
     def sqs_event_from_queue(self, logical_id: str, max_messages: int = 10) -> dict[str, Any]:
         """Receive messages of a queue as the Lambda SQS event (for inspection/tests); they stay in flight."""

@@ -12,6 +12,8 @@ its properties resolved against the deployed stack, for localcloud to create thr
 - Lambda targets of pattern rules: replaced by a shadow SQS queue that localcloud drains into asynchronous invokes.
 - AWS::Lambda::EventInvokeConfig: unsupported by moto's CloudFormation; kept for the async invocation emulation.
 - AWS::SQS::QueuePolicy, AWS::ApiGatewayV2::Api/Stage: unsupported; applied through the SQS and API Gateway APIs.
+- AWS::StepFunctions::StateMachine: created through the API with its DefinitionSubstitutions applied, under the ARN
+  its name gives (so that Refs to it resolve in the stack), and run by moto's interpreter (localcloud.stepfunctions).
 
 The intrinsics in what was taken out (Ref/GetAtt/Sub/...) are resolved by moto itself: each becomes a stack output
 of the template sent to moto, and its value is read back after the stack is created.
@@ -43,6 +45,8 @@ CREATED_BY_API = {
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Stage",
     "AWS::CloudWatch::Alarm",
+    # moto's CloudFormation reads only DefinitionString, not SAM's DefinitionSubstitutions (localcloud.stepfunctions).
+    "AWS::StepFunctions::StateMachine",
 }
 _RESOLVE_PREFIX = "LocalcloudResolved"
 

@@ -107,9 +107,10 @@ class Cron:
 
 @dataclass
 class ScheduleTarget:
-    function: str  # logical id
+    function: str  # logical id of the function, or of the state machine when `state_machine`
     target_id: str
     input: str | None = None
+    state_machine: bool = False  # a Step Functions target: the rule starts an execution with the input
 
 
 @dataclass

@@ -28,7 +28,6 @@ from tests.support.stack import FunctionRunner, Stack
 NOTIFICATIONS = "NotificationsConsumerFunction"
 INVENTORY = "InventoryConsumerFunction"
 RECONCILER = "ReconcilerFunction"
-FULL = {"mode": "full"}
 NOW = "2026-11-28T10:00:00+00:00"
 FORGED_VERSION = 10**12
 
@@ -581,7 +580,7 @@ def test_a_forged_availability_is_corrected_to_the_products_state(stack: Stack, 
     stack.put_item("InventoryTable", real)
     stack.put_item("NotificationsTable", availability_item(real, version=FORGED_VERSION, on_hand=99, available=99))
     # WHEN a full pass runs
-    report = functions.invoke(RECONCILER, FULL)
+    report = functions.sweep()
     # THEN exactly one ProjectionCorrected from converge.reconciler, expecting the product's state
     [event] = bus(stack)
     assert (event.event_type, event.source) == ("ProjectionCorrected", "converge.reconciler")
@@ -602,7 +601,7 @@ def test_an_orphan_reserved_reservation_is_removed(stack: Stack, functions: Func
     stack.put_item("NotificationsTable", availability_item(real))
     stack.put_item("InventoryTable", reservation_item("o-ghost", "RESERVED", 1, [("p1", 1)]))
     # WHEN a full pass runs
-    report = functions.invoke(RECONCILER, FULL)
+    report = functions.sweep()
     # THEN one ReservationCorrected REMOVE, as observed, with the reservation's lines
     [event] = bus(stack)
     data = event.data
@@ -623,8 +622,8 @@ def test_a_confirmed_order_whose_reinstatement_failed_is_parked_once(stack: Stac
     shipment = {"order_id": "o-1", "customer_id": order["customer_id"], "lines": order["lines"], "status": "PENDING"}
     stack.put_item("ShipmentsTable", {"pk": "SHIPMENT#o-1", "sk": "SHIPMENT", **shipment, "version": 1})
     # WHEN two full passes run
-    first = functions.invoke(RECONCILER, FULL)
-    second = functions.invoke(RECONCILER, FULL)
+    first = functions.sweep()
+    second = functions.sweep()
     # THEN it is parked for a person once, counted the first time only, and nothing is sent for it
     assert (first["parked_for_a_person"], first["already_parked"]) == (1, 0)
     assert (second["parked_for_a_person"], second["already_parked"]) == (0, 1)
@@ -645,9 +644,12 @@ def test_a_reserved_counter_off_its_reservations_is_recounted(stack: Stack, func
     stack.put_item("NotificationsTable", confirmation_item(order))
     stack.put_item("InventoryTable", reservation_item("o-1", "RESERVED", 1, [("p1", 2)]))
     # WHEN a full pass runs
-    report = functions.invoke(RECONCILER, FULL)
-    # THEN one ReservedRecounted sets p1's reserved to the counted 2, observed at version 3
-    [event] = bus(stack)
+    report = functions.sweep()
+    # THEN one ReservedRecounted sets p1's reserved to the counted 2, observed at version 3 (the sweep recounts after
+    # every segment's saga repairs, here the OrderConfirmed shipping never heard of, so none is held back for it)
+    events = bus(stack)
+    assert sorted(type(e.data).__name__ for e in events) == ["OrderConfirmed", "ReservedRecounted"]
+    [event] = [e for e in events if isinstance(e.data, ReservedRecounted)]
     data = event.data
     assert isinstance(data, ReservedRecounted)
     assert (data.product_id, data.reserved, data.observed_version) == ("p1", 2, 3)
@@ -658,10 +660,10 @@ def test_a_reserved_counter_off_its_reservations_is_recounted(stack: Stack, func
 def test_with_corrections_disabled_only_republishes_are_sent(
     stack: Stack, functions: FunctionRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN the reconciler's environment with CORRECTIONS_ENABLED=false
-    spec = functions.specs[RECONCILER]
+    # GIVEN the sweep's environment with CORRECTIONS_ENABLED=false
+    spec = functions.specs["ReconcilerSweepFunction"]
     disabled = dataclasses.replace(spec, environment={**spec.environment, "CORRECTIONS_ENABLED": "false"})
-    monkeypatch.setitem(functions.specs, RECONCILER, disabled)
+    monkeypatch.setitem(functions.specs, "ReconcilerSweepFunction", disabled)
     # AND a forged availability (ahead), an orphan reservation, and an availability one version behind
     forged = product_item("p1", 2, on_hand=10, reserved=1)
     stack.put_item("InventoryTable", forged)
@@ -671,7 +673,7 @@ def test_with_corrections_disabled_only_republishes_are_sent(
     stack.put_item("InventoryTable", lagging)
     stack.put_item("NotificationsTable", availability_item(lagging, version=3))
     # WHEN a full pass runs
-    report = functions.invoke(RECONCILER, FULL)
+    report = functions.sweep()
     # THEN only the lagging product's state is republished; the other differences are reported, not corrected
     events = bus(stack)
     assert [(e.event_type, e.metadata.entity_id, e.metadata.entity_version) for e in events] == [

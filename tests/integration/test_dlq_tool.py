@@ -122,7 +122,7 @@ def test_a_confirmed_order_without_stock_is_listed_as_parked_for_a_person(
                                       "version": 2, "reinstate_failed": True, "event_type": "StockReservationFailed",
                                       "correlation_id": "c", "updated_at": "2026-11-28T10:00:00+00:00"})  # fmt: skip
     # WHEN the reconciler sweeps and a person asks the tool
-    functions.invoke("ReconcilerFunction", {"mode": "full"})
+    functions.sweep()
     cases = tool(stack).parked("ANOMALY")
     # THEN the case is there once, with its kind and the reason
     (case,) = cases.values()

@@ -22,7 +22,7 @@ def test_a_backfill_republishes_only_its_projection_marked_as_a_backfill(
     for table, item in history.items():
         stack.put_item(table, item)
     # WHEN the reconciler backfills the order <-> shipment pair only
-    report = functions.invoke("ReconcilerFunction", {"mode": "full", "projection": "order_shipment"})
+    report = functions.sweep(projection="order_shipment")
     # THEN only the order's event is republished, carrying the backfill mark; the availability waits
     events = stack.events_on_bus()
     assert [e["detail-type"] for e in events] == ["OrderConfirmed"]

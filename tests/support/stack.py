@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +21,12 @@ from converge.dynamo import from_item, to_item
 from converge.settings import settings
 from localcloud.context import LambdaContext
 from localcloud.loader import load_handler
+from localcloud.stepfunctions import definition_of
 from localcloud.template import FunctionSpec, function_specs, load_template, resources_of_type
 
+STACK_NAME = "converge-test"
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
 TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexes")
 
 
@@ -52,6 +57,10 @@ class Stack:
             if (target, attribute) == ("Bus", "Name"):
                 return self.bus_name
             raise KeyError(f"unresolved GetAtt {target}.{attribute}")
+        if "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+            pseudo = {"AWS::StackName": STACK_NAME, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID}
+            pseudo["AWS::Partition"] = "aws"
+            return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m.group(1)], value["Fn::Sub"])
         if "Fn::If" in value:
             condition, _when_true, when_false = value["Fn::If"]
             if condition == "IsTracingEnabled":
@@ -110,6 +119,15 @@ def create_stack() -> Stack:
     sqs = boto3.client("sqs")
     for logical_id in resources_of_type(template, "AWS::SQS::Queue"):
         stack.queues[logical_id] = sqs.create_queue(QueueName=f"test-{logical_id}")["QueueUrl"]
+    # The sweep's state machine, so that a pass can start it; moto records the execution without running it here
+    # (the localcloud tests run it on moto's interpreter; handler tests play its steps with FunctionRunner.sweep).
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::StateMachine").items():
+        props = resource["Properties"]
+        boto3.client("stepfunctions").create_state_machine(
+            name=stack.resolve(props["Name"]),
+            definition=definition_of({**props, "DefinitionSubstitutions": {}}),
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{logical_id}",
+        )
     events = boto3.client("events")
     events.create_event_bus(Name=stack.bus_name)
     stack.tap_queue_url = sqs.create_queue(QueueName="test-bus-tap")["QueueUrl"]
@@ -151,6 +169,19 @@ class FunctionRunner:
         with self._environment(spec):
             handler = load_handler(spec.code_dir, spec.handler)
             return handler(event, LambdaContext(function_name=logical_id, timeout_seconds=spec.timeout))
+
+
+    def sweep(self, **request: Any) -> dict[str, Any]:
+        """The full sweep, its tasks invoked in the order ReconcilerSweepStateMachine runs them: start, every
+        segment until done, every counter segment until done, finish. Returns the sweep's report."""
+        sweep = "ReconcilerSweepFunction"
+        started = self.invoke(sweep, {"action": "start", "request": {"reason": "test", **request}})
+        for phase in ("segments", "counters"):
+            for task in started[phase]:
+                while not self.invoke(sweep, task)["done"]:
+                    pass
+        report: dict[str, Any] = self.invoke(sweep, {"action": "finish", "sweep_id": started["sweep_id"]})
+        return report
 
 
 def reset_caches() -> None:

@@ -559,7 +559,7 @@ def requested_mode(event: dict[str, Any]) -> Mode:
         raise InvalidInvocation(f"mode must be one of {[m.value for m in Mode]}") from exc
 
 
-# Suspects are kept in one state item (400 KB max); past this many, the next pass sweeps instead.
+# Suspects are kept in one state item (400 KB max); past this many, a sweep is started for the rest.
 MAX_SUSPECTS = 2000
 
 
@@ -649,31 +649,44 @@ class Plan:
     mode: Mode
     reason: str
     since: datetime | None = None  # incremental only: entities with updated_at >= since
+    sweep: str | None = None  # why this pass starts the full sweep (None: it starts none)
 
 
-def plan_pass(requested: Mode, state: ReconcilerState, overlap: timedelta) -> Plan:
-    """Full if asked, if no pass has succeeded yet, or if the last one left too many suspects to carry."""
+def plan_pass(requested: Mode, state: ReconcilerState, overlap: timedelta, now: datetime) -> Plan:
+    """What a pass does. A full sweep is never done by a pass itself: it is started (the state machine fans it out)
+    when asked for, when no pass has succeeded yet (what came before the first watermark), or when the last pass
+    found more lagging entities than it can carry; the incremental pass goes on either way."""
     if requested is Mode.FULL:
-        return Plan(Mode.FULL, "requested")
+        return Plan(Mode.FULL, "requested", sweep="requested")
     if state.watermark is None:
-        return Plan(Mode.FULL, "no watermark yet")
-    if state.full_sweep_due:
-        return Plan(Mode.FULL, "the last pass left more than MAX_SUSPECTS lagging entities")
+        # What is written from now on, the incremental passes see; what came before, the sweep.
+        return Plan(Mode.INCREMENTAL, "no watermark yet", since=now - overlap, sweep="no watermark yet")
     # The overlap re-reads writes that were in flight (or not yet in the index) when the last pass started.
-    return Plan(Mode.INCREMENTAL, "changed since the watermark", since=state.watermark - overlap)
+    since = state.watermark - overlap
+    if state.full_sweep_due:
+        return Plan(Mode.INCREMENTAL, "changed since the watermark", since, sweep=TOO_MANY_SUSPECTS)
+    return Plan(Mode.INCREMENTAL, "changed since the watermark", since=since)
+
+
+TOO_MANY_SUSPECTS = "the last pass left more than MAX_SUSPECTS lagging entities"
 
 
 def next_state(previous: ReconcilerState, started_at: datetime, findings: Findings) -> ReconcilerState:
     """The state a successful pass leaves: the watermark moves to the pass's start, the lagging become suspects.
 
     A repair may itself be lost, and the entity will not change again to bring it back into a window: keeping
-    it as a suspect means the next pass checks it again, whatever the watermark.
+    it as a suspect means the next pass checks it again, whatever the watermark. Past MAX_SUSPECTS, the first
+    MAX_SUSPECTS are kept and a sweep is due (the next pass starts it; a running one already covers them).
     """
     suspects = Scope.of_findings(findings)
     overflow = len(suspects) > MAX_SUSPECTS
+    if overflow:
+        products = sorted(suspects.products)[:MAX_SUSPECTS]
+        orders = sorted(suspects.orders)[: MAX_SUSPECTS - len(products)]
+        suspects = Scope(frozenset(products), frozenset(orders))
     return ReconcilerState(
         watermark=max(started_at, previous.watermark) if previous.watermark else started_at,
-        suspects=Scope() if overflow else suspects,
+        suspects=suspects,
         full_sweep_due=overflow,
         version=previous.version + 1,
     )

@@ -46,6 +46,10 @@ def sqs() -> SQSClient:
     return _client("sqs")  # type: ignore[no-any-return]
 
 
+def stepfunctions() -> Any:
+    return _client("stepfunctions")
+
+
 def reset_clients() -> None:
     """Forget cached clients and their session (tests start a fresh moto backend; localcloud swaps endpoints)."""
     _client.cache_clear()

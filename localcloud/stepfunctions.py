@@ -1,0 +1,164 @@
+"""Step Functions state machines of the template, executed by moto's own ASL interpreter.
+
+moto 5.2 ships an interpreter of the Amazon States Language (`moto/stepfunctions/parser`, from LocalStack) that runs
+executions when `default_user_config["stepfunctions"]["execute_state_machine"]` is on: Task, Choice, Map (inline and
+DISTRIBUTED, with ItemsPath, ItemSelector, MaxConcurrency, ToleratedFailurePercentage), Retry and Catch, intrinsic
+functions. Two things are localcloud's:
+
+- moto's CloudFormation reads only `DefinitionString`; SAM emits `Definition` with `DefinitionSubstitutions`, so the
+  state machine is created here through the API, with the substitutions applied as CloudFormation applies them.
+- The interpreter's Lambda tasks call Lambda's Invoke, which in moto needs Docker: they are routed to localcloud's
+  in-process functions (`Runtime.invoke`, source "states"), with Lambda's answer for a function error
+  (`FunctionError: Unhandled` and the error payload) so Retry and Catch see what they would on AWS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from localcloud.runtime import Runtime
+
+STATE_MACHINE_TYPE = "AWS::StepFunctions::StateMachine"
+_SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+
+
+class ExecutionTimeout(RuntimeError):
+    """An execution still running after the wait localcloud allows it."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A finished execution: its status, output (parsed JSON) or error and cause."""
+
+    arn: str
+    status: str
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+def definition_of(properties: dict[str, Any]) -> str:
+    """The definition JSON with `${Name}` replaced by its DefinitionSubstitutions value (properties resolved)."""
+    definition = properties.get("DefinitionString") or json.dumps(properties["Definition"])
+    substitutions = {k: str(v) for k, v in (properties.get("DefinitionSubstitutions") or {}).items()}
+
+    def substitute(match: re.Match[str]) -> str:
+        return substitutions.get(match.group(1), match.group(0))
+
+    # A number substituted into a quoted position ("MaxConcurrency": "${N}") becomes a number, as in CloudFormation's
+    # resolved definition the value is written where the placeholder stood; quoted placeholders of numbers are
+    # unquoted first.
+    for name, value in substitutions.items():
+        if value.isdigit():
+            definition = definition.replace(f'"${{{name}}}"', value)
+    return _SUBSTITUTION.sub(substitute, definition)
+
+
+def _moto_parts() -> tuple[dict[str, Any], Any]:
+    """moto's user config (where the interpreter is switched on) and the module whose Lambda client is routed."""
+    from moto.core.config import default_user_config
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    return cast(dict[str, Any], default_user_config), lambda_eval_utils
+
+
+class _LambdaRouter:
+    """What moto's interpreter gets for a "lambda" client: Invoke runs the function in-process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def invoke(self, **parameters: Any) -> dict[str, Any]:
+        function = self._runtime.by_arn(str(parameters["FunctionName"]))
+        payload = parameters.get("Payload") or "{}"
+        event = json.loads(payload) if isinstance(payload, str | bytes) else payload
+        invocation = self._runtime.invoke(function.logical_id, event, source="states")
+        response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+        if invocation.ok:
+            body = invocation.response
+        else:
+            response["FunctionError"] = "Unhandled"
+            body = invocation.error.payload() if invocation.error else {"errorType": "Unknown"}
+        response["Payload"] = io.BytesIO(json.dumps(body, default=str).encode())
+        return response
+
+
+class StateMachines:
+    """Turns moto's interpreter on, routes its Lambda tasks to `runtime`, and runs executions to their end."""
+
+    def __init__(self, clients: Any, runtime: Runtime) -> None:
+        self._clients = clients
+        self._runtime = runtime
+        self._saved: dict[str, Any] | None = None
+        self._saved_client: Callable[..., Any] | None = None
+        self.arns: dict[str, str] = {}  # logical id -> state machine ARN
+
+    def install(self) -> None:
+        config, lambda_eval_utils = _moto_parts()
+        self._saved = dict(config.get("stepfunctions", {}))
+        config["stepfunctions"] = {**self._saved, "execute_state_machine": True}
+        self._saved_client = lambda_eval_utils.boto_client_for
+        original, router = self._saved_client, _LambdaRouter(self._runtime)
+
+        def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+            return router if service == "lambda" else original(region, service, state_credentials)
+
+        lambda_eval_utils.boto_client_for = client_for
+
+    def uninstall(self) -> None:
+        config, lambda_eval_utils = _moto_parts()
+        if self._saved is not None:
+            config["stepfunctions"] = self._saved
+            self._saved = None
+        if self._saved_client is not None:
+            lambda_eval_utils.boto_client_for = self._saved_client
+            self._saved_client = None
+
+    def create(self, logical_id: str, properties: dict[str, Any], arn: str) -> str:
+        """Create a state machine from its resolved properties, under the ARN the stack already uses for it."""
+        name = str(properties.get("StateMachineName") or arn.rsplit(":", 1)[-1])
+        created = self._clients.stepfunctions.create_state_machine(
+            name=name,
+            definition=definition_of(properties),
+            roleArn=str(properties["RoleArn"]),
+            type=str(properties.get("StateMachineType", "STANDARD")),
+        )
+        self.arns[logical_id] = created["stateMachineArn"]
+        return str(created["stateMachineArn"])
+
+    def start(self, logical_id_or_arn: str, payload: Any) -> str:
+        arn = self.arns.get(logical_id_or_arn, logical_id_or_arn)
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        started = self._clients.stepfunctions.start_execution(stateMachineArn=arn, input=text)
+        return str(started["executionArn"])
+
+    def wait(self, execution_arn: str, timeout_seconds: float = 600.0) -> Execution:
+        """Wait for an execution to end (its tasks run on the interpreter's threads; the caller holds no lock)."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            described = self._clients.stepfunctions.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                output = described.get("output")
+                return Execution(
+                    arn=execution_arn,
+                    status=described["status"],
+                    output=json.loads(output) if output else None,
+                    error=described.get("error"),
+                    cause=described.get("cause"),
+                )
+            if time.monotonic() > deadline:
+                raise ExecutionTimeout(f"{execution_arn} still running after {timeout_seconds:.0f} s")
+            time.sleep(0.02)
+
+    def run(self, logical_id_or_arn: str, payload: Any, timeout_seconds: float = 600.0) -> Execution:
+        return self.wait(self.start(logical_id_or_arn, payload), timeout_seconds)
