@@ -212,9 +212,10 @@ def test_a_pass_that_lost_the_race_to_save_its_state_leaves_the_winners_state(
     # GIVEN a saved state (version 1), and the reconciler's store as a pass that read version 0 would use it
     bootstrapped(stack, functions, entities=20)
     winner = state(stack)
-    from reconciler import domain, store
+    from reconciler import store
+    from reconciler.passes import ReconcilerState
 
-    late = domain.ReconcilerState(watermark=datetime.now(UTC) + timedelta(hours=1), version=1)
+    late = ReconcilerState(watermark=datetime.now(UTC) + timedelta(hours=1), version=1)
     # WHEN that pass saves its state
     with pytest.raises(store.ConcurrentPass):
         store.save_state(stack.tables["ReconcilerStateTable"], late, expected_version=0)

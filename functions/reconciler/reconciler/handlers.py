@@ -3,7 +3,7 @@
 Every 5 minutes an incremental pass compares only the entities written since the watermark (read from the
 source tables' changed-since index) and those still different last time; once a day, or when invoked with
 `{"mode": "full"}` (the operator's command after a restore), a full sweep compares every entity and recounts
-derived counters. Both use the same rules (domain.compare over converge.projections).
+derived counters. Both use the same rules (compare.compare over converge.projections).
 """
 
 from __future__ import annotations
@@ -27,29 +27,12 @@ from converge.observability import logger, metrics, traced
 from converge.projections import PRODUCT, RESERVATION
 from converge.settings import settings
 from reconciler import store
-from reconciler.domain import (
-    Correction,
-    DeadLetterKind,
-    Findings,
-    Mode,
-    Plan,
-    Scope,
-    Snapshot,
-    compare,
-    confirmed_corrections,
-    confirmed_recounts,
-    defer_saga_repairs,
-    judge_dead_letter,
-    next_state,
-    plan_pass,
-    projection_keys,
-    recount,
-    recount_needs_a_person,
-    requested_backfill,
-    requested_mode,
-    source_keys,
-    to_confirm,
-)
+from reconciler.compare import compare, confirmed_corrections, confirmed_recounts, defer_saga_repairs, to_confirm
+from reconciler.dead_letters import DeadLetterKind, judge_dead_letter
+from reconciler.findings import RESERVED_COUNTER, Correction, Findings
+from reconciler.passes import Mode, Plan, next_state, parse_invocation, plan_pass
+from reconciler.repairs import recount, recount_needs_a_person
+from reconciler.snapshot import Scope, Snapshot, projection_keys, source_keys
 
 
 @dataclass(frozen=True)
@@ -333,7 +316,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     report.read_capacity_units = cost.capacity_units
     report.found = findings.count_by_projection()
     report.differences = findings.count_by_difference()
-    report.recounts = sum(1 for c in corrections if c.finding.projection == "reserved")
+    report.recounts = sum(1 for c in corrections if c.finding.projection == RESERVED_COUNTER)
     report.corrections_unconfirmed = unconfirmed
     report.corrections_disabled = len(findings.unrepaired)
     report.deferred = len(findings.deferred)
@@ -371,4 +354,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Its schedule sends a scheduled event (or the operator `{"mode": "full"}`); anything else is miswired.
     if not isinstance(event, dict) or "Records" in event or "requestContext" in event:
         raise UnexpectedEventError("an EventBridge scheduled event", event)
-    return asdict(reconcile(requested_mode(event), requested_backfill(event)))
+    invocation = parse_invocation(event)
+    return asdict(reconcile(invocation.mode, invocation.projection))
