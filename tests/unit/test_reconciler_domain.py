@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, get_args
 
 import pytest
 
 from converge.events import ProjectionCorrected, ReservationCorrected, ReservedRecounted
-from converge.projections import REINSTATE_FAILED, SAGA_RESOLUTIONS, SHIPMENT_RESOLUTIONS, Resolution
+from converge.projections import (
+    PROJECTIONS,
+    REINSTATE_FAILED,
+    SAGA_RESOLUTIONS,
+    SAGAS,
+    SHIPMENT_RESOLUTIONS,
+    ProjectionName,
+    Resolution,
+    SagaName,
+)
 from reconciler.compare import compare as compare_snapshot
 from reconciler.compare import confirmed_corrections, confirmed_recounts, defer_saga_repairs
 from reconciler.dead_letters import MAX_REDRIVES, judge_dead_letter
 from reconciler.findings import Findings
-from reconciler.repairs import recount, recount_needs_a_person
+from reconciler.repairs import SAGA_ACTIONS, SAGA_CORRECTIONS, recount, recount_needs_a_person
 from reconciler.snapshot import Scope, Snapshot
 
 Item = dict[str, Any]
@@ -738,3 +748,28 @@ def test_a_reservation_whose_event_moves_nothing_is_not_republished_for_a_shipme
     assert about(findings, "order_shipment").republish == []
     assert [f.difference for f in about(findings, "order_shipment").deferred] == ["republish_reservation"]
     assert [p.kind for p in about(findings, "order_reservation").parked] == ["stock_shipped_for_an_unconfirmed_order"]
+
+
+def test_the_names_a_finding_can_carry_are_exactly_the_declared_ones() -> None:
+    # GIVEN the declared projections and saga pairs
+    declared = {p.name for p in PROJECTIONS} | {saga.name for saga in SAGAS}
+    # THEN the typed names list each of them and nothing else (a declaration cannot outlive or miss its name)
+    assert set(get_args(ProjectionName)) | set(get_args(SagaName)) == declared
+
+
+def test_every_saga_pair_that_can_resolve_by_a_correction_declares_how_it_is_built() -> None:
+    # GIVEN the resolutions each declared pair can come to
+    for saga in SAGAS:
+        correcting = set(saga.resolutions.values()) & set(SAGA_ACTIONS)
+        # THEN a pair that corrects has a builder, and one that only republishes or parks needs none
+        assert (saga.name in SAGA_CORRECTIONS) == bool(correcting), saga.name
+
+
+def test_a_finding_is_logged_as_plain_json() -> None:
+    # GIVEN a finding from a comparison (a missing availability)
+    world = agreeing()
+    world.notifications = []
+    finding = compare(world).all[0]
+    # THEN its fields serialise as the strings a log line carries
+    assert json.loads(json.dumps(asdict(finding)))["projection"] == finding.projection
+    assert json.loads(json.dumps(asdict(finding)))["difference"] == "missing"
