@@ -106,7 +106,7 @@ SAGA_PARKED_KINDS = frozenset(kind for saga in SAGAS for kind in saga.parked_kin
 DECLARED_PAIRS = tuple(saga for saga in SAGAS if saga.name != ORDER_RESERVATION)
 CHECKS = (AVAILABILITY, ORDER_OUTCOME, ORDER_NOTIFICATION, ORDER_RESERVATION, *(s.name for s in DECLARED_PAIRS))
 PROJECTIONS = ("availability", "order_reservations", "order_notifications", *(f"{s.name}s" for s in DECLARED_PAIRS))
-GROUP = {
+GROUP: dict[str, str] = {
     AVAILABILITY: "availability",
     ORDER_OUTCOME: "order_notifications",
     ORDER_NOTIFICATION: "order_notifications",

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 
 from converge.envelope import event_from_item, parse_detail
-from reconciler.domain import MAX_REDRIVES
+from reconciler.dead_letters import MAX_REDRIVES
 from tests.support.events import domain_event, eventbridge_event
 from tests.support.stack import FunctionRunner, Stack
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from converge.consumer import BACKFILL_RESOURCE_PREFIX
-from reconciler.domain import InvalidInvocation
+from reconciler.passes import InvalidInvocation
 from tests.integration.test_reconciler import availability, order, product
 from tests.support.stack import FunctionRunner, Stack
 

@@ -29,10 +29,13 @@ REPAIR_OF = {"StockUpdated": "availability", "OrderCancelled": "order_reservatio
 
 
 def bootstrapped(stack: Stack, functions: FunctionRunner, entities: int = ENTITIES) -> Dataset:
-    """Entities written an hour ago with every projection current, and a first pass (a full sweep) behind them."""
+    """Entities written an hour ago with every projection current, a first pass (which starts the full sweep for
+    what came before its watermark) and that sweep behind them."""
     data = seed(stack.tables, entities, datetime.now(UTC) - timedelta(hours=1))
     first = functions.invoke(RECONCILER, SCHEDULED)
-    assert (first["mode"], first["mode_reason"], first["republished"]) == ("full", "no watermark yet", 0)
+    assert (first["mode"], first["mode_reason"], first["republished"]) == ("incremental", "no watermark yet", 0)
+    assert first["sweep_started"]
+    assert functions.sweep()["republished"] == 0
     return data
 
 
@@ -57,7 +60,7 @@ def test_both_modes_find_exactly_the_drifted_entities(stack: Stack, functions: F
     # WHEN the scheduled (incremental) pass runs, and then a full sweep
     incremental = functions.invoke(RECONCILER, SCHEDULED)
     from_incremental = republished(stack)
-    full = functions.invoke(RECONCILER, FULL_SWEEP)
+    full = functions.sweep()
     from_full = republished(stack)
     # THEN each republished exactly the drifted entities, as the repairs their projections need
     assert (incremental["mode"], full["mode"]) == ("incremental", "full")
@@ -73,12 +76,12 @@ def test_an_incremental_pass_reads_at_most_5_percent_of_a_full_sweep_at_0_1_perc
     make_drift(stack.tables, data, 0.001, datetime.now(UTC))
     # WHEN both passes run
     incremental = functions.invoke(RECONCILER, SCHEDULED)
-    full = functions.invoke(RECONCILER, FULL_SWEEP)
-    # THEN the full sweep read every item (and again the sources of what it found, to confirm them), and the
-    #      incremental pass at most 5% of that (here: the drifted entities and their neighbourhoods)
+    full = functions.sweep()
+    # THEN the full sweep read every item (scanned, and each entity's neighbourhood by key), and the incremental
+    #      pass at most 5% of the tables (here: the drifted entities and their neighbourhoods)
     every_item = sum(len(stack.scan(str(s.table))) for s in with_tables())
-    assert every_item <= full["items_read"] <= every_item + 2 * 2
-    assert 0 < incremental["items_read"] <= 0.05 * full["items_read"]
+    assert every_item <= full["items_read"]
+    assert 0 < incremental["items_read"] <= 0.05 * every_item
     assert incremental["checked"] == 2
 
 
@@ -138,7 +141,7 @@ def test_a_full_sweep_finds_drift_older_than_the_watermark(stack: Stack, functio
     # WHEN an incremental pass runs, then a full sweep
     incremental = functions.invoke(RECONCILER, SCHEDULED)
     assert republished(stack) == set()
-    full = functions.invoke(RECONCILER, FULL_SWEEP)
+    full = functions.sweep()
     # THEN only the sweep sees the damage and republishes both sources
     assert incremental["found"]["availability"] == incremental["found"]["order_outcome"] == 0
     assert (full["found"]["availability"], full["found"]["order_outcome"]) == (1, 1)
@@ -174,8 +177,8 @@ def test_lagging_entities_are_checked_again_until_their_projections_catch_up(
 def test_writes_through_the_services_are_seen_by_the_next_incremental_pass(
     stack: Stack, functions: FunctionRunner
 ) -> None:
-    # GIVEN an empty system after its first pass
-    assert functions.invoke(RECONCILER, SCHEDULED)["mode"] == "full"
+    # GIVEN an empty system after its first pass (which starts a sweep of what came before it)
+    assert functions.invoke(RECONCILER, SCHEDULED)["mode_reason"] == "no watermark yet"
     # WHEN stock is set and an order placed through the APIs (the fixtures sam local invoke uses),
     #      and no consumer runs
     for api, fixture in (("InventoryApiFunction", "set-stock"), ("OrdersApiFunction", "place-order")):
@@ -196,14 +199,15 @@ def test_writes_through_the_services_are_seen_by_the_next_incremental_pass(
     assert report["differences"].get("republish_reservation") == 1
 
 
-def test_the_full_sweep_fixture_forces_a_sweep_even_with_a_watermark(stack: Stack, functions: FunctionRunner) -> None:
+def test_the_full_sweep_fixture_starts_the_sweep_even_with_a_watermark(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN a system with a watermark
     bootstrapped(stack, functions, entities=20)
-    # WHEN the reconciler is invoked with the committed full-sweep fixture (the daily schedule's input)
+    # WHEN the reconciler is invoked with the committed full-sweep fixture (the operator's command)
     report = functions.invoke(RECONCILER, FULL_SWEEP)
-    # THEN it swept every item because it was asked to
-    assert (report["mode"], report["mode_reason"]) == ("full", "requested")
-    assert report["items_read"] == sum(len(stack.scan(str(s.table))) for s in with_tables())
+    # THEN it started the sweep's state machine because it was asked to, and read nothing itself
+    assert (report["mode"], report["mode_reason"], report["items_read"]) == ("full", "requested", 0)
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=report["sweep_started"])
+    assert json.loads(execution["input"]) == {"reason": "requested"}
 
 
 def test_a_pass_that_lost_the_race_to_save_its_state_leaves_the_winners_state(
@@ -212,9 +216,10 @@ def test_a_pass_that_lost_the_race_to_save_its_state_leaves_the_winners_state(
     # GIVEN a saved state (version 1), and the reconciler's store as a pass that read version 0 would use it
     bootstrapped(stack, functions, entities=20)
     winner = state(stack)
-    from reconciler import domain, store
+    from reconciler import store
+    from reconciler.passes import ReconcilerState
 
-    late = domain.ReconcilerState(watermark=datetime.now(UTC) + timedelta(hours=1), version=1)
+    late = ReconcilerState(watermark=datetime.now(UTC) + timedelta(hours=1), version=1)
     # WHEN that pass saves its state
     with pytest.raises(store.ConcurrentPass):
         store.save_state(stack.tables["ReconcilerStateTable"], late, expected_version=0)

@@ -170,7 +170,6 @@ class FunctionRunner:
             handler = load_handler(spec.code_dir, spec.handler)
             return handler(event, LambdaContext(function_name=logical_id, timeout_seconds=spec.timeout))
 
-
     def sweep(self, **request: Any) -> dict[str, Any]:
         """The full sweep, its tasks invoked in the order ReconcilerSweepStateMachine runs them: start, every
         segment until done, every counter segment until done, finish. Returns the sweep's report."""

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, get_args
 
 import pytest
 
 from converge.events import ProjectionCorrected, ReservationCorrected, ReservedRecounted
-from converge.projections import REINSTATE_FAILED, SAGA_RESOLUTIONS, SHIPMENT_RESOLUTIONS, Resolution
-from reconciler import domain
+from converge.projections import (
+    PROJECTIONS,
+    REINSTATE_FAILED,
+    SAGA_RESOLUTIONS,
+    SAGAS,
+    SHIPMENT_RESOLUTIONS,
+    ProjectionName,
+    Resolution,
+    SagaName,
+)
+from reconciler.compare import compare as compare_snapshot
+from reconciler.compare import confirmed_corrections, confirmed_recounts, defer_saga_repairs
+from reconciler.dead_letters import MAX_REDRIVES, judge_dead_letter
+from reconciler.findings import Findings
+from reconciler.repairs import SAGA_ACTIONS, SAGA_CORRECTIONS, recount, recount_needs_a_person
+from reconciler.snapshot import Scope, Snapshot
 
 Item = dict[str, Any]
 UPDATED_AT = "2026-11-28T10:00:00+00:00"
@@ -127,7 +142,7 @@ class World:
     shipping: list[Item] = field(default_factory=list)
 
     def snapshot(self) -> Any:
-        return domain.Snapshot.of(
+        return Snapshot.of(
             inventory=self.inventory, orders=self.orders, notifications=self.notifications, shipping=self.shipping
         )
 
@@ -142,12 +157,12 @@ def agreeing() -> World:
 
 
 def compare(world: World, **options: Any) -> Any:
-    return domain.compare(world.snapshot(), **options)
+    return compare_snapshot(world.snapshot(), **options)
 
 
 def about(findings: Any, projection: str) -> Any:
     """The findings about one projection, so that a test's other items do not hide what it shows."""
-    return domain.Findings(
+    return Findings(
         republish=[r for r in findings.republish if r.finding.projection == projection],
         corrections=[c for c in findings.corrections if c.finding.projection == projection],
         parked=[p for p in findings.parked if p.finding.projection == projection],
@@ -550,7 +565,7 @@ def test_a_full_compare_suspects_a_reserved_count_that_differs_from_its_reservat
 
 def test_a_scoped_compare_never_recounts() -> None:
     # GIVEN the same drifted product, in the scope of an incremental pass
-    scope = domain.Scope(frozenset({"p1"}), frozenset({"o1", "o2", "o3", "o4"}))
+    scope = Scope(frozenset({"p1"}), frozenset({"o1", "o2", "o3", "o4"}))
     # THEN it is not a suspect: only a full read sees every reservation
     assert compare(counter_world(reserved=5), scope=scope).recount_suspects == []
 
@@ -570,20 +585,20 @@ def test_a_recount_is_confirmed_only_by_a_second_read_at_the_same_version_still_
     repaired = counter_world(reserved=3).snapshot()
     gone = World(inventory=counter_world(reserved=5).inventory[1:]).snapshot()
     # THEN only the unchanged one is confirmed
-    assert [s.product_id for s in domain.confirmed_recounts(suspects, unchanged)] == ["p1"]
-    assert domain.confirmed_recounts(suspects, moved) == []
-    assert domain.confirmed_recounts(suspects, repaired) == []
-    assert domain.confirmed_recounts(suspects, gone) == []
+    assert [s.product_id for s in confirmed_recounts(suspects, unchanged)] == ["p1"]
+    assert confirmed_recounts(suspects, moved) == []
+    assert confirmed_recounts(suspects, repaired) == []
+    assert confirmed_recounts(suspects, gone) == []
 
 
 def test_a_confirmed_recount_sets_reserved_to_the_count_at_the_observed_version() -> None:
     [suspect] = compare(counter_world(reserved=5)).recount_suspects
-    correction = domain.recount(suspect)
+    correction = recount(suspect)
     data = correction.data
     assert isinstance(data, ReservedRecounted)
     assert (data.product_id, data.observed_version, data.reserved) == ("p1", 7, 3)
     assert (correction.finding.projection, correction.finding.entity_id) == ("reserved", "p1")
-    assert domain.recount_needs_a_person(suspect) is None
+    assert recount_needs_a_person(suspect) is None
 
 
 def test_saga_repairs_on_a_product_being_recounted_wait_for_the_next_pass() -> None:
@@ -604,12 +619,12 @@ def test_saga_repairs_on_a_product_being_recounted_wait_for_the_next_pass() -> N
     findings = compare(world)
     assert {s.product_id for s in findings.recount_suspects} == {"p1"}
     # WHEN the pass recounts p1
-    sent = domain.defer_saga_repairs(findings, list(findings.corrections), {"p1"}, world.snapshot())
+    sent = defer_saga_repairs(findings, list(findings.corrections), {"p1"}, world.snapshot())
     # THEN the release of o1 (it touches p1) waits for the next pass and stays a suspect; o2's goes now
     saga = {r.finding.entity_id for r in findings.republish if r.finding.projection == "order_reservation"}
     assert saga == {"o2"}
     assert [f.entity_id for f in findings.deferred] == ["o1"]
-    assert "o1" in domain.Scope.of_findings(findings).orders
+    assert "o1" in Scope.of_findings(findings).orders
     assert sent == list(findings.corrections)
 
 
@@ -617,7 +632,7 @@ def test_a_count_above_on_hand_needs_a_person() -> None:
     # GIVEN reservations holding more (3) than the product has on hand (2)
     [suspect] = compare(counter_world(reserved=0, on_hand=2)).recount_suspects
     # THEN the recount is parked for a person to count the stock
-    parked = domain.recount_needs_a_person(suspect)
+    parked = recount_needs_a_person(suspect)
     assert parked is not None
     assert (parked.kind, parked.finding.entity_id, parked.attributes) == (
         "stock_recount_raised_on_hand",
@@ -669,7 +684,7 @@ def test_a_correction_is_dropped_when_the_reread_source_explains_the_difference(
     # WHEN the order is read again and is CANCELLED at the outcome's version
     reread = first.snapshot().refreshed("orders", [("ORDER#o1", "ORDER")], [order("o1", "CANCELLED", 3)])
     # THEN the correction is not sent
-    assert domain.confirmed_corrections(findings, reread) == []
+    assert confirmed_corrections(findings, reread) == []
 
 
 def test_a_correction_is_dropped_when_the_source_moved_even_if_it_still_differs() -> None:
@@ -678,7 +693,7 @@ def test_a_correction_is_dropped_when_the_source_moved_even_if_it_still_differs(
     findings = compare(first)
     reread = first.snapshot().refreshed("inventory", [("PRODUCT#p1", "PRODUCT")], [product("p1", 4, reserved=2)])
     # THEN the correction the first read asked for is not the one the fresh source asks for: not sent
-    assert domain.confirmed_corrections(findings, reread) == []
+    assert confirmed_corrections(findings, reread) == []
 
 
 def test_corrections_still_asked_for_by_the_reread_sources_are_sent() -> None:
@@ -691,7 +706,7 @@ def test_corrections_still_asked_for_by_the_reread_sources_are_sent() -> None:
     first.inventory.append(reservation("o2", "RESERVED"))
     findings = compare(first, counters=False)
     # WHEN the sources are read again unchanged
-    confirmed = domain.confirmed_corrections(findings, first.snapshot())
+    confirmed = confirmed_corrections(findings, first.snapshot())
     # THEN both corrections are sent
     assert confirmed == findings.corrections
     assert {(c.finding.projection, c.finding.difference) for c in confirmed} == {
@@ -707,16 +722,16 @@ def test_a_reservation_correction_is_dropped_when_the_reread_order_moved() -> No
     assert [c.finding.difference for c in findings.corrections] == ["reinstate"]
     reread = first.snapshot().refreshed("orders", [("ORDER#o1", "ORDER")], [order("o1", "CANCELLED", 3)])
     # THEN no reinstatement is sent
-    assert domain.confirmed_corrections(findings, reread) == []
+    assert confirmed_corrections(findings, reread) == []
 
 
 # ---------------------------------------------------------------- dead letters
 def test_dead_letters_are_judged_by_shape_and_history() -> None:
     stream_failure = {"requestContext": {"condition": "RetryAttemptsExhausted"}, "DDBStreamBatchInfo": {}}
-    assert domain.judge_dead_letter(stream_failure, None, 0).kind.value == "stream_batch"
-    assert domain.judge_dead_letter(None, "body is not JSON", 0).kind.value == "poison"
-    assert domain.judge_dead_letter({"detail": {}}, None, 0).kind.value == "event"
-    assert domain.judge_dead_letter({"detail": {}}, None, domain.MAX_REDRIVES).kind.value == "poison"
+    assert judge_dead_letter(stream_failure, None, 0).kind.value == "stream_batch"
+    assert judge_dead_letter(None, "body is not JSON", 0).kind.value == "poison"
+    assert judge_dead_letter({"detail": {}}, None, 0).kind.value == "event"
+    assert judge_dead_letter({"detail": {}}, None, MAX_REDRIVES).kind.value == "poison"
 
 
 def test_a_reservation_whose_event_moves_nothing_is_not_republished_for_a_shipment_pair() -> None:
@@ -733,3 +748,28 @@ def test_a_reservation_whose_event_moves_nothing_is_not_republished_for_a_shipme
     assert about(findings, "order_shipment").republish == []
     assert [f.difference for f in about(findings, "order_shipment").deferred] == ["republish_reservation"]
     assert [p.kind for p in about(findings, "order_reservation").parked] == ["stock_shipped_for_an_unconfirmed_order"]
+
+
+def test_the_names_a_finding_can_carry_are_exactly_the_declared_ones() -> None:
+    # GIVEN the declared projections and saga pairs
+    declared = {p.name for p in PROJECTIONS} | {saga.name for saga in SAGAS}
+    # THEN the typed names list each of them and nothing else (a declaration cannot outlive or miss its name)
+    assert set(get_args(ProjectionName)) | set(get_args(SagaName)) == declared
+
+
+def test_every_saga_pair_that_can_resolve_by_a_correction_declares_how_it_is_built() -> None:
+    # GIVEN the resolutions each declared pair can come to
+    for saga in SAGAS:
+        correcting = set(saga.resolutions.values()) & set(SAGA_ACTIONS)
+        # THEN a pair that corrects has a builder, and one that only republishes or parks needs none
+        assert (saga.name in SAGA_CORRECTIONS) == bool(correcting), saga.name
+
+
+def test_a_finding_is_logged_as_plain_json() -> None:
+    # GIVEN a finding from a comparison (a missing availability)
+    world = agreeing()
+    world.notifications = []
+    finding = compare(world).all[0]
+    # THEN its fields serialise as the strings a log line carries
+    assert json.loads(json.dumps(asdict(finding)))["projection"] == finding.projection
+    assert json.loads(json.dumps(asdict(finding)))["difference"] == "missing"

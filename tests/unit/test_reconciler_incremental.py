@@ -9,7 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import domain
+from reconciler.compare import compare
+from reconciler.passes import (
+    MAX_SUSPECTS,
+    TOO_MANY_SUSPECTS,
+    InvalidInvocation,
+    Mode,
+    ReconcilerState,
+    next_state,
+    parse_invocation,
+    plan_pass,
+)
+from reconciler.snapshot import Scope, Snapshot, projection_keys, source_keys
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 OVERLAP = timedelta(seconds=120)
@@ -20,23 +31,29 @@ def test_a_scheduled_event_asks_for_an_incremental_pass_and_mode_full_for_a_swee
     # GIVEN the EventBridge scheduled event, the daily schedule's input, and a typo
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
     # THEN the mode is read from the event, and an unknown mode is refused rather than guessed
-    assert domain.requested_mode(scheduled) is domain.Mode.INCREMENTAL
-    assert domain.requested_mode({"mode": "full"}) is domain.Mode.FULL
-    with pytest.raises(domain.InvalidInvocation):
-        domain.requested_mode({"mode": "fulll"})
+    assert parse_invocation(scheduled).mode is Mode.INCREMENTAL
+    assert parse_invocation({"mode": "full"}).mode is Mode.FULL
+    with pytest.raises(InvalidInvocation):
+        parse_invocation({"mode": "fulll"})
 
 
-def test_without_a_watermark_or_with_too_many_suspects_the_pass_is_a_full_sweep() -> None:
+def test_without_a_watermark_or_with_too_many_suspects_a_pass_starts_a_sweep_and_stays_incremental() -> None:
     # GIVEN no saved state, a state whose last pass overflowed its suspects, and a normal state
-    fresh = domain.ReconcilerState()
-    overflowed = domain.ReconcilerState(watermark=T0, full_sweep_due=True, version=3)
-    normal = domain.ReconcilerState(watermark=T0, version=3)
+    fresh = ReconcilerState()
+    overflowed = ReconcilerState(watermark=T0, full_sweep_due=True, version=3)
+    normal = ReconcilerState(watermark=T0, version=3)
+    now = T0 + OVERLAP * 3
     # WHEN an incremental pass is requested
-    plans = [domain.plan_pass(domain.Mode.INCREMENTAL, s, OVERLAP) for s in (fresh, overflowed, normal)]
-    # THEN only the normal state allows one, starting the overlap before the watermark
-    assert [p.mode for p in plans] == [domain.Mode.FULL, domain.Mode.FULL, domain.Mode.INCREMENTAL]
-    assert plans[2].since == T0 - OVERLAP
-    assert domain.plan_pass(domain.Mode.FULL, normal, OVERLAP).mode is domain.Mode.FULL
+    plans = [plan_pass(Mode.INCREMENTAL, s, OVERLAP, now) for s in (fresh, overflowed, normal)]
+    # THEN every one is incremental: the first covers what is written from now on, the others start the overlap
+    # before the watermark
+    assert [p.mode for p in plans] == [Mode.INCREMENTAL] * 3
+    assert [p.since for p in plans] == [now - OVERLAP, T0 - OVERLAP, T0 - OVERLAP]
+    # AND the first two start the full sweep for what they cannot see, the normal one none
+    assert [p.sweep for p in plans] == ["no watermark yet", TOO_MANY_SUSPECTS, None]
+    # AND a requested full sweep is only started, not done by the pass
+    requested = plan_pass(Mode.FULL, normal, OVERLAP, now)
+    assert (requested.mode, requested.sweep) == (Mode.FULL, "requested")
 
 
 # ---------------------------------------------------------------- items
@@ -83,7 +100,7 @@ def availability(pid: str, version: int = 1) -> Item:
 # ---------------------------------------------------------------- what a pass leaves behind
 def lagging_world() -> Any:
     """A snapshot with an availability behind, a recount suspect, an orphaned outcome and a pair to release."""
-    return domain.Snapshot.of(
+    return Snapshot.of(
         inventory=[
             product("p1", 3),
             product("p2", 1, reserved=4),
@@ -109,46 +126,48 @@ def lagging_world() -> Any:
 
 def test_the_entities_found_different_are_the_scope_of_the_next_check() -> None:
     # GIVEN a full compare finding a lagging product, a drifted counter, an orphaned outcome and a saga pair
-    findings = domain.compare(lagging_world())
+    findings = compare(lagging_world())
     # WHEN their scope is taken
-    scope = domain.Scope.of_findings(findings)
+    scope = Scope.of_findings(findings)
     # THEN it names each entity by its kind (a reservation by its order)
-    assert scope == domain.Scope(frozenset({"p1", "p2"}), frozenset({"o1", "o2"}))
+    assert scope == Scope(frozenset({"p1", "p2"}), frozenset({"o1", "o2"}))
 
 
 def test_a_successful_pass_moves_the_watermark_to_its_start_and_keeps_the_lagging_as_suspects() -> None:
     # GIVEN a state at T0 and a pass started 5 minutes later that found entities lagging
-    previous = domain.ReconcilerState(watermark=T0, version=7)
-    findings = domain.compare(lagging_world())
+    previous = ReconcilerState(watermark=T0, version=7)
+    findings = compare(lagging_world())
     # WHEN the pass computes the state it leaves
-    state = domain.next_state(previous, T0 + timedelta(minutes=5), findings)
+    state = next_state(previous, T0 + timedelta(minutes=5), findings)
     # THEN the watermark is the pass's start, the lagging entities are kept, and the version moves on
     assert state.watermark == T0 + timedelta(minutes=5)
-    assert state.suspects == domain.Scope(frozenset({"p1", "p2"}), frozenset({"o1", "o2"}))
+    assert state.suspects == Scope(frozenset({"p1", "p2"}), frozenset({"o1", "o2"}))
     assert state.version == 8
     assert state.full_sweep_due is False
 
 
 def test_differences_left_unrepaired_are_still_suspects() -> None:
     # GIVEN a pass with corrections turned off that found an orphaned outcome and a pair to release
-    findings = domain.compare(lagging_world(), corrections=False)
+    findings = compare(lagging_world(), corrections=False)
     assert findings.corrections == []
     # THEN those entities are still checked next time
-    state = domain.next_state(domain.ReconcilerState(watermark=T0), T0, findings)
+    state = next_state(ReconcilerState(watermark=T0), T0, findings)
     assert {"o1", "o2"} <= state.suspects.orders
 
 
 def test_the_watermark_never_moves_back_and_too_many_suspects_schedule_a_sweep() -> None:
     # GIVEN a pass that started before the saved watermark and found more lagging products than a state holds
-    previous = domain.ReconcilerState(watermark=T0, version=1)
-    products = [product(f"p{i}") for i in range(domain.MAX_SUSPECTS + 1)]
-    findings = domain.compare(domain.Snapshot.of(inventory=products))  # no availability at all
-    assert len(findings.republish) == domain.MAX_SUSPECTS + 1
+    previous = ReconcilerState(watermark=T0, version=1)
+    products = [product(f"p{i}") for i in range(MAX_SUSPECTS + 1)]
+    findings = compare(Snapshot.of(inventory=products))  # no availability at all
+    assert len(findings.republish) == MAX_SUSPECTS + 1
     # WHEN it computes its state
-    state = domain.next_state(previous, T0 - timedelta(minutes=1), findings)
-    # THEN the watermark stays, the suspects are dropped and the next pass is a full sweep instead
+    state = next_state(previous, T0 - timedelta(minutes=1), findings)
+    # THEN the watermark stays, the first MAX_SUSPECTS are kept (the incremental passes go on checking them) and a
+    # sweep is due for the rest
     assert state.watermark == T0
-    assert len(state.suspects) == 0
+    assert len(state.suspects) == MAX_SUSPECTS
+    assert "p0" in state.suspects.products
     assert state.full_sweep_due is True
 
 
@@ -160,11 +179,11 @@ def test_changed_items_name_their_entities_and_the_sources_are_read_before_their
         reservation("o2", "RESERVED"),
         order("o1", "CONFIRMED", customer="c1"),
     ]
-    already = domain.Snapshot.of(inventory=changed[:2], orders=changed[2:])
+    already = Snapshot.of(inventory=changed[:2], orders=changed[2:])
     # WHEN the scope and the source keys still to read are derived
-    scope = domain.Scope.of_items(changed)
-    assert scope == domain.Scope(frozenset({"p1"}), frozenset({"o1", "o2"}))
-    keys = domain.source_keys(scope, already_read=already)
+    scope = Scope.of_items(changed)
+    assert scope == Scope(frozenset({"p1"}), frozenset({"o1", "o2"}))
+    keys = source_keys(scope, already_read=already)
     # THEN only the sources not read yet are fetched, from the table that holds them (the orders' shipments too)
     assert keys == {
         "orders": [("ORDER#o2", "ORDER")],
@@ -173,11 +192,11 @@ def test_changed_items_name_their_entities_and_the_sources_are_read_before_their
         "shipping": [("SHIPMENT#o1", "SHIPMENT"), ("SHIPMENT#o2", "SHIPMENT")],
     }
     # WHEN the sources are read (o2 is a rejected order of customer c2) and the projection keys derived
-    sources = domain.Snapshot.of(
+    sources = Snapshot.of(
         inventory=[*changed[:2], reservation("o1", "RESERVED")],
         orders=[changed[2], order("o2", "REJECTED", customer="c2")],
     )
-    projection = domain.projection_keys(scope, sources)
+    projection = projection_keys(scope, sources)
     # THEN every projection item their sources imply is fetched (the notifications under each order's customer),
     #      and the fixed keys where a stale or forged item would sit, each once, all from notifications
     assert projection["orders"] == projection["inventory"] == []
@@ -256,7 +275,7 @@ def tables(draw: st.DrawFn, any_kind: bool) -> dict[str, list[Item]]:
 
 
 def snapshot_of(contents: dict[str, list[Item]]) -> Any:
-    return domain.Snapshot.of(**contents)
+    return Snapshot.of(**contents)
 
 
 def read(contents: dict[str, list[Item]], keys: dict[str, list[tuple[str, str]]], into: Any) -> Any:
@@ -282,13 +301,13 @@ def summary(findings: Any, scope: Any | None = None) -> tuple[set[tuple[str, str
 
 def incremental_equals_full(contents: dict[str, list[Item]], products: set[str], orders: set[str]) -> None:
     # GIVEN any table contents and any scope
-    scope = domain.Scope(frozenset(products), frozenset(orders))
+    scope = Scope(frozenset(products), frozenset(orders))
     # WHEN an incremental pass reads the scope's sources, then the projection keys those sources imply
-    sources = read(contents, domain.source_keys(scope), domain.Snapshot())
-    snapshot = read(contents, domain.projection_keys(scope, sources), sources)
-    incremental = domain.compare(snapshot, scope)
+    sources = read(contents, source_keys(scope), Snapshot())
+    snapshot = read(contents, projection_keys(scope, sources), sources)
+    incremental = compare(snapshot, scope)
     # THEN it finds exactly what a full sweep finds about the scope's entities (counters aside: full sweep only)
-    full = domain.compare(snapshot_of(contents), counters=False)
+    full = compare(snapshot_of(contents), counters=False)
     assert incremental.recount_suspects == []
     assert summary(incremental) == summary(full, scope)
 
@@ -317,8 +336,8 @@ def test_a_notification_the_orders_status_excludes_is_read_by_an_incremental_pas
     # GIVEN an order in scope and, under its own customer, a notification its status excludes
     stray = {"pk": "CUSTOMER#c1", "sk": f"NOTIFICATION#{kind}#o1", "kind": kind, "order_id": "o1"}
     contents = {"inventory": [], "orders": [order("o1", status, customer="c1")], "notifications": [stray]}
-    assert ("order_notification", "o1", "different") in summary(domain.compare(snapshot_of(contents)))[0]
+    assert ("order_notification", "o1", "different") in summary(compare(snapshot_of(contents)))[0]
     # THEN the incremental pass reads it, and finds it
-    scope = domain.Scope(orders=frozenset({"o1"}))
-    sources = read(contents, domain.source_keys(scope), domain.Snapshot())
-    assert ("CUSTOMER#c1", f"NOTIFICATION#{kind}#o1") in domain.projection_keys(scope, sources)["notifications"]
+    scope = Scope(orders=frozenset({"o1"}))
+    sources = read(contents, source_keys(scope), Snapshot())
+    assert ("CUSTOMER#c1", f"NOTIFICATION#{kind}#o1") in projection_keys(scope, sources)["notifications"]

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from converge.errors import UnexpectedEventError
 from converge.observability import logger, metrics, traced
 from reconciler import sweeper
-from reconciler.domain import requested_backfill, requested_mode
+from reconciler.passes import parse_invocation
 from reconciler.service import reconcile
 
 
@@ -22,7 +22,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Its schedule sends a scheduled event (or the operator `{"mode": "full"}`); anything else is miswired.
     if not isinstance(event, dict) or "Records" in event or "requestContext" in event:
         raise UnexpectedEventError("an EventBridge scheduled event", event)
-    return asdict(reconcile(requested_mode(event), requested_backfill(event)))
+    invocation = parse_invocation(event)
+    return asdict(reconcile(invocation.mode, invocation.projection))
 
 
 @traced

@@ -25,24 +25,11 @@ from converge.errors import MalformedEventError, UnknownEventError
 from converge.observability import logger, metrics
 from converge.settings import settings
 from reconciler import store, sweep_store
-from reconciler.domain import (
-    MAX_SUSPECTS,
-    Correction,
-    DeadLetterKind,
-    Findings,
-    Mode,
-    Plan,
-    Scope,
-    Snapshot,
-    compare,
-    confirmed_corrections,
-    judge_dead_letter,
-    next_state,
-    plan_pass,
-    projection_keys,
-    source_keys,
-    to_confirm,
-)
+from reconciler.compare import compare, confirmed_corrections, to_confirm
+from reconciler.dead_letters import DeadLetterKind, judge_dead_letter
+from reconciler.findings import Correction, Findings
+from reconciler.passes import MAX_SUSPECTS, Mode, Plan, next_state, plan_pass
+from reconciler.snapshot import Scope, Snapshot, projection_keys, source_keys
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, to_item
 from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets
-from reconciler.domain import ReconcilerState, Scope
+from reconciler.passes import ReconcilerState
+from reconciler.snapshot import Scope
 
 REDRIVES_ATTRIBUTE = "converge-redrives"
 # The redrive count of an event by its id, per DLQ: an SQS message attribute does not survive the bus (a letter of

@@ -37,20 +37,11 @@ from converge.observability import logger, metrics
 from converge.projections import PRODUCT, PROJECTIONS_BY_NAME, RESERVATION, SAGAS, reserved_by_product
 from converge.settings import settings
 from reconciler import store, sweep_store
-from reconciler.domain import (
-    BACKFILLABLE,
-    SOURCES,
-    Findings,
-    InvalidInvocation,
-    RecountSuspect,
-    Scope,
-    Snapshot,
-    projection_keys,
-    recount,
-    recount_needs_a_person,
-    source_keys,
-)
+from reconciler.findings import RESERVED_COUNTER, Findings, RecountSuspect
+from reconciler.passes import BACKFILLABLE, InvalidInvocation
+from reconciler.repairs import recount, recount_needs_a_person
 from reconciler.service import ReconcilerConfig, Report, config, decide, park, repair
+from reconciler.snapshot import SOURCES, Scope, Snapshot, projection_keys, source_keys
 from reconciler.sweep_store import SegmentState, SweepHeader
 
 COMPARE, COUNTERS = "SEGMENT", "COUNTERS"
@@ -435,7 +426,7 @@ def _repair(
 ) -> None:
     report.found = findings.count_by_projection()
     report.differences = findings.count_by_difference()
-    report.recounts = sum(1 for c in corrections if c.finding.projection == "reserved")
+    report.recounts = sum(1 for c in corrections if c.finding.projection == RESERVED_COUNTER)
     report.corrections_unconfirmed = unconfirmed
     report.corrections_disabled = len(findings.unrepaired)
     report.deferred = len(findings.deferred)

@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 Key = tuple[str, str]
 Item = dict[str, Any]
+# The declared names (a finding, a report's counts and a correction event name what they are about by these).
+ProjectionName = Literal["availability", "order_outcome", "order_notification"]
+SagaName = Literal["order_reservation", "order_shipment"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Difference(StrEnum):
 class Projection:
     """One declared projection: its source, its own items, and the function that relates them."""
 
-    name: str
+    name: ProjectionName
     service: str  # the service whose table holds it and whose consumer applies its corrections
     source: EntityLayout
     table: str  # table role of the projection items
@@ -340,7 +343,7 @@ def _refine_shipment(order: Item | None, shipment: Item | None, resolution: Reso
 class SagaPair:
     """Two entities of two services that a saga keeps in agreement, and what resolves each disagreement."""
 
-    name: str
+    name: SagaName
     left: EntityLayout  # the order (the customer's intent)
     right: EntityLayout  # the reservation (the stock held for it), or the shipment
     resolutions: Mapping[tuple[str | None, str | None], Resolution]
