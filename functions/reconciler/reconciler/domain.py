@@ -642,6 +642,7 @@ class ReconcilerState:
     suspects: Scope = Scope()
     full_sweep_due: bool = False  # too many suspects to carry: the next pass sweeps
     version: int = 0  # optimistic lock: two overlapping passes cannot both move the watermark
+    last_pass_at: datetime | None = None  # when the last successful incremental pass finished
 
 
 @dataclass(frozen=True)
