@@ -24,7 +24,7 @@ from converge.envelope import correction_event, event_from_item, parse_eventbrid
 from converge.errors import MalformedEventError, UnknownEventError
 from converge.observability import logger, metrics
 from converge.settings import settings
-from reconciler import store, sweep_store
+from reconciler import health, store, sweep_store
 from reconciler.compare import compare, confirmed_corrections, to_confirm
 from reconciler.dead_letters import DeadLetterKind, judge_dead_letter
 from reconciler.findings import Correction, Findings
@@ -264,11 +264,21 @@ def decide(
     return findings, corrections, len(findings.corrections) - len(corrections)
 
 
-def start_sweep(cfg: ReconcilerConfig, reason: str, projection: str | None = None) -> str | None:
+def sweep_header(cfg: ReconcilerConfig) -> health.SweepHeader | None:
+    """The full sweep's header; an unreadable one is logged and taken as none: the sweep's state never stops a pass."""
+    try:
+        return store.load_sweep_header(cfg.state_table)
+    except health.InvalidSweepHeader as exc:
+        logger.error("sweep header unreadable; its metrics report no sweep", extra={"reason": str(exc)})
+        return None
+
+
+def start_sweep(
+    cfg: ReconcilerConfig, header: health.SweepHeader | None, reason: str, projection: str | None = None
+) -> str | None:
     """Start the sweep's state machine unless a sweep is running and progressing; the execution ARN, or None."""
-    header = sweep_store.load_header(cfg.state_table)
-    if header is not None and header.status == "RUNNING" and projection is None:
-        quiet = datetime.now(UTC) - datetime.fromisoformat(header.progress_at)
+    if header is not None and header.running and projection is None:
+        quiet = datetime.now(UTC) - header.last_progress_at
         if quiet < timedelta(seconds=cfg.sweep_stalled_seconds):
             logger.info("a sweep is running; not starting another", extra={"sweep_id": header.sweep_id})
             return None
@@ -290,8 +300,9 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     state = store.load_state(cfg.state_table)
     plan = plan_pass(mode, state, cfg.overlap, started_at)
     report = Report(mode=plan.mode.value, mode_reason=plan.reason)
+    header = sweep_header(cfg)
     if plan.sweep is not None:
-        report.sweep_started = start_sweep(cfg, plan.sweep, backfill)
+        report.sweep_started = start_sweep(cfg, header, plan.sweep, backfill)
     if plan.mode is Mode.FULL:
         return report
     if plan.since is None:
@@ -319,7 +330,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     park(findings, cfg, report)
     # Only now, with every comparison made and every repair sent, may the watermark move: a pass that raised
     # before this line leaves it where it was, and the next pass reads the same window again.
-    saved = next_state(state, started_at, findings)
+    saved = health.stamped(next_state(state, started_at, findings), state, incremental=True, now=datetime.now(UTC))
     report.suspects = len(saved.suspects)
     try:
         store.save_state(cfg.state_table, saved, expected_version=state.version)
@@ -334,5 +345,8 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     metrics.add_metric(name="PoisonMessagesParked", unit=MetricUnit.Count, value=report.dead_letters["poison"])
     metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=report.dead_letters["event"])
     metrics.add_metric(name="ReconcilerItemsRead", unit=MetricUnit.Count, value=report.items_read)
+    # The heartbeat and the sweep's progress (template.yaml alarms on both; a pass that raised sends neither).
+    for metric in health.pass_metrics(state, header, datetime.now(UTC), completed=report.watermark_advanced):
+        metrics.add_metric(name=metric.name, unit=metric.unit, value=metric.value)
     logger.info("reconciliation pass", extra={"report": asdict(report)})
     return report

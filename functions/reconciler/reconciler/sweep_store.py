@@ -2,7 +2,7 @@
 and suspects in the reconciler's state table.
 
 Items (ReconcilerStateTable, pk / sk):
-- `SWEEP` / `CURRENT`: the sweep under way or the last one (`SweepHeader`);
+- `SWEEP` / `CURRENT`: the sweep under way or the last one (`reconciler.health.SweepHeader`);
 - `SWEEP#<id>` / `SEGMENT#<table>#<n>` and `COUNTERS#inventory#<n>`: one segment's checkpoint (`SegmentState`);
 - `TALLY#<id>#<product>` / `<segment>#<page>`: the quantity one page's RESERVED reservations hold of a product;
 - `RECONCILER` / `SWEEP_SUSPECTS`: entities a sweep found different, checked again by the incremental passes.
@@ -22,9 +22,10 @@ from botocore.exceptions import ClientError
 
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, to_item
+from reconciler.health import SweepHeader
+from reconciler.store import SWEEP_KEY as HEADER_KEY
 from reconciler.store import ReadCost
 
-HEADER_KEY = {"pk": "SWEEP", "sk": "CURRENT"}
 SUSPECTS_KEY = {"pk": "RECONCILER", "sk": "SWEEP_SUSPECTS"}
 KEPT_SECONDS = 7 * 24 * 3600
 # A state item holds at most 400 KB; past this many suspects a sweep leaves the rest to the next sweep.
@@ -34,33 +35,6 @@ BATCH_WRITE_MAX = 25
 
 class SweepConflict(RuntimeError):
     """Another worker moved this sweep or segment since it was read: this one stops and leaves it to that one."""
-
-
-@dataclass(frozen=True)
-class SweepHeader:
-    """The sweep under way (status RUNNING, or FAILED and resumable) or the last one (SUCCEEDED)."""
-
-    sweep_id: str
-    status: str
-    reason: str
-    started_at: str
-    progress_at: str
-    segments_total: int
-    segments_done: int = 0
-    items_read: int = 0
-    projection: str | None = None
-    finished_at: str | None = None
-    execution_arn: str | None = None
-    error: str | None = None
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> SweepHeader:
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in item.items() if k in names})  # type: ignore[arg-type]
-
-    @property
-    def unfinished(self) -> bool:
-        return self.status != "SUCCEEDED"
 
 
 @dataclass(frozen=True)
@@ -84,11 +58,6 @@ class SegmentState:
         return {"pk": f"SWEEP#{self.sweep_id}", "sk": f"{self.phase}#{self.table}#{self.segment}"}
 
 
-def load_header(state_table: str) -> SweepHeader | None:
-    response = aws.dynamodb().get_item(TableName=state_table, Key=to_item(HEADER_KEY), ConsistentRead=True)
-    return SweepHeader.from_item(from_item(response["Item"])) if "Item" in response else None
-
-
 def create_header(state_table: str, header: SweepHeader, replaces: str | None) -> None:
     """Start a new sweep; SweepConflict if another start replaced `replaces` (the header read) first."""
     condition = "attribute_not_exists(pk)" if replaces is None else "sweep_id = :replaces"
@@ -96,7 +65,7 @@ def create_header(state_table: str, header: SweepHeader, replaces: str | None) -
     try:
         aws.dynamodb().put_item(
             TableName=state_table,
-            Item=to_item({**HEADER_KEY, **_plain_fields(header)}),
+            Item=to_item({**HEADER_KEY, **header.model_dump(mode="json")}),
             ConditionExpression=condition,
             **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
         )

@@ -38,11 +38,12 @@ from converge.projections import PRODUCT, PROJECTIONS_BY_NAME, RESERVATION, SAGA
 from converge.settings import settings
 from reconciler import store, sweep_store
 from reconciler.findings import RESERVED_COUNTER, Findings, RecountSuspect
+from reconciler.health import SweepHeader, SweepStatus
 from reconciler.passes import BACKFILLABLE, InvalidInvocation
 from reconciler.repairs import recount, recount_needs_a_person
 from reconciler.service import ReconcilerConfig, Report, config, decide, park, repair
 from reconciler.snapshot import SOURCES, Scope, Snapshot, projection_keys, source_keys
-from reconciler.sweep_store import SegmentState, SweepHeader
+from reconciler.sweep_store import SegmentState
 
 COMPARE, COUNTERS = "SEGMENT", "COUNTERS"
 # The first source layout of each id space holds its entity's primary item (the order, the product).
@@ -155,12 +156,13 @@ def start(task: StartTask, now: datetime) -> dict[str, Any]:
     """Begin a sweep, or resume the unfinished one from its checkpoints. Returns the segments still to do, by phase
     (the state machine's two Maps iterate them)."""
     cfg, tuning = config(), sweep_settings()
-    header = sweep_store.load_header(cfg.state_table)
+    header = store.load_sweep_header(cfg.state_table)
     if header is not None and header.unfinished:
-        progressed = datetime.fromisoformat(header.progress_at)
-        live = header.status == "RUNNING" and now - progressed < tuning.stalled_after
+        live = header.running and now - header.last_progress_at < tuning.stalled_after
         if live and header.execution_arn not in (None, task.execution):
-            logger.info("a sweep is running in another execution; this one leaves it", extra=asdict(header))
+            logger.info(
+                "a sweep is running in another execution; this one leaves it", extra={"sweep_id": header.sweep_id}
+            )
             return {**_plan_output(header.sweep_id, [], resumed=False), "max_concurrency": tuning.max_concurrency}
         sweep_store.update_header(
             cfg.state_table,
@@ -185,10 +187,10 @@ def start(task: StartTask, now: datetime) -> dict[str, Any]:
         cfg.state_table,
         SweepHeader(
             sweep_id=sweep_id,
-            status="RUNNING",
+            status=SweepStatus.RUNNING,
             reason=task.request.reason,
-            started_at=now.isoformat(),
-            progress_at=now.isoformat(),
+            started_at=now,
+            progress_at=now,
             segments_total=len(states),
             projection=projection,
             execution_arn=task.execution,
@@ -212,7 +214,7 @@ def _plan_output(sweep_id: str, states: list[SegmentState], resumed: bool) -> di
 def finish(task: FinishTask, now: datetime) -> dict[str, Any]:
     """Sum the segments' counts into the sweep's report, once every segment is done; mark the sweep SUCCEEDED."""
     cfg = config()
-    header = sweep_store.load_header(cfg.state_table)
+    header = store.load_sweep_header(cfg.state_table)
     if header is None or header.sweep_id != task.sweep_id:
         raise InvalidInvocation(f"sweep {task.sweep_id} is not the current sweep")
     states = list(sweep_store.segments_of(cfg.state_table, task.sweep_id))
@@ -274,7 +276,7 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
     cfg, tuning = config(), sweep_settings()
     phase = COMPARE if task.action == "segment" else COUNTERS
     state = sweep_store.load_segment(cfg.state_table, task.sweep_id, phase, task.table, task.segment)
-    header = sweep_store.load_header(cfg.state_table)
+    header = store.load_sweep_header(cfg.state_table)
     if state is None or header is None or header.sweep_id != task.sweep_id:
         raise InvalidInvocation(f"no segment {phase}#{task.table}#{task.segment} in the current sweep")
     budget = _Budget(remaining_ms, tuning.reserve_ms)
@@ -394,7 +396,7 @@ def _recount_page(
     next sweep.
     """
     findings, corrections, unconfirmed = Findings(), [], 0
-    quiet_before = datetime.fromisoformat(header.started_at) - cfg.overlap
+    quiet_before = header.started_at - cfg.overlap
     for item in items:
         product_id = PRODUCT.id_of(str(item["pk"]), str(item["sk"]))
         if product_id is None:
