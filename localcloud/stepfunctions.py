@@ -18,6 +18,7 @@ import io
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -139,7 +140,8 @@ class StateMachines:
     def start(self, logical_id_or_arn: str, payload: Any) -> str:
         arn = self.arns.get(logical_id_or_arn, logical_id_or_arn)
         text = payload if isinstance(payload, str) else json.dumps(payload)
-        started = self._clients.stepfunctions.start_execution(stateMachineArn=arn, input=text)
+        name = f"localcloud-{uuid.uuid4().hex}"  # as EventBridge and the console do, a fresh name per execution
+        started = self._clients.stepfunctions.start_execution(stateMachineArn=arn, name=name, input=text)
         return str(started["executionArn"])
 
     def wait(self, execution_arn: str, timeout_seconds: float = 600.0) -> Execution:

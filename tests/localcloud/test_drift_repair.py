@@ -71,10 +71,9 @@ def _send(cloud: LocalCloud, inbox: str, event_type: str, data: dict[str, Any], 
 
 
 def _full_pass(cloud: LocalCloud) -> dict[str, Any]:
-    invocation = cloud.invoke("ReconcilerFunction", {"mode": "full"})
-    assert invocation.ok, invocation.error
+    """The full sweep (its state machine on moto's interpreter), then the pipeline settles; the sweep's report."""
+    report = cloud.sweep()
     cloud.run_until_quiet()
-    report: dict[str, Any] = invocation.response
     return report
 
 

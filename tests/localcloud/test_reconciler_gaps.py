@@ -42,6 +42,7 @@ def test_a_parked_poison_message_is_counted_once_however_many_passes_run(real: L
     assert real.queue_depth("OrdersDLQ") == 1
     # WHEN two reconciliation passes run, the DLQ's visibility timeout passing in between (as in 5 minutes)
     first = real.invoke("ReconcilerFunction", {"mode": "full"})
+    assert first.ok, first.error
     _dlq_time_passes(real, "OrdersDLQ")
     second = real.invoke("ReconcilerFunction", {"mode": "full"})
     # THEN the message was parked once: counted once in the passes' reports and metrics

@@ -51,9 +51,9 @@ def test_without_a_watermark_or_with_too_many_suspects_a_pass_starts_a_sweep_and
     assert [p.since for p in plans] == [now - OVERLAP, T0 - OVERLAP, T0 - OVERLAP]
     # AND the first two start the full sweep for what they cannot see, the normal one none
     assert [p.sweep for p in plans] == ["no watermark yet", TOO_MANY_SUSPECTS, None]
-    # AND a requested full sweep is only started, not done by the pass
+    # AND a requested full sweep is started, not done by the pass, which goes on as the scheduled one would
     requested = plan_pass(Mode.FULL, normal, OVERLAP, now)
-    assert (requested.mode, requested.sweep) == (Mode.FULL, "requested")
+    assert (requested.mode, requested.sweep, requested.since) == (Mode.FULL, "requested", T0 - OVERLAP)
 
 
 # ---------------------------------------------------------------- items

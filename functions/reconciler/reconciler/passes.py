@@ -81,13 +81,14 @@ def plan_pass(requested: Mode, state: ReconcilerState, overlap: timedelta, now: 
     """What a pass does. A full sweep is never done by a pass itself: it is started (the state machine fans it out,
     reconciler.sweeper) when asked for, when no pass has succeeded yet (what came before the first watermark), or
     when the last pass found more lagging entities than it can carry; the incremental pass goes on either way."""
+    # The overlap re-reads writes that were in flight (or not yet in the index) when the last pass started.
+    since = now - overlap if state.watermark is None else state.watermark - overlap
     if requested is Mode.FULL:
-        return Plan(Mode.FULL, "requested", sweep="requested")
+        # The operator's command: the sweep is started, and this pass goes on as the scheduled one would.
+        return Plan(Mode.FULL, "requested", since=since, sweep="requested")
     if state.watermark is None:
         # What is written from now on, the incremental passes see; what came before, the sweep.
-        return Plan(Mode.INCREMENTAL, "no watermark yet", since=now - overlap, sweep="no watermark yet")
-    # The overlap re-reads writes that were in flight (or not yet in the index) when the last pass started.
-    since = state.watermark - overlap
+        return Plan(Mode.INCREMENTAL, "no watermark yet", since=since, sweep="no watermark yet")
     if state.full_sweep_due:
         return Plan(Mode.INCREMENTAL, "changed since the watermark", since, sweep=TOO_MANY_SUSPECTS)
     return Plan(Mode.INCREMENTAL, "changed since the watermark", since=since)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,7 +285,10 @@ def start_sweep(
             logger.info("a sweep is running; not starting another", extra={"sweep_id": header.sweep_id})
             return None
     request = {"reason": reason} | ({"projection": projection} if projection else {})
-    started = aws.stepfunctions().start_execution(stateMachineArn=cfg.sweep_state_machine, input=json.dumps(request))
+    name = f"{re.sub(r'[^A-Za-z0-9]+', '-', reason)[:40]}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    started = aws.stepfunctions().start_execution(
+        stateMachineArn=cfg.sweep_state_machine, name=name, input=json.dumps(request)
+    )
     logger.info("sweep started", extra={"reason": reason, "execution": started["executionArn"]})
     return str(started["executionArn"])
 
@@ -303,7 +308,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     header = sweep_header(cfg)
     if plan.sweep is not None:
         report.sweep_started = start_sweep(cfg, header, plan.sweep, backfill)
-    if plan.mode is Mode.FULL:
+    if backfill is not None:  # a backfill is the sweep of one projection; the scheduled passes go on as they are
         return report
     if plan.since is None:
         raise ValueError("an incremental plan has a start")
