@@ -784,6 +784,7 @@ EXPECTED_BY_KIND = {
     "consumer": SQS_BATCH,
     "publisher": STREAM_BATCH,
     "scheduled": SCHEDULED_EVENT,
+    "sweep": "a task of the sweep's state machine",
 }
 KIND_OF_FUNCTION = {logical_id: EXPECTED_BY_KIND[kind] for logical_id, (_, kind) in function_kinds().items()}
 FUNCTIONS_OF_KIND = {
@@ -818,6 +819,7 @@ NOT_BATCHES: list[tuple[str, Any, str]] = [
 RECEIVED = {
     "ReconcilerFunction.full-sweep.json": "an object with keys [mode]",
     "ReconcilerFunction.scheduled.json": "an EventBridge event (Scheduled Event)",
+    "ReconcilerSweepFunction.start.json": "an object with keys [action, execution, request]",
 }
 
 

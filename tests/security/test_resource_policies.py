@@ -74,7 +74,8 @@ def test_only_the_roles_granted_put_events_may_put_on_the_bus(resources: dict[st
     assert policy["Properties"]["EventBusName"] == {"Ref": "Bus"}
     producers = put_events_roles(resources)
     assert producers == {"OrdersPublisherFunctionRole", "InventoryPublisherFunctionRole",
-                         "ShippingPublisherFunctionRole", "ReconcilerFunctionRole"}  # fmt: skip
+                         "ShippingPublisherFunctionRole", "ReconcilerFunctionRole",
+                         "ReconcilerSweepFunctionRole"}  # fmt: skip
     # WHEN a producer, another role of the account (say an admin with events:PutEvents on *), or EventBridge's own
     #      delivery (a replay: no principal ARN) puts an event
     # THEN only the other role is denied
@@ -87,8 +88,12 @@ def test_only_the_roles_granted_put_events_may_put_on_the_bus(resources: dict[st
 
 def test_only_the_inbox_rules_may_send_to_the_delivery_dlq(resources: dict[str, Any]) -> None:
     # GIVEN the queue policy's Deny on the delivery DLQ and the rules that dead-letter there
-    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
     dlq = {"Fn::GetAtt": ["DeliveryDLQ", "Arn"]}
+    (policy,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": "DeliveryDLQ"} in r["Properties"]["Queues"]
+    ]
     (statement,) = [
         s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny" and s["Resource"] == dlq
     ]

@@ -58,4 +58,5 @@ def test_the_reconciler_may_query_exactly_those_indexes_and_use_its_state_table(
     assert queried == [[{"Fn::Sub": f"${{{t}.Arn}}/index/{INDEX_NAME}"} for t in SOURCE_TABLES]]
     assert spec.environment["STATE_TABLE_NAME"] == {"Ref": "ReconcilerStateTable"}
     state_access = [s["Action"] for s in statements if s["Resource"] == {"Fn::GetAtt": ["ReconcilerStateTable", "Arn"]}]
-    assert state_access == [["dynamodb:GetItem", "dynamodb:PutItem"]]
+    # (UpdateItem: it takes the sweep's suspects it has checked out of their set)
+    assert state_access == [["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]]

@@ -159,9 +159,15 @@ def _reconciler_gaps(service: ServiceContract, resources: dict[str, Any]) -> Ite
         if variables.get(variable) != value:
             yield f"ReconcilerFunction's environment lacks {variable}: {value}"
     table_arn = _get_att(str(service.table), "Arn")
+    if table_arn not in _granted(reconciler, "dynamodb:BatchGetItem", resources):
+        yield f"ReconcilerFunction may not dynamodb:BatchGetItem {service.table}"
+    sweep = resources["ReconcilerSweepFunction"]
+    sweep_variables = sweep["Properties"]["Environment"]["Variables"]
+    if sweep_variables.get(f"{prefix}_TABLE_NAME") != {"Ref": service.table}:
+        yield f"ReconcilerSweepFunction's environment lacks {prefix}_TABLE_NAME"
     for action in ("dynamodb:Scan", "dynamodb:BatchGetItem"):
-        if table_arn not in _granted(reconciler, action, resources):
-            yield f"ReconcilerFunction may not {action} {service.table}"
+        if table_arn not in _granted(sweep, action, resources):
+            yield f"ReconcilerSweepFunction may not {action} {service.table}"
     if service.layouts and {"Fn::Sub": f"${{{service.table}.Arn}}/index/changed-since"} not in _granted(
         reconciler, "dynamodb:Query", resources
     ):

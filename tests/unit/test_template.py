@@ -434,12 +434,13 @@ def test_the_5_minute_schedule_retries_for_less_than_a_period_then_dead_letters_
     assert (queue["SqsManagedSseEnabled"], queue["MessageRetentionPeriod"]) == (True, 14 * 24 * 3600)
     policy = resources["ReconcilerScheduleDLQPolicy"]["Properties"]
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
-    rule_arn = statements["ScheduleRuleToDLQ"]["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
-    assert rule_arn.endswith(":rule/" + rule["Name"]["Fn::Sub"])
+    # (the two schedules' rules: this one's and the daily sweep's)
+    rule_arns = [arn["Fn::Sub"] for arn in statements["ScheduleRuleToDLQ"]["Condition"]["ArnEquals"]["aws:SourceArn"]]
+    assert any(arn.endswith(":rule/" + rule["Name"]["Fn::Sub"]) for arn in rule_arns)
     assert statements["ScheduleRuleToDLQ"]["Principal"] == {"Service": "events.amazonaws.com"}
     denied = statements["ScheduleDLQOnlyFromTheRule"]
     assert (denied["Effect"], denied["Principal"]) == ("Deny", "*")
-    assert denied["Condition"]["ArnNotEquals"]["aws:SourceArn"]["Fn::Sub"] == rule_arn
+    assert [arn["Fn::Sub"] for arn in denied["Condition"]["ArnNotEquals"]["aws:SourceArn"]] == rule_arns
     # AND any message in it fires the alarm on its depth
     assert (alarm.namespace, alarm.metric, alarm.statistic) == (
         "AWS/SQS",

@@ -20,7 +20,7 @@ from reconciler.service import reconcile
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Its schedule sends a scheduled event (or the operator `{"mode": "full"}`); anything else is miswired.
-    if not isinstance(event, dict) or "Records" in event or "requestContext" in event:
+    if not isinstance(event, dict) or {"Records", "requestContext", "action"} & set(event):
         raise UnexpectedEventError("an EventBridge scheduled event", event)
     invocation = parse_invocation(event)
     return asdict(reconcile(invocation.mode, invocation.projection))
@@ -31,6 +31,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @metrics.log_metrics
 def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """A task of ReconcilerSweepStateMachine: start, one segment's pages, the counters' pages, finish or fail."""
+    # The state machine sends an object with an `action`; anything else is miswired.
+    if not isinstance(event, dict) or "action" not in event:
+        raise UnexpectedEventError(sweeper.SWEEP_TASK, event)
     task = sweeper.parse_task(event)
     now = datetime.now(UTC)
     if isinstance(task, sweeper.StartTask):

@@ -46,6 +46,7 @@ from reconciler.snapshot import SOURCES, Scope, Snapshot, projection_keys, sourc
 from reconciler.sweep_store import SegmentState
 
 COMPARE, COUNTERS = "SEGMENT", "COUNTERS"
+SWEEP_TASK = "a task of the sweep's state machine"  # what the worker expects, as UnexpectedEventError names it
 # The first source layout of each id space holds its entity's primary item (the order, the product).
 PRIMARY = {layout.kind: layout for layout in reversed(SOURCES)}
 

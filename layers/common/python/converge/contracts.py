@@ -53,6 +53,7 @@ class ServiceContract:
     consumes: Mapping[str, str] = field(default_factory=dict)  # event type -> what its consumer does with it
     api: bool = False  # it has an HTTP API function (routes: its Powertools resolver, docs/openapi.json)
     scheduled: bool = False  # it has a scheduled function, `<prefix>Function`
+    sweeps: bool = False  # it has a state machine's worker, `<prefix>SweepFunction` (the reconciler's full sweep)
 
     @property
     def source(self) -> str:
@@ -94,11 +95,13 @@ class ServiceContract:
         return self.table is not None and bool(self.layouts)
 
     def functions(self) -> dict[str, str]:
-        """Kind ("api", "consumer", "publisher", "scheduled") -> the template's logical id of that function."""
+        """Kind ("api", "consumer", "publisher", "scheduled", "sweep") -> the template's logical id of that function."""
         kinds = {"api": self.api, "consumer": bool(self.consumes), "publisher": self.has_publisher}
         found = {kind: f"{self.prefix}{kind.capitalize()}Function" for kind, present in kinds.items() if present}
         if self.scheduled:
             found["scheduled"] = f"{self.prefix}Function"
+        if self.sweeps:
+            found["sweep"] = f"{self.prefix}SweepFunction"
         return found
 
 
@@ -207,6 +210,7 @@ RECONCILER = ServiceContract(
     prefix="Reconciler",
     description="Scheduled reconciliation: republishes lagging state, corrects what versions cannot, drains DLQs.",
     scheduled=True,
+    sweeps=True,
     entities=(
         Entity(
             "correction",
