@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -479,6 +480,14 @@ class LocalCloud:
 
     def queues_of_type(self) -> list[str]:
         return [k for k, v in self.deployment.types.items() if v == "AWS::SQS::Queue"]
+
+    def set_environment(self, logical_id: str, **variables: str) -> None:
+        """Change a function's environment, as `aws lambda update-function-configuration` does (the next
+        invocations see it)."""
+        function = self.runtime.functions[logical_id]
+        self.runtime.functions[logical_id] = dataclasses.replace(
+            function, environment={**function.environment, **variables}
+        )
 
     # ------------------------------------------------------------------------------------------------ invoking
     def invoke(self, logical_id: str, event: Any) -> Invocation:

@@ -94,7 +94,7 @@ def shipment_item(oid: str, at: str) -> dict[str, Any]:
     """The shipment a confirmed order has, waiting for the warehouse."""
     return _entity(f"SHIPMENT#{oid}", "SHIPMENT", at, "ShipmentCreated", 1, order_id=oid, customer_id=f"c{oid[-3:]}",
                    lines=[{"product_id": product_of(oid), "quantity": 1}], status="PENDING",
-                   order_version=2)  # fmt: skip
+                   order_version=2, created_at=at)  # fmt: skip
 
 
 def reservation_item(oid: str, at: str) -> dict[str, Any]:

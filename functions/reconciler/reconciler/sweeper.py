@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -56,7 +56,6 @@ class SweepSettings:
     segments: int  # TotalSegments of every table's parallel scan
     page_items: int  # Scan Limit: the most items one page (and its neighbourhood) brings into memory
     reserve_ms: int  # stop this long (plus two pages' time) before the invocation's deadline
-    stalled_after: timedelta  # a RUNNING sweep without progress this long may be taken over by a new execution
     max_concurrency: int  # segment workers each Map runs at once
 
 
@@ -66,9 +65,12 @@ def sweep_settings() -> SweepSettings:
         segments=max(1, int(env.get("SWEEP_SEGMENTS", "4"))),
         page_items=max(1, int(env.get("SWEEP_PAGE_ITEMS", "500"))),
         reserve_ms=max(0, int(env.get("SWEEP_RESERVE_MS", "20000"))),
-        stalled_after=timedelta(seconds=int(env.get("SWEEP_STALLED_SECONDS", "900"))),
         max_concurrency=max(1, int(env.get("SWEEP_MAX_CONCURRENCY", "16"))),
     )
+
+
+class SweepNotReady(RuntimeError):
+    """A task came before what it needs (the counters before the tally is complete): it fails, and is retried."""
 
 
 # ---------------------------------------------------------------- the tasks the state machine sends
@@ -159,8 +161,7 @@ def start(task: StartTask, now: datetime) -> dict[str, Any]:
     cfg, tuning = config(), sweep_settings()
     header = store.load_sweep_header(cfg.state_table)
     if header is not None and header.unfinished:
-        live = header.running and now - header.last_progress_at < tuning.stalled_after
-        if live and header.execution_arn not in (None, task.execution):
+        if header.running and header.execution_arn not in (None, task.execution) and _still_running(header):
             logger.info(
                 "a sweep is running in another execution; this one leaves it", extra={"sweep_id": header.sweep_id}
             )
@@ -201,6 +202,15 @@ def start(task: StartTask, now: datetime) -> dict[str, Any]:
     sweep_store.create_segments(cfg.state_table, states)
     logger.info("sweep started", extra={"sweep_id": sweep_id, "segments": len(states), "reason": task.request.reason})
     return {**_plan_output(sweep_id, states, resumed=False), "max_concurrency": tuning.max_concurrency}
+
+
+def _still_running(header: SweepHeader) -> bool:
+    """Whether the execution that runs the sweep is still running (one that failed or was stopped left it RUNNING:
+    this execution resumes it)."""
+    if header.execution_arn is None or ":execution:" not in header.execution_arn:
+        return False
+    described = aws.stepfunctions().describe_execution(executionArn=header.execution_arn)
+    return str(described["status"]) == "RUNNING"
 
 
 def _plan_output(sweep_id: str, states: list[SegmentState], resumed: bool) -> dict[str, Any]:
@@ -280,6 +290,13 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
     header = store.load_sweep_header(cfg.state_table)
     if state is None or header is None or header.sweep_id != task.sweep_id:
         raise InvalidInvocation(f"no segment {phase}#{task.table}#{task.segment} in the current sweep")
+    if phase == COUNTERS:
+        # The tally is complete only once every compare segment of the table is: a recount on part of it would
+        # correct counters that are right. (The state machine runs the counters after the compare Map; this holds
+        # whoever invokes the task.)
+        tallying = sweep_store.segments_of(cfg.state_table, task.sweep_id)
+        if any(s.phase == COMPARE and s.table == RESERVATION.table and not s.done for s in tallying):
+            raise SweepNotReady(f"sweep {task.sweep_id}: the {RESERVATION.table} table is not fully tallied yet")
     budget = _Budget(remaining_ms, tuning.reserve_ms)
     sender = EventSender(aws.events(), max_attempts=settings().put_events_max_attempts)
     first = True

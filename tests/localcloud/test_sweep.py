@@ -1,0 +1,198 @@
+"""The full sweep on localcloud: the template's state machine on moto's interpreter, its workers in-process.
+
+A sweep whose workers run out of time or raise resumes each segment from its checkpoint and completes; a pass
+that finds more lagging entities than it can carry starts the sweep and goes on incrementally; a first deploy
+next to tables that already hold data converges.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from converge.dynamo import from_item, to_item
+from converge.reconcile_index import bucket_of
+from localcloud import convergence
+from localcloud.cloud import LocalCloud
+from localcloud.faults import FaultPlan
+from reconciler.passes import MAX_SUSPECTS
+from tests.localcloud.helpers import put_item
+from tools.reconcile_cost import make_drift, seed
+
+SWEEP = "ReconcilerSweepFunction"
+SEGMENTS = 2
+
+
+@pytest.fixture
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud(parameters={"SweepSegments": SEGMENTS}) as local:
+        yield local
+
+
+def source_tables(cloud: LocalCloud) -> dict[str, str]:
+    return {t: cloud.table_name(t) for t in ("OrdersTable", "InventoryTable", "NotificationsTable", "ShipmentsTable")}
+
+
+def drifted_tables(cloud: LocalCloud, entities: int, fraction: float) -> set[tuple[str, str]]:
+    """`entities` written an hour ago with their projections, then `fraction` of them changed behind their backs."""
+    tables = source_tables(cloud)
+    data = seed(tables, entities, datetime.now(UTC) - timedelta(hours=1))
+    return make_drift(tables, data, fraction, datetime.now(UTC) - timedelta(minutes=30))
+
+
+def divergence(cloud: LocalCloud) -> dict[str, int]:
+    """What the independent checker finds different, by check (only the checks that found something)."""
+    state = cloud.table_name("ReconcilerStateTable")
+    counts = convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud), state).counts
+    return {check: count for check, count in counts.items() if count}
+
+
+def segment_items(cloud: LocalCloud, sweep_id: str) -> list[dict[str, Any]]:
+    found = cloud.clients.dynamodb.query(
+        TableName=cloud.table_name("ReconcilerStateTable"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues=to_item({":pk": f"SWEEP#{sweep_id}"}),
+    )["Items"]
+    return [from_item(item) for item in found]
+
+
+def header(cloud: LocalCloud) -> dict[str, Any]:
+    """The sweep's header item (the sweep under way, or the last one)."""
+    key = to_item({"pk": "SWEEP", "sk": "CURRENT"})
+    item = cloud.clients.dynamodb.get_item(TableName=cloud.table_name("ReconcilerStateTable"), Key=key)["Item"]
+    return from_item(item)
+
+
+def worker_invocations(cloud: LocalCloud) -> list[Any]:
+    return [i for i in cloud.runtime.history if i.function == SWEEP and i.event.get("action") == "segment"]
+
+
+def test_workers_out_of_time_hand_back_their_checkpoints_and_the_sweep_completes(cloud: LocalCloud) -> None:
+    # GIVEN 200 entities of which 5% drifted, and sweep workers that can read one page of 20 items per invocation
+    #       (their reserve is their whole timeout: each stops after its first page)
+    drifted = drifted_tables(cloud, 200, 0.05)
+    assert drifted
+    cloud.set_environment(SWEEP, SWEEP_PAGE_ITEMS="20", SWEEP_RESERVE_MS="300000")
+    # WHEN the sweep runs
+    report = cloud.sweep(reason="test")
+    cloud.run_until_quiet()
+    # THEN every segment took several invocations, each one page, resuming from the last one's checkpoint
+    segments = [s for s in segment_items(cloud, report["sweep_id"]) if s["sk"].startswith("SEGMENT#")]
+    assert len(segments) == 4 * SEGMENTS
+    assert all(s["done"] and s["pages"] == s["invocations"] for s in segments)
+    assert max(s["invocations"] for s in segments) > 1
+    assert len(worker_invocations(cloud)) == sum(s["invocations"] for s in segments)
+    # AND each drifted entity was repaired once (one event republished for it), and the data converge
+    assert report["status"] == "SUCCEEDED"
+    assert report["republished"] == len(drifted)
+    assert divergence(cloud) == {}
+
+
+def test_workers_that_raise_or_time_out_are_retried_and_the_sweep_completes(cloud: LocalCloud) -> None:
+    # GIVEN drifted tables, and sweep workers that raise or time out mid-page a third of the time
+    drifted = drifted_tables(cloud, 120, 0.05)
+    cloud.set_environment(SWEEP, SWEEP_PAGE_ITEMS="20", SWEEP_RESERVE_MS="300000")
+    plan = FaultPlan(seed=3, handler_exception=0.2, handler_timeout=0.15, functions=(SWEEP,))
+    cloud.faults.start(plan)
+    # WHEN the sweep runs
+    report = cloud.sweep(reason="test")
+    cloud.faults.stop()
+    cloud.run_until_quiet()
+    # THEN faults struck workers, the state machine retried them, and every segment still finished
+    failed = [i for i in cloud.runtime.history if i.function == SWEEP and not i.ok]
+    assert failed
+    assert report["status"] == "SUCCEEDED"
+    assert all(s["done"] for s in segment_items(cloud, report["sweep_id"]))
+    # AND nothing was counted twice: one republished event per drifted entity, and the data converge
+    assert report["republished"] == len(drifted)
+    assert divergence(cloud) == {}
+
+
+def test_a_sweep_whose_execution_was_stopped_is_resumed_by_the_next_one(cloud: LocalCloud) -> None:
+    # GIVEN a sweep whose execution is stopped after its workers' first pages (one page per invocation)
+    drifted = drifted_tables(cloud, 120, 0.05)
+    cloud.set_environment(SWEEP, SWEEP_PAGE_ITEMS="10", SWEEP_RESERVE_MS="300000")
+    assert cloud.state_machines is not None
+    execution = cloud.state_machines.start("ReconcilerSweepStateMachine", {"reason": "test"})
+    while len(worker_invocations(cloud)) < 3:
+        time.sleep(0.005)
+    cloud.clients.stepfunctions.stop_execution(executionArn=execution)
+    stopped = cloud.state_machines.wait(execution)
+    assert stopped.status == "ABORTED"
+    running = header(cloud)
+    assert running["status"] == "RUNNING"
+    done_before = {s["sk"]: s["pages"] for s in segment_items(cloud, running["sweep_id"])}
+    assert not all(s["done"] for s in segment_items(cloud, running["sweep_id"]))
+    # WHEN the next execution starts
+    report = cloud.sweep(reason="test")
+    cloud.run_until_quiet()
+    # THEN it resumed the same sweep from its checkpoints (no page read again) and completed it
+    assert report["sweep_id"] == running["sweep_id"]
+    after = {s["sk"]: s["pages"] for s in segment_items(cloud, running["sweep_id"])}
+    assert all(after[sk] >= pages for sk, pages in done_before.items())
+    assert report["status"] == "SUCCEEDED"
+    assert report["republished"] == len(drifted)
+    assert divergence(cloud) == {}
+
+
+def test_more_lagging_entities_than_a_pass_carries_start_the_sweep_and_incremental_repair_goes_on(
+    cloud: LocalCloud,
+) -> None:
+    # GIVEN a system with a watermark (its first pass, and the sweep that pass started)
+    cloud.advance(300)
+    cloud.run_until_quiet()
+    # AND more products than a pass can carry written with no availability (their events never published)
+    now = datetime.now(UTC).isoformat()
+    for n in range(MAX_SUSPECTS + 10):
+        product = f"bulk-{n:05d}"
+        put_item(cloud, "InventoryTable", _product(product, now))
+    # WHEN the next scheduled pass runs
+    [second] = cloud.advance(300)
+    # THEN it republished them, kept MAX_SUSPECTS of them as suspects, and made a sweep due
+    assert second.response["republished"] == MAX_SUSPECTS + 10
+    assert second.response["suspects"] == MAX_SUSPECTS
+    # WHEN one more product is written and the pass after runs
+    put_item(cloud, "InventoryTable", _product("late", datetime.now(UTC).isoformat()))
+    [third] = cloud.advance(300)
+    # THEN that pass started the sweep and still compared incrementally: it found the late product
+    assert third.response["mode"] == "incremental"
+    assert third.response["sweep_started"]
+    assert '"entity_id":"late"' in third.logs
+    # AND once the pipeline and the sweep have run, everything converges
+    cloud.run_until_quiet()
+    assert divergence(cloud) == {}
+
+
+def test_a_first_deploy_next_to_full_tables_converges(cloud: LocalCloud) -> None:
+    # GIVEN tables that already hold 300 entities, 5% of them drifted, and a reconciler that never ran
+    assert drifted_tables(cloud, 300, 0.05)
+    assert divergence(cloud) != {}
+    # WHEN its first scheduled pass runs (no watermark yet)
+    [first] = cloud.advance(300)
+    # THEN it compared only what was written since it started, and started the sweep for what came before
+    assert (first.response["mode"], first.response["mode_reason"]) == ("incremental", "no watermark yet")
+    assert first.response["sweep_started"]
+    # AND once the sweep and the pipeline have run, everything converges
+    cloud.run_until_quiet()
+    assert header(cloud)["status"] == "SUCCEEDED"
+    assert divergence(cloud) == {}
+
+
+def _product(product_id: str, updated_at: str) -> dict[str, Any]:
+    return {
+        "pk": f"PRODUCT#{product_id}",
+        "sk": "PRODUCT",
+        "product_id": product_id,
+        "on_hand": 5,
+        "reserved": 0,
+        "available": 5,
+        "version": 1,
+        "event_type": "StockUpdated",
+        "correlation_id": "bulk",
+        "updated_at": updated_at,
+        "recon_bucket": bucket_of(f"PRODUCT#{product_id}"),
+    }
