@@ -142,6 +142,7 @@ class LocalCloud:
         verbose: bool = False,
         patch_moto: bool = True,
         faults: FaultPlan | None = None,
+        execute_state_machines: bool = True,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.endpoint = endpoint
@@ -155,6 +156,10 @@ class LocalCloud:
         # ends it, cloud.faults.start(plan) (re)starts it.
         self.faults = FaultInjector(faults)
         self._faults_from_start = faults is not None
+        # False: state machines are created and executions started, but none runs (each stays RUNNING), as with
+        # `sam local`, which has no Step Functions. A moto server of another process never runs them either: its
+        # interpreter is switched on, and its Lambda tasks routed, in that process only (executes_state_machines).
+        self._execute_state_machines = execute_state_machines
         self.clock = Clock()
         self._mock: Any = None
         self._server: Any = None
@@ -297,7 +302,8 @@ class LocalCloud:
 
         self.runtime = Runtime(self._functions(translated), self._base_environment(), echo_logs=self.echo_logs)
         self.state_machines = StateMachines(self.clients, self.runtime)
-        self.state_machines.install()
+        if self.executes_state_machines:
+            self.state_machines.install()
         self.runtime.faults = self.faults
         self.faults.published_listeners.append(self.runtime.ledger.on_published)
         self.routes = routes_from_template(sam_template)
@@ -609,7 +615,7 @@ class LocalCloud:
             report.rounds += 1
             report.moved += moved
             if not moved:
-                running = self.running_executions()
+                running = self.running_executions() if self.executes_state_machines else []
                 if not running:
                     break
                 for arn in running:
@@ -617,6 +623,11 @@ class LocalCloud:
                     self.executions.append(self.state_machines.wait(arn))
         report.seconds = time.monotonic() - started
         return report
+
+    @property
+    def executes_state_machines(self) -> bool:
+        """Whether executions run here: on moto's interpreter in this process (mock_aws or the "server" thread)."""
+        return self._execute_state_machines and (self._mock is not None or self._server is not None)
 
     def running_executions(self) -> list[str]:
         """The ARNs of the executions still running, of every state machine of the stack."""
@@ -655,13 +666,18 @@ class LocalCloud:
                 queue.release_due()
         # Outside the locks: the execution's tasks invoke functions from the interpreter's threads.
         for state_machine, payload in executions:
-            self.run_state_machine(state_machine, payload)
+            if self.executes_state_machines:
+                self.run_state_machine(state_machine, payload)
+            elif self.state_machines is not None:
+                self.state_machines.start(state_machine, payload)
         return invocations
 
     def run_state_machine(self, logical_id: str, payload: Any = None) -> Execution:
         """Start an execution of a template's state machine and wait for its end (localcloud.stepfunctions)."""
         if self.state_machines is None:
             raise DeployError("not deployed")
+        if not self.executes_state_machines:
+            raise DeployError("this LocalCloud runs no state machine (execute_state_machines, or a moto server's)")
         execution = self.state_machines.run(logical_id, payload if payload is not None else {})
         self.log(f"state machine {logical_id}: {execution.status}")
         self.executions.append(execution)

@@ -62,9 +62,24 @@ EVENTS = ROOT / "events"
 STATE = ROOT / ".tools" / "samlocal"
 ENV_VARS = STATE / "env-vars.json"  # the path samconfig.toml's [samlocal.*] sections name
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-# Values that differ between two runs of the same fixture (wall clock), compared as present, not by value.
-VOLATILE_KEYS = {"watermark", "window_from", "time", "timestamp"}
+# Values that differ between two runs of the same fixture (wall clock; a sweep's id, made of its start time and a
+# random part; the ARN of the execution a pass started, named the same way), compared as present (or as absent, null,
+# in both), not by value.
+VOLATILE_KEYS = {"watermark", "window_from", "time", "timestamp", "sweep_id", "sweep_started"}
 VOLATILE_SUFFIXES = ("_at", "_seconds", "_ms")
+# The reconciler's overlap in both runs. An incremental pass compares the entities written since its watermark less
+# the overlap (the template's 120 s); sam local's cold invokes (5-20 s each here) spread the fixtures' writes over
+# minutes where the reference's take milliseconds, so the two passes would compare different entities. An hour
+# covers every write of either run, and the reports compare exactly.
+OVERLAP = "WATERMARK_OVERLAP_SECONDS"
+RUN_WIDE_OVERLAP = "3600"
+
+
+def widen_overlap(environments: dict[str, dict[str, str]]) -> None:
+    """Every function environment that has the reconciler's overlap gets RUN_WIDE_OVERLAP."""
+    for environment in environments.values():
+        if OVERLAP in environment:
+            environment[OVERLAP] = RUN_WIDE_OVERLAP
 
 
 def fixtures() -> list[Path]:
@@ -86,7 +101,10 @@ def reference(out: Path) -> int:
     from localcloud.cloud import LocalCloud
 
     results: dict[str, Any] = {}
-    with LocalCloud(TEMPLATE_PATH) as cloud:
+    # As under sam local, which has no Step Functions: an execution a fixture starts (the full sweep) stays RUNNING,
+    # and the fixtures after it see the state it would have left untouched.
+    with LocalCloud(TEMPLATE_PATH, execute_state_machines=False) as cloud:
+        widen_overlap({name: function.environment for name, function in cloud.runtime.functions.items()})
         for path in fixtures():
             invocation = invoke_file(cloud, path.name.split(".")[0], path)
             results[path.name] = invocation.response if invocation.ok else invocation.error.payload()
@@ -162,12 +180,13 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], what: 
 
 
 # ------------------------------------------------------------------------------------------------ checks
+def volatile(key: str, value: Any) -> bool:
+    return value is not None and (key in VOLATILE_KEYS or key.endswith(VOLATILE_SUFFIXES))
+
+
 def normalise(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: ("<volatile>" if k in VOLATILE_KEYS or k.endswith(VOLATILE_SUFFIXES) else normalise(v))
-            for k, v in value.items()
-        }
+        return {k: "<volatile>" if volatile(k, v) else normalise(v) for k, v in value.items()}
     if isinstance(value, list):
         return [normalise(v) for v in value]
     return value
@@ -203,12 +222,15 @@ def check_fixture(path: Path, got: Any, expected: Any) -> list[str]:
             problems.append(f"batchItemFailures {failures}, expected {'some' if expects_failures(path) else 'none'}")
         if failures != (expected or {}).get("batchItemFailures", []):
             problems.append(f"batchItemFailures {failures}, localcloud answered {expected}")
+    elif "action" in event:  # a task of the sweep's state machine (ReconcilerSweepFunction)
+        if normalise(got) != normalise(expected):
+            problems.append(f"answer differs from localcloud's:\n     sam local  {got}\n     localcloud {expected}")
     else:
         if not isinstance(got, dict) or "mode" not in got:
             problems.append(f"no pass report: {got}")
         elif normalise(got) != normalise(expected):
             diff = {k: (got.get(k), (expected or {}).get(k)) for k in set(got) | set(expected or {})}
-            diff = {k: v for k, v in diff.items() if normalise(v[0]) != normalise(v[1])}
+            diff = {k: v for k, v in diff.items() if normalise({k: v[0]}) != normalise({k: v[1]})}
             problems.append(f"pass report differs from localcloud's (sam local, localcloud): {diff}")
     return problems
 
@@ -281,12 +303,15 @@ def sam_invoke(run: Run, env: dict[str, str], function: str, path: Path) -> Invo
     return Invoked(got, done.returncode, done.stderr, seconds)
 
 
-def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> None:
+def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> dict[str, Any]:
+    """Every fixture through `sam local invoke`, checked; sam local's answers by fixture name."""
     started_all = time.monotonic()
+    answered: dict[str, Any] = {}
     for path in fixtures():
         function = path.name.split(".")[0]
         invoked = sam_invoke(run, env, function, path.relative_to(ROOT))
         got, seconds = invoked.got, invoked.seconds
+        answered[path.name] = got
         problems = [f"sam local invoke exited {invoked.returncode}"] if invoked.returncode else []
         problems += ["no JSON response on stdout"] if got is None else check_fixture(path, got, expected[path.name])
         summary = (
@@ -296,6 +321,8 @@ def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> 
             if isinstance(got, dict) and "batchItemFailures" in got
             else f"mode={got.get('mode')} checked={got.get('checked')}"
             if isinstance(got, dict) and "mode" in got
+            else f"segments={len(got.get('segments', []))} counters={len(got.get('counters', []))}"
+            if isinstance(got, dict) and "sweep_id" in got
             else str(got)[:80]
         )
         print(f"   {'ok  ' if not problems else 'FAIL'} {path.name:60} {seconds:5.1f} s  {summary}")
@@ -304,6 +331,23 @@ def invoke_fixtures(run: Run, env: dict[str, str], expected: dict[str, Any]) -> 
         if problems:
             print("     " + "\n     ".join(invoked.stderr.strip().splitlines()[-15:]))
     run.timed(f"sam local invoke x{len(fixtures())}", started_all)
+    return answered
+
+
+def check_started_sweeps(run: Run, cloud: Any, answered: dict[str, Any]) -> None:
+    """An execution a fixture's pass started (`sweep_started`) is one of the stack's sweep state machine on the moto
+    server, still RUNNING: sam local has no Step Functions, so nothing runs it (the sweep's tasks are fixtures of
+    ReconcilerSweepFunction of their own)."""
+    state_machine = cloud.physical("ReconcilerSweepStateMachine")
+    for name, got in answered.items():
+        arn = got.get("sweep_started") if isinstance(got, dict) else None
+        if arn is None:
+            continue
+        described = cloud.clients.stepfunctions.describe_execution(executionArn=arn)
+        ok = (described["stateMachineArn"], described["status"]) == (state_machine, "RUNNING")
+        print(f"   {'ok  ' if ok else 'FAIL'} {name}: started {arn.rsplit(':', 1)[-1]}, {described['status']} on moto")
+        if not ok:
+            run.fail(f"{name}: sweep_started {arn} is {described['status']} of {described['stateMachineArn']}")
 
 
 class Api:
@@ -585,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         cloud = LocalCloud(TEMPLATE_PATH, endpoint=f"http://{args.bridge}:{port}").start()
         env_vars = env_vars_from_stack(cloud.stack_name, f"http://{args.bridge}:{port}", endpoint)
         check_env_vars(cloud, env_vars)
+        widen_overlap(env_vars)
         write_env_vars(ENV_VARS, env_vars)
         print(
             f"   deployed {cloud.stack_name}: {len(cloud.runtime.functions)} functions; "
@@ -597,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
 
         env = sam_env(f"http://{args.bridge}:{port}")
         print(f"== sam-local: sam local invoke, every fixture ({len(expected)}), template {LOCAL_TEMPLATE}")
-        invoke_fixtures(run, env, expected)
+        answered = invoke_fixtures(run, env, expected)
+        check_started_sweeps(run, cloud, answered)
         print("== sam-local: sam local start-api + start-lambda, localcloud's pumps")
         drive_api(run, cloud, env)
     except KeyboardInterrupt as exc:

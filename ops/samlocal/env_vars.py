@@ -38,7 +38,9 @@ def env_vars_from_stack(
             if resource["ResourceType"] != "AWS::Lambda::Function":
                 continue
             configuration = lambda_.get_function_configuration(FunctionName=resource["PhysicalResourceId"])
-            env_vars[resource["LogicalResourceId"]] = configuration.get("Environment", {}).get("Variables", {})
+            variables = configuration.get("Environment", {}).get("Variables", {})
+            # Strings, as Lambda's API returns them: moto keeps a Number parameter's Ref (SweepSegments) as an int.
+            env_vars[resource["LogicalResourceId"]] = {name: str(value) for name, value in variables.items()}
     if not set(env_vars) - {"Parameters"}:
         raise SystemExit(f"stack {stack} has no AWS::Lambda::Function")
     return dict(sorted(env_vars.items()))

@@ -7,6 +7,10 @@
   event API Gateway would send, routed by the template's HttpApi events, and goes to the function by lambda.invoke;
 - `AWS_SAM_STACK_NAME=<stack>` (or `CONVERGE_E2E_TARGET=aws`): a deployed AWS stack; names come from its outputs.
 
+Scenarios about the reconciler also start the stack's state machines (`run_state_machine`, waited for) and read or
+write a table item directly (`get_item`, `put_item`: drift as a bug or a person would leave it); on LocalStack and
+AWS through the stack's resources by logical id, on localcloud through its moto clients and interpreter.
+
 Every request is made as a principal (a customer, an admin, or nobody), as each target authenticates:
 - localcloud: a token from localcloud's issuer (`cloud.token`), verified by its JWT authorizer emulation;
 - LocalStack: no token (its community build runs no JWT authorizer); the event carries the claims in
@@ -24,10 +28,14 @@ import os
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from localcloud.stepfunctions import Execution
 
 T = TypeVar("T")
 
@@ -75,6 +83,18 @@ class Target(Protocol):
     def settle(self) -> None:
         """Let the pipeline move (localcloud pumps; a real stack moves by itself)."""
 
+    def run_state_machine(self, logical_id: str, payload: Any) -> Execution:
+        """One execution of the stack's state machine `logical_id` with `payload` as its input, waited for."""
+
+    def running_executions(self, logical_id: str) -> list[str]:
+        """The ARNs of the executions of state machine `logical_id` that are running now."""
+
+    def get_item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """An item of the stack's table `table` (logical id), read straight from it."""
+
+    def put_item(self, table: str, item: dict[str, Any]) -> None:
+        """Write an item straight into the stack's table `table`, bypassing every service (as a bug or a person)."""
+
 
 class LocalcloudTarget:
     name = "localcloud"
@@ -104,19 +124,50 @@ class LocalcloudTarget:
     def settle(self) -> None:
         self.cloud.run_until_quiet()
 
+    def run_state_machine(self, logical_id: str, payload: Any) -> Execution:
+        return self.cloud.run_state_machine(logical_id, payload)
+
+    def running_executions(self, logical_id: str) -> list[str]:
+        return _running(self.cloud.clients.stepfunctions, self.cloud.physical(logical_id))
+
+    def get_item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        return _get_item(self.cloud.clients.dynamodb, self.cloud.table_name(table), key)
+
+    def put_item(self, table: str, item: dict[str, Any]) -> None:
+        _put_item(self.cloud.clients.dynamodb, self.cloud.table_name(table), item)
+
     def close(self) -> None:
         self.cloud.stop()
 
 
-class HttpTarget:
+class StackReached:
+    """A target deployed as a stack: its state machines and tables reached through the stack's clients."""
+
+    stack: DeployedStack
+
+    def run_state_machine(self, logical_id: str, payload: Any) -> Execution:
+        return self.stack.run_state_machine(logical_id, payload)
+
+    def running_executions(self, logical_id: str) -> list[str]:
+        return _running(self.stack.stepfunctions, self.stack.physical[logical_id])
+
+    def get_item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        return _get_item(self.stack.dynamodb, self.stack.physical[table], key)
+
+    def put_item(self, table: str, item: dict[str, Any]) -> None:
+        _put_item(self.stack.dynamodb, self.stack.physical[table], item)
+
+
+class HttpTarget(StackReached):
     """A deployed stack reached over HTTP (AWS, or LocalStack's gateway)."""
 
     timeout = 120.0
 
-    def __init__(self, name: str, base_url: str, tokens: Principals) -> None:
+    def __init__(self, name: str, base_url: str, tokens: Principals, stack: DeployedStack) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
+        self.stack = stack
 
     def principals(self, unique: str) -> Principals:
         return self.tokens  # the issuer's users are fixed: scenarios keep apart by their products and orders
@@ -148,7 +199,7 @@ class HttpTarget:
         pass
 
 
-class LocalstackTarget:
+class LocalstackTarget(StackReached):
     """The stack deployed to LocalStack, its HTTP API played by invoking the API functions directly.
 
     The routing, the event and the reading of the response are localcloud's (the same rules as API Gateway HTTP
@@ -167,18 +218,13 @@ class LocalstackTarget:
         from localcloud.template import load_template
 
         session = localstack_client.session.Session(localstack_host=urlsplit(endpoint).netloc)
-        cloudformation = session.client("cloudformation")
-        resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        self.stack = DeployedStack(stack_name, session.client)
+        stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
         # The issuer and audience the stack was deployed for (samconfig.toml's localstack overrides), as the claims
         # of a token it accepts would carry them.
         parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
         self.issuer, self.audience = parameters.get("JwtIssuer", ""), parameters.get("JwtAudience", "")
-        self.functions = {
-            r["LogicalResourceId"]: r["PhysicalResourceId"]
-            for r in resources
-            if r["ResourceType"] == "AWS::Lambda::Function"
-        }
+        self.functions = self.stack.of_type("AWS::Lambda::Function")
         self.routes = routes_from_template(load_template())
         # No retries: a retried invocation of POST /orders would place a second order.
         self.lambda_ = session.client("lambda", config=Config(read_timeout=90, retries={"total_max_attempts": 1}))
@@ -230,6 +276,63 @@ class LocalstackTarget:
         pass
 
 
+class DeployedStack:
+    """A deployed stack's resources by logical id, reached with `client` (a boto3 or localstack-client factory)."""
+
+    # A full sweep is many invocations (a start, a worker per segment and table, a finish), not one request.
+    execution_timeout = 600.0
+
+    def __init__(self, stack_name: str, client: Callable[..., Any]) -> None:
+        pages = client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack_name)
+        resources = [r for page in pages for r in page["StackResourceSummaries"]]
+        self.physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+        self.types = {r["LogicalResourceId"]: r["ResourceType"] for r in resources}
+        self.stepfunctions = client("stepfunctions")
+        self.dynamodb = client("dynamodb")
+
+    def of_type(self, resource_type: str) -> dict[str, str]:
+        return {logical: self.physical[logical] for logical, kind in self.types.items() if kind == resource_type}
+
+    def run_state_machine(self, logical_id: str, payload: Any) -> Execution:
+        """Start an execution (named afresh, as EventBridge names them) and poll it until it ends."""
+        from localcloud.stepfunctions import Execution
+
+        started = time.monotonic()
+        arn = self.stepfunctions.start_execution(
+            stateMachineArn=self.physical[logical_id], name=f"e2e-{uuid.uuid4().hex}", input=json.dumps(payload)
+        )["executionArn"]
+        while (described := self.stepfunctions.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            if time.monotonic() - started > self.execution_timeout:
+                raise AssertionError(f"{arn} still RUNNING after {self.execution_timeout:.0f} s")
+            time.sleep(1.0)
+        output = json.loads(described["output"]) if described.get("output") else None
+        return Execution(arn, described["status"], output, described.get("error"), described.get("cause"))
+
+
+def _running(stepfunctions: Any, state_machine_arn: str) -> list[str]:
+    pages = stepfunctions.get_paginator("list_executions").paginate(
+        stateMachineArn=state_machine_arn, statusFilter="RUNNING"
+    )
+    return [e["executionArn"] for page in pages for e in page["executions"]]
+
+
+def _get_item(dynamodb: Any, table_name: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    serializer, deserializer = TypeSerializer(), TypeDeserializer()
+    found = dynamodb.get_item(
+        TableName=table_name, Key={k: serializer.serialize(v) for k, v in key.items()}, ConsistentRead=True
+    ).get("Item")
+    return {k: deserializer.deserialize(v) for k, v in found.items()} if found else None
+
+
+def _put_item(dynamodb: Any, table_name: str, item: dict[str, Any]) -> None:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    dynamodb.put_item(TableName=table_name, Item={k: serializer.serialize(v) for k, v in item.items()})
+
+
 def _named_principals(unique: str) -> Principals:
     return Principals(
         customer=Principal(f"cust-{unique}"),
@@ -271,8 +374,11 @@ def open_target() -> LocalcloudTarget | HttpTarget | LocalstackTarget:
     if kind == "localcloud":
         return LocalcloudTarget()
     if kind == "aws":
-        outputs = _stack_outputs(os.environ["AWS_SAM_STACK_NAME"])
-        return HttpTarget("aws", outputs["ApiUrl"], _tokens_from_environment())
+        import boto3
+
+        stack_name = os.environ["AWS_SAM_STACK_NAME"]
+        outputs = _stack_outputs(stack_name)
+        return HttpTarget("aws", outputs["ApiUrl"], _tokens_from_environment(), DeployedStack(stack_name, boto3.client))
     if kind == "localstack":
         return LocalstackTarget(
             os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),

@@ -10,6 +10,8 @@ from typing import Any
 
 from tests.e2e.targets import Principal, Principals, Target, eventually
 
+SWEEP = "ReconcilerSweepStateMachine"
+
 
 def order_status(target: Target, customer: Principal, order_id: str, status: str) -> dict[str, Any] | None:
     reply = target.request("GET", f"/orders/{order_id}", caller=customer)
@@ -227,3 +229,44 @@ def test_a_customer_cannot_set_stock_or_dispatch(target: Target, who: Principals
     target.settle()
     assert stock_is(target, customer, sku, on_hand=4, reserved=1) is not None
     assert shipment_status(target, customer, order_id, "PENDING") is not None
+
+
+# ------------------------------------------------------------------------------------------ reconciliation
+def availability_is(target: Target, caller: Principal, product_id: str, stock: dict[str, Any]) -> dict[str, Any] | None:
+    """The product's availability, if it shows `stock`'s numbers at `stock`'s version."""
+    reply = target.request("GET", f"/availability/{product_id}", caller=caller)
+    fields = ("on_hand", "reserved", "available", "version")
+    if reply.status != 200 or any(reply.body[name] != stock[name] for name in fields):
+        return None
+    return reply.body  # type: ignore[no-any-return]
+
+
+def test_one_full_sweep_repairs_an_availability_written_wrong(target: Target, who: Principals, unique: str) -> None:
+    # GIVEN a product with 6 in stock and a confirmed order of 2, its availability settled at the product's version
+    sku, customer = f"sku-{unique}", who.customer
+    set_stock(target, who.admin, sku, 6)
+    order_id = place(target, customer, sku, 2)
+    eventually(target, lambda: order_status(target, customer, order_id, "CONFIRMED"), f"order {order_id} CONFIRMED")
+    stock = eventually(target, lambda: stock_is(target, customer, sku, on_hand=6, reserved=2), f"{sku} reserved 2")
+    eventually(target, lambda: availability_is(target, customer, sku, stock), f"availability of {sku} as the product")
+    # AND no sweep running (a new stack's first scheduled pass starts one: this scenario's must be its own)
+    eventually(target, lambda: not target.running_executions(SWEEP), "no sweep running")
+    # WHEN a consumer bug writes the availability wrong at that same version, straight into its table
+    key = {"pk": f"AVAILABILITY#{sku}", "sk": "AVAILABILITY"}
+    written = target.get_item("NotificationsTable", key)
+    assert written is not None
+    assert written["version"] == stock["version"], written
+    target.put_item("NotificationsTable", {**written, "on_hand": 500, "available": 498})
+    wrong = {**stock, "on_hand": 500, "available": 498}
+    assert availability_is(target, customer, sku, wrong) is not None
+    # AND the full sweep's state machine runs once, as its daily schedule starts it
+    sweep = target.run_state_machine(SWEEP, {"reason": "e2e"})
+    # THEN the execution succeeded, and its report (this sweep's) found the availability different and corrected it
+    assert sweep.status == "SUCCEEDED", sweep
+    report = sweep.output
+    assert (report["status"], report["mode"], report["mode_reason"]) == ("SUCCEEDED", "full", "e2e"), report
+    assert report["found"]["availability"] >= 1, report
+    assert report["differences"]["different"] >= 1, report
+    assert report["corrections"] >= 1, report
+    # AND the availability converges to the product again
+    eventually(target, lambda: availability_is(target, customer, sku, stock), f"availability of {sku} repaired")
