@@ -19,7 +19,6 @@ from converge.reconcile_index import bucket_of
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan
-from reconciler.passes import MAX_SUSPECTS
 from tests.localcloud.helpers import put_item
 from tools.reconcile_cost import make_drift, seed
 
@@ -140,30 +139,34 @@ def test_a_sweep_whose_execution_was_stopped_is_resumed_by_the_next_one(cloud: L
 
 
 def test_more_lagging_entities_than_a_pass_carries_start_the_sweep_and_incremental_repair_goes_on(
-    cloud: LocalCloud,
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a system with a watermark (its first pass, and the sweep that pass started)
+    # GIVEN a pass that carries at most 20 suspects (MAX_SUSPECTS, made small), and a system with a watermark (its
+    #       first pass, and the sweep that pass started)
+    from reconciler import passes, service
+
+    for module in (passes, service):
+        monkeypatch.setattr(module, "MAX_SUSPECTS", 20)
     cloud.advance(300)
     cloud.run_until_quiet()
-    # AND more products than a pass can carry written with no availability (their events never published)
+    # AND more products than that written with no availability (their events never published)
     now = datetime.now(UTC).isoformat()
-    for n in range(MAX_SUSPECTS + 10):
-        product = f"bulk-{n:05d}"
-        put_item(cloud, "InventoryTable", _product(product, now))
+    for n in range(30):
+        put_item(cloud, "InventoryTable", _product(f"bulk-{n:05d}", now))
     # WHEN the next scheduled pass runs
     [second] = cloud.advance(300)
-    # THEN it republished them, kept MAX_SUSPECTS of them as suspects, and made a sweep due
-    assert second.response["republished"] == MAX_SUSPECTS + 10
-    assert second.response["suspects"] == MAX_SUSPECTS
+    # THEN it republished them, kept 20 of them as suspects, and made a sweep due
+    assert (second.response["republished"], second.response["suspects"]) == (30, 20)
     # WHEN one more product is written and the pass after runs
     put_item(cloud, "InventoryTable", _product("late", datetime.now(UTC).isoformat()))
     [third] = cloud.advance(300)
-    # THEN that pass started the sweep and still compared incrementally: it found the late product
+    # THEN that pass started the sweep and still compared incrementally: it found and republished the late product
     assert third.response["mode"] == "incremental"
     assert third.response["sweep_started"]
     assert '"entity_id":"late"' in third.logs
     # AND once the pipeline and the sweep have run, everything converges
     cloud.run_until_quiet()
+    assert header(cloud)["status"] == "SUCCEEDED"
     assert divergence(cloud) == {}
 
 
