@@ -21,7 +21,7 @@ from converge.projections import (
     SagaName,
 )
 from reconciler.compare import compare as compare_snapshot
-from reconciler.compare import confirmed_corrections, confirmed_recounts, defer_saga_repairs
+from reconciler.compare import confirmed_corrections
 from reconciler.dead_letters import MAX_REDRIVES, judge_dead_letter
 from reconciler.findings import Findings
 from reconciler.repairs import SAGA_ACTIONS, SAGA_CORRECTIONS, recount, recount_needs_a_person
@@ -607,21 +607,6 @@ def test_a_count_that_agrees_is_not_suspect_but_a_wrong_available_is() -> None:
     assert (suspect.product_id, suspect.counted) == ("p1", 3)
 
 
-def test_a_recount_is_confirmed_only_by_a_second_read_at_the_same_version_still_differing() -> None:
-    # GIVEN a suspect from a first read
-    suspects = compare(counter_world(reserved=5)).recount_suspects
-    # WHEN second reads show it unchanged, moved on (another version), repaired meanwhile, or gone
-    unchanged = counter_world(reserved=5).snapshot()
-    moved = World(inventory=[product("p1", 8, reserved=5), *counter_world(reserved=5).inventory[1:]]).snapshot()
-    repaired = counter_world(reserved=3).snapshot()
-    gone = World(inventory=counter_world(reserved=5).inventory[1:]).snapshot()
-    # THEN only the unchanged one is confirmed
-    assert [s.product_id for s in confirmed_recounts(suspects, unchanged)] == ["p1"]
-    assert confirmed_recounts(suspects, moved) == []
-    assert confirmed_recounts(suspects, repaired) == []
-    assert confirmed_recounts(suspects, gone) == []
-
-
 def test_a_confirmed_recount_sets_reserved_to_the_count_at_the_observed_version() -> None:
     [suspect] = compare(counter_world(reserved=5)).recount_suspects
     correction = recount(suspect)
@@ -630,33 +615,6 @@ def test_a_confirmed_recount_sets_reserved_to_the_count_at_the_observed_version(
     assert (data.product_id, data.observed_version, data.reserved) == ("p1", 7, 3)
     assert (correction.finding.projection, correction.finding.entity_id) == ("reserved", "p1")
     assert recount_needs_a_person(suspect) is None
-
-
-def test_saga_repairs_on_a_product_being_recounted_wait_for_the_next_pass() -> None:
-    # GIVEN a product whose reserved differs from its ledger, a cancelled order still holding some of it (a
-    #       rolled-back reservation), and a cancelled order holding another product
-    world = World(
-        inventory=[
-            product("p1", 7, reserved=0),
-            product("p2", 4, reserved=1),
-            reservation("o1", "RESERVED", lines=[{"product_id": "p1", "quantity": 2}]),
-            reservation("o2", "RESERVED", lines=[{"product_id": "p2", "quantity": 1}]),
-        ],
-        orders=[
-            order("o1", "CANCELLED", 3, lines=[{"product_id": "p1", "quantity": 2}]),
-            order("o2", "CANCELLED", 3, lines=[{"product_id": "p2", "quantity": 1}]),
-        ],
-    )
-    findings = compare(world)
-    assert {s.product_id for s in findings.recount_suspects} == {"p1"}
-    # WHEN the pass recounts p1
-    sent = defer_saga_repairs(findings, list(findings.corrections), {"p1"}, world.snapshot())
-    # THEN the release of o1 (it touches p1) waits for the next pass and stays a suspect; o2's goes now
-    saga = {r.finding.entity_id for r in findings.republish if r.finding.projection == "order_reservation"}
-    assert saga == {"o2"}
-    assert [f.entity_id for f in findings.deferred] == ["o1"]
-    assert "o1" in Scope.of_findings(findings).orders
-    assert sent == list(findings.corrections)
 
 
 def test_a_count_above_on_hand_needs_a_person() -> None:

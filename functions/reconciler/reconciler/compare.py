@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from converge.projections import (
-    ORDER,
     PRODUCT,
     PROJECTIONS,
     REPUBLISHED_BY,
@@ -34,7 +33,6 @@ from converge.projections import (
     SHIPMENT,
     Difference,
     EntityLayout,
-    Item,
     Projection,
     Resolution,
     SagaPair,
@@ -140,27 +138,6 @@ def _compare_counters(snapshot: Snapshot, findings: Findings) -> None:
             )
 
 
-def confirmed_recounts(suspects: list[RecountSuspect], reread: Snapshot) -> list[RecountSuspect]:
-    """The suspects still drifting in a second read (every reservation, then the products) at the SAME version.
-
-    The product's version moves with every reservation change that touches it, so an unchanged version across
-    both reads means the second read's sum is exactly the ledger of that version.
-    """
-    fresh = {s.product_id: s for s in _recount_candidates(reread)}
-    confirmed = []
-    for suspect in suspects:
-        again = fresh.get(suspect.product_id)
-        if again is not None and again.version == suspect.version:
-            confirmed.append(again)
-    return confirmed
-
-
-def _recount_candidates(snapshot: Snapshot) -> list[RecountSuspect]:
-    findings = Findings()
-    _compare_counters(snapshot, findings)
-    return findings.recount_suspects
-
-
 # ---------------------------------------------------------------- the comparison
 def compare(
     snapshot: Snapshot,
@@ -190,43 +167,6 @@ def compare(
     if only is None and (counters if counters is not None else scope is None):
         _compare_counters(snapshot, findings)
     return findings
-
-
-def _products_of(item: Item | None) -> set[str]:
-    return {str(line["product_id"]) for line in (item or {}).get("lines") or []}
-
-
-def defer_saga_repairs(
-    findings: Findings, corrections: list[Correction], recounted: set[str], snapshot: Snapshot
-) -> list[Correction]:
-    """Hold back this pass's saga repairs that touch a product being recounted; they run next pass.
-
-    A recount applies only at the product version it counted; a reservation released or removed first would
-    move the product past it, and the recount would be skipped while the counter still differs from its ledger.
-    So a pass either recounts a product or changes its reservations, never both (the entities stay suspects).
-    Returns the corrections to send; the deferred findings are moved to `findings.deferred`.
-    """
-    if not recounted:
-        return corrections
-    orders, reservations = snapshot.entities(ORDER), snapshot.entities(RESERVATION)
-
-    def touches(entity_id: str) -> bool:
-        return bool((_products_of(orders.get(entity_id)) | _products_of(reservations.get(entity_id))) & recounted)
-
-    kept_republish = []
-    for repair in findings.republish:
-        if repair.finding.projection in SAGA_NAMES and touches(repair.finding.entity_id):
-            findings.deferred.append(repair.finding)
-        else:
-            kept_republish.append(repair)
-    findings.republish = kept_republish
-    kept = []
-    for correction in corrections:
-        if correction.finding.projection in SAGA_NAMES and touches(correction.finding.entity_id):
-            findings.deferred.append(correction.finding)
-        else:
-            kept.append(correction)
-    return kept
 
 
 def to_confirm(findings: Findings) -> Scope:

@@ -73,7 +73,7 @@ class Findings:
     parked: list[Parked] = field(default_factory=list)
     recount_suspects: list[RecountSuspect] = field(default_factory=list)
     unrepaired: list[Finding] = field(default_factory=list)  # found, but corrections are turned off
-    deferred: list[Finding] = field(default_factory=list)  # left for the next pass (see compare.defer_saga_repairs)
+    deferred: list[Finding] = field(default_factory=list)  # left for the next pass (a repair waiting for another)
 
     @property
     def all(self) -> list[Finding]:

@@ -99,7 +99,7 @@ class Report:
     corrections_unconfirmed: int = 0  # found, but the source had moved on a second read: checked next pass
     corrections_disabled: int = 0  # found while CORRECTIONS_ENABLED is false: reported only
     recounts: int = 0
-    deferred: int = 0  # saga repairs held back while their products are recounted: the next pass makes them
+    deferred: int = 0  # saga repairs waiting for their other pair's repair: the next pass makes them
     parked_for_a_person: int = 0  # newly parked this pass (counted once however many passes see them)
     already_parked: int = 0
     anomalies: list[str] = field(default_factory=list)
