@@ -303,6 +303,10 @@ class LocalCloud:
             elif kind == "AWS::CloudWatch::Alarm":
                 props = deploy.resolve(resource["Properties"], outputs, plan)
                 name = props.pop("AlarmName", physical[logical_id])
+                # A Ref to a Number parameter resolves to a string; CloudFormation converts it to the property's type.
+                for key, kind in (("Threshold", float), ("Period", int), ("EvaluationPeriods", int)):
+                    if isinstance(props.get(key), str):
+                        props[key] = kind(props[key])
                 self.clients.cloudwatch.put_metric_alarm(AlarmName=name, **props)
             elif kind == "AWS::Lambda::EventSourceMapping":
                 self._add_mapping(logical_id, deploy.resolve(resource["Properties"], outputs, plan))

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from converge.contracts import SERVICES, with_inboxes, with_tables
 from localcloud.deploy import load_and_translate
 from localcloud.loader import load_handler
 from localcloud.template import ROOT, TEMPLATE_PATH, function_specs, load_template, resources_of_type
+from reconciler.health import pass_metrics
+from reconciler.passes import ReconcilerState
+from tests.support.alarms import Alarm
 
 FUNCTIONS = sorted(function_specs())
 
@@ -115,7 +119,11 @@ def test_inboxes_feed_consumers_in_batches_of_ten_and_redrive_to_a_dlq() -> None
 
 # pytest's pythonpath (the layer and every CodeUri), as pyproject.toml declares it
 PYTHONPATH = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["pythonpath"]
-PURE_TESTS = [*sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_*_domain.py")), "test_projections"]
+PURE_TESTS = [
+    *sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_*_domain.py")),
+    "test_projections",
+    "test_reconciler_health",
+]
 
 
 @pytest.mark.parametrize("module", PURE_TESTS)
@@ -143,7 +151,7 @@ def test_tables_and_dlqs_survive_a_stack_deletion_or_a_replacement() -> None:
     template = load_template()
     queues = resources_of_type(template, "AWS::SQS::Queue")
     dlqs = {name: q for name, q in queues.items() if name.endswith("DLQ")}
-    assert set(dlqs) == {s.dlq for s in with_inboxes()} | {"DeliveryDLQ"}
+    assert set(dlqs) == {s.dlq for s in with_inboxes()} | {"DeliveryDLQ", "ReconcilerScheduleDLQ"}
     kept = {**resources_of_type(template, "AWS::DynamoDB::Table"), **dlqs}
     # THEN each is retained when the stack is deleted and when an update replaces it
     for name, resource in kept.items():
@@ -333,8 +341,9 @@ def test_every_dlq_alarms_on_messages_the_reconciler_has_not_judged() -> None:
         assert (props["Statistic"], props["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold"), dlq
         assert 3 * minutes * 60 < props["Threshold"] <= 3600, dlq
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], dlq
-    # AND no alarm is on a DLQ's depth, which a parked message (it stays in its DLQ) would hold in ALARM for good
-    assert _alarms_on(template, "ApproximateNumberOfMessagesVisible") == {}
+    # AND no alarm is on the depth of a DLQ the reconciler drains, which a parked message (it stays in its DLQ) would
+    # hold in ALARM for good: the one depth alarm is on the schedule's DLQ, where nothing is parked
+    assert set(_alarms_on(template, "ApproximateNumberOfMessagesVisible")) == {"ReconcilerScheduleDLQ"}
 
 
 def test_every_newly_parked_poison_message_notifies() -> None:
@@ -348,3 +357,115 @@ def test_every_newly_parked_poison_message_notifies() -> None:
     assert props["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
     assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
     assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+# ---------------------------------------------------------------- the reconciler is watched (issue 20)
+def _translated_alarm(name: str) -> tuple[Alarm, dict[str, Any]]:
+    """The alarm as CloudFormation receives it (after the SAM transform), its threshold parameter resolved."""
+    _, translated = load_and_translate(TEMPLATE_PATH)
+    template = translated.template
+    return Alarm.from_properties(template["Resources"][name]["Properties"], template["Parameters"]), template
+
+
+def _reconciler_metric_dimension() -> tuple[str, dict[str, str]]:
+    environment = function_specs()["ReconcilerFunction"].environment
+    return environment["POWERTOOLS_METRICS_NAMESPACE"], {"service": environment["POWERTOOLS_SERVICE_NAME"]}
+
+
+def _every_5_minutes_rule(template: dict[str, Any]) -> dict[str, Any]:
+    rules = resources_of_type(template, "AWS::Events::Rule")
+    (rule,) = [r for r in rules.values() if r["Properties"].get("ScheduleExpression") == "rate(5 minutes)"]
+    return rule
+
+
+def test_the_heartbeat_fires_when_no_incremental_pass_succeeded_for_two_schedule_periods() -> None:
+    # GIVEN the heartbeat alarm as deployed, and the metrics a completed incremental pass reports
+    alarm, template = _translated_alarm("ReconcilerHeartbeatAlarm")
+    namespace, dimensions = _reconciler_metric_dimension()
+    reported = {m.name: m.value for m in pass_metrics(ReconcilerState(), None, datetime.now(UTC), completed=True)}
+    schedule = _every_5_minutes_rule(template)["Properties"]["ScheduleExpression"]
+    # THEN it watches the count those passes report, over two of the schedule's periods
+    assert (alarm.namespace, alarm.metric, alarm.dimensions) == (namespace, "IncrementalPassesCompleted", dimensions)
+    assert reported[alarm.metric] == 1
+    assert schedule == "rate(5 minutes)"
+    assert (alarm.statistic, alarm.period, alarm.evaluation_periods) == ("Sum", 300, 2)
+    # AND it fires when neither period has a pass (passes that raised send nothing) or only full sweeps ran (0)
+    assert alarm.state([None, None]) == "ALARM"
+    assert alarm.state([0, 0]) == "ALARM"
+    # AND one period without a pass (a schedule's jitter) does not fire it, nor do passes that keep completing
+    assert alarm.state([1, None]) == "OK"
+    assert alarm.state([1, 1]) == "OK"
+
+
+def test_a_sweep_that_stopped_advancing_fires_past_the_stall_parameter() -> None:
+    # GIVEN the sweep-stalled alarm and its threshold parameter
+    alarm, template = _translated_alarm("ReconcilerSweepStalledAlarm")
+    namespace, dimensions = _reconciler_metric_dimension()
+    stall = template["Parameters"]["SweepStallSeconds"]["Default"]
+    # THEN it watches the progress age each pass reports, against the parameter
+    assert (alarm.namespace, alarm.metric, alarm.dimensions) == (namespace, "SweepProgressAgeSeconds", dimensions)
+    assert (alarm.statistic, alarm.comparison, alarm.threshold) == ("Maximum", "GreaterThanThreshold", stall)
+    assert stall == 1800  # half an hour: a worker advances its segment at least once per invocation (<= 300 s)
+    assert alarm.state([stall + 1]) == "ALARM"
+    # AND a sweep that advanced recently, no sweep (0), or no pass at all (the heartbeat's case) does not fire it
+    assert alarm.state([60]) == alarm.state([0]) == alarm.state([None]) == "OK"
+
+
+def test_a_failed_reconciler_invocation_fires_its_errors_alarm() -> None:
+    alarm, _ = _translated_alarm("ReconcilerErrorsAlarm")
+    assert (alarm.namespace, alarm.metric) == ("AWS/Lambda", "Errors")
+    assert alarm.dimensions == {"FunctionName": {"Ref": "ReconcilerFunction"}}
+    assert alarm.state([1]) == "ALARM"
+    assert alarm.state([0]) == alarm.state([None]) == "OK"
+
+
+def test_the_5_minute_schedule_retries_for_less_than_a_period_then_dead_letters_to_an_alarmed_queue() -> None:
+    # GIVEN the translated template
+    alarm, template = _translated_alarm("ReconcilerScheduleDLQAlarm")
+    resources = template["Resources"]
+    rule = _every_5_minutes_rule(template)["Properties"]
+    (target,) = rule["Targets"]
+    # THEN the tick is retried for less than one period (a later tick supersedes it), then sent to the DLQ
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] < 300
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ReconcilerScheduleDLQ", "Arn"]}}
+    # AND the DLQ is encrypted, keeps messages 14 days, and accepts them from that rule only
+    queue = resources["ReconcilerScheduleDLQ"]["Properties"]
+    assert (queue["SqsManagedSseEnabled"], queue["MessageRetentionPeriod"]) == (True, 14 * 24 * 3600)
+    policy = resources["ReconcilerScheduleDLQPolicy"]["Properties"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    rule_arn = statements["ScheduleRuleToDLQ"]["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    assert rule_arn.endswith(":rule/" + rule["Name"]["Fn::Sub"])
+    assert statements["ScheduleRuleToDLQ"]["Principal"] == {"Service": "events.amazonaws.com"}
+    denied = statements["ScheduleDLQOnlyFromTheRule"]
+    assert (denied["Effect"], denied["Principal"]) == ("Deny", "*")
+    assert denied["Condition"]["ArnNotEquals"]["aws:SourceArn"]["Fn::Sub"] == rule_arn
+    # AND any message in it fires the alarm on its depth
+    assert (alarm.namespace, alarm.metric, alarm.statistic) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+    )
+    assert alarm.dimensions == {"QueueName": {"Fn::GetAtt": ["ReconcilerScheduleDLQ", "QueueName"]}}
+    assert alarm.state([1]) == "ALARM"
+    assert alarm.state([0]) == "OK"
+
+
+def test_the_repairs_alarm_keeps_its_state_when_no_pass_reports() -> None:
+    # GIVEN the alarm on repairs, which every pass that ends reports (0 when none was needed)
+    alarm, _ = _translated_alarm("ReconcilerRepairsAlarm")
+    # THEN silence (no pass ended) neither clears it nor fires it: the heartbeat fires for that
+    assert alarm.treat_missing_data == "ignore"
+    assert alarm.state([None]) == "UNCHANGED"
+    assert alarm.state([2]) == "ALARM"
+
+
+def test_the_dashboard_graphs_the_heartbeat_and_the_sweeps_progress() -> None:
+    # GIVEN the dashboard's body WHEN the reconciler's health metrics are looked for THEN each is graphed
+    body = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    for metric in (
+        "IncrementalPassesCompleted", "LastPassAgeSeconds", "WatermarkAgeSeconds",
+        "SweepSegmentsDone", "SweepSegmentsTotal", "SweepProgressAgeSeconds",
+    ):  # fmt: skip
+        assert f'"{metric}"' in body, metric
+    assert "${SweepStallSeconds}" in body  # the stall alarm's threshold, drawn on the graph

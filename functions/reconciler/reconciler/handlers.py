@@ -26,7 +26,7 @@ from converge.errors import MalformedEventError, UnexpectedEventError, UnknownEv
 from converge.observability import logger, metrics, traced
 from converge.projections import PRODUCT, RESERVATION
 from converge.settings import settings
-from reconciler import store
+from reconciler import health, store
 from reconciler.compare import compare, confirmed_corrections, confirmed_recounts, defer_saga_repairs, to_confirm
 from reconciler.dead_letters import DeadLetterKind, judge_dead_letter
 from reconciler.findings import RESERVED_COUNTER, Correction, Findings
@@ -289,6 +289,15 @@ def decide(
     return findings, corrections, unconfirmed
 
 
+def sweep_header(cfg: ReconcilerConfig) -> health.SweepHeader | None:
+    """The full sweep's header; an unreadable one is logged and taken as none: the sweep's state never stops a pass."""
+    try:
+        return store.load_sweep_header(cfg.state_table)
+    except health.InvalidSweepHeader as exc:
+        logger.error("sweep header unreadable; its metrics report no sweep", extra={"reason": str(exc)})
+        return None
+
+
 def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Report:
     """One pass. `backfill`: a full sweep of that projection only, its repairs marked as a backfill; it leaves
     the watermark, the suspects and the DLQs to the scheduled passes."""
@@ -329,7 +338,10 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
         return report
     # Only now, with every comparison made and every repair sent, may the watermark move: a pass that raised
     # before this line leaves it where it was, and the next pass reads the same window again.
-    saved = next_state(state, started_at, findings)
+    incremental = plan.mode is Mode.INCREMENTAL
+    saved = health.stamped(
+        next_state(state, started_at, findings), state, incremental=incremental, now=datetime.now(UTC)
+    )
     report.suspects = len(saved.suspects)
     try:
         store.save_state(cfg.state_table, saved, expected_version=state.version)
@@ -343,6 +355,10 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     metrics.add_metric(name="PoisonMessagesParked", unit=MetricUnit.Count, value=report.dead_letters["poison"])
     metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=report.dead_letters["event"])
     metrics.add_metric(name="ReconcilerItemsRead", unit=MetricUnit.Count, value=report.items_read)
+    # The heartbeat and the sweep's progress (template.yaml alarms on both; a pass that raised sends neither).
+    completed = incremental and report.watermark_advanced
+    for metric in health.pass_metrics(state, sweep_header(cfg), datetime.now(UTC), completed=completed):
+        metrics.add_metric(name=metric.name, unit=metric.unit, value=metric.value)
     logger.info("reconciliation pass", extra={"report": asdict(report)})
     return report
 

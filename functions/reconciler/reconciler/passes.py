@@ -63,6 +63,7 @@ class ReconcilerState:
     suspects: Scope = field(default_factory=Scope)
     full_sweep_due: bool = False  # too many suspects to carry: the next pass sweeps
     version: int = 0  # optimistic lock: two overlapping passes cannot both move the watermark
+    last_pass_at: datetime | None = None  # when the last successful incremental pass finished
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, to_item
 from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets
+from reconciler.health import SweepHeader
 from reconciler.passes import ReconcilerState
 from reconciler.snapshot import Scope
 
@@ -25,6 +26,7 @@ REDRIVE_KEPT_SECONDS = 14 * 24 * 3600  # the DLQs' retention: a count outlives n
 BATCH_GET_MAX_KEYS = 100
 BATCH_GET_MAX_ATTEMPTS = 8
 STATE_KEY = {"pk": "RECONCILER", "sk": "STATE"}
+SWEEP_KEY = {"pk": "SWEEP", "sk": "CURRENT"}  # the full sweep's header (reconciler.health.SweepHeader)
 
 
 @dataclass
@@ -115,14 +117,17 @@ class ConcurrentPass(RuntimeError):
 def load_state(table_name: str) -> ReconcilerState:
     response = aws.dynamodb().get_item(TableName=table_name, Key=to_item(STATE_KEY), ConsistentRead=True)
     item = response.get("Item")
-    if not item:
-        return ReconcilerState()
-    plain = from_item(item)
+    return state_of(from_item(item)) if item else ReconcilerState()
+
+
+def state_of(plain: dict[str, Any]) -> ReconcilerState:
+    """The state of its item (converge.dynamo.from_item), as save_state writes it."""
     return ReconcilerState(
         watermark=datetime.fromisoformat(plain["watermark"]),
         suspects=Scope(frozenset(plain.get("suspect_products", [])), frozenset(plain.get("suspect_orders", []))),
         full_sweep_due=bool(plain.get("full_sweep_due", False)),
         version=int(plain["version"]),
+        last_pass_at=datetime.fromisoformat(plain["last_pass_at"]) if plain.get("last_pass_at") else None,
     )
 
 
@@ -141,6 +146,7 @@ def save_state(table_name: str, state: ReconcilerState, expected_version: int) -
                     "suspect_orders": sorted(state.suspects.orders),
                     "full_sweep_due": state.full_sweep_due,
                     "version": state.version,
+                    "last_pass_at": state.last_pass_at.isoformat() if state.last_pass_at else None,
                 }
             ),
             ConditionExpression="attribute_not_exists(pk) OR #version = :expected",
@@ -151,6 +157,13 @@ def save_state(table_name: str, state: ReconcilerState, expected_version: int) -
         if is_conditional_check_failure(exc):
             raise ConcurrentPass(f"state moved past version {expected_version}") from exc
         raise
+
+
+def load_sweep_header(table_name: str) -> SweepHeader | None:
+    """The current (or last) full sweep's header, None if no sweep ever ran; InvalidSweepHeader if it is malformed."""
+    response = aws.dynamodb().get_item(TableName=table_name, Key=to_item(SWEEP_KEY), ConsistentRead=True)
+    item = response.get("Item")
+    return SweepHeader.from_item(from_item(item)) if item else None
 
 
 @dataclass(frozen=True)
