@@ -91,6 +91,10 @@ PARKABLE_RESERVATION: dict[tuple[str, str | None], str] = {
     ("SHIPPED", "RELEASED"): "shipped_without_held_stock",
     ("PENDING", "SHIPPED"): "stock_shipped_for_an_unconfirmed_order",
     ("REJECTED", "SHIPPED"): "stock_shipped_for_an_unconfirmed_order",
+    # Only the shipment's ShipmentDispatched moves either side; a shipment restored to before its dispatch has none.
+    ("CONFIRMED", "SHIPPED"): "stock_shipped_without_a_dispatch",
+    ("CANCELLED", "SHIPPED"): "stock_shipped_without_a_dispatch",
+    ("SHIPPED", "RESERVED"): "shipped_without_a_dispatch_holding_stock",
 }
 
 # The checks, and the projection (the group of `Divergence.divergent` / `counts`) each one reports under.

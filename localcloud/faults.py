@@ -34,7 +34,8 @@ Handler code is never edited. Faults reach a function only through what it calls
   * reordered: each batch is shuffled (and delays reorder across batches);
   * poison: on a fraction of polls a malformed message (not JSON, unknown detail-type, wrong schema_version,
     missing metadata) is sent to the inbox; the consumer rejects it until SQS moves it to the DLQ.
-  Lost, duplicated and delayed are decided once per message, on its first receive.
+  Lost, duplicated and delayed are decided once per message, on its first receive; `FaultPlan.event_types` narrows
+  them to deliveries of those detail-types (one event lost on its way to one consumer).
 
 - Drift (the state itself goes wrong, not a delivery): what a restore, a consumer bug or a forged message leaves
   behind. Not decided on a delivery path: `FaultInjector.drift(cloud)` rolls each drift kind once per call (the
@@ -122,6 +123,7 @@ class FaultPlan:
     poison_rate: float = 0.0  # fraction of inbox polls that also get a poison message
     include_sync: bool = False  # also fault synchronous invocations (HTTP API, invoke)
     functions: tuple[str, ...] = ()  # only these functions' invocations and calls (empty: every function)
+    event_types: tuple[str, ...] = ()  # delivery faults only on deliveries of these detail-types (empty: every one)
     # Drift: per call of FaultInjector.drift(cloud) (the chaos command: per scenario operation), not per function.
     source_rollback: float = 0.0  # a source item put back to an earlier image (a restore's copy-back)
     projection_corruption: float = 0.0  # a projection item rewritten with wrong data at its current version
@@ -351,6 +353,8 @@ class FaultInjector:
         """For a message received from the inbox of `function`: "lost", "duplicate", "delayed" or None (decided
         once per message)."""
         if not self.active or not self._targets(function):
+            return None
+        if self.plan.event_types and _detail_type(message["Body"]) not in self.plan.event_types:
             return None
         message_id = message["MessageId"]
         if message_id in self._seen_messages:
@@ -821,6 +825,16 @@ def eventbridge_body(item: dict[str, Any], envelope_id: str, bus_name: str = "co
     body = json.dumps(envelope)
     parse_eventbridge_json(body)
     return body
+
+
+def _detail_type(body: str) -> str | None:
+    """The detail-type of an inbox message's EventBridge event, or None if the body is not one."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    detail_type = event.get("detail-type") if isinstance(event, dict) else None
+    return detail_type if isinstance(detail_type, str) else None
 
 
 def _selected(entity_id: str, entity_ids: Collection[str] | None) -> bool:

@@ -23,6 +23,16 @@ def put_records(cloud: LocalCloud, table: str, behaviours: list[str], prefix: st
         )
 
 
+def put_item(cloud: LocalCloud, table: str, item: dict[str, Any]) -> None:
+    """Write a plain item straight into a table (as a restore or a person would), bypassing every service."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    cloud.clients.dynamodb.put_item(
+        TableName=cloud.table_name(table), Item={k: serializer.serialize(v) for k, v in item.items()}
+    )
+
+
 def batches(cloud: LocalCloud, function: str) -> list[list[str]]:
     """The keys of the stream records of each invocation of `function`, in order."""
     return [

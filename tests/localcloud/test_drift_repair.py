@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeSerializer
 
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.template import load_template
-from tests.localcloud.helpers import admin_token, customer_token
+from tests.localcloud.helpers import admin_token, customer_token, put_item
 from tests.localcloud.real import REAL_TEMPLATE
 from tests.support.events import domain_event, eventbridge_event
 
@@ -82,13 +81,6 @@ def _item(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | N
     return convergence.scan(cloud.clients.dynamodb, cloud.table_name(table)).get((pk, sk))
 
 
-def _put(cloud: LocalCloud, table: str, item: dict[str, Any]) -> None:
-    serializer = TypeSerializer()
-    cloud.clients.dynamodb.put_item(
-        TableName=cloud.table_name(table), Item={k: serializer.serialize(v) for k, v in item.items()}
-    )
-
-
 def test_a_forged_stock_event_is_corrected_and_the_next_real_change_propagates(real: LocalCloud) -> None:
     # GIVEN a settled world
     _settled_world(real)
@@ -154,7 +146,7 @@ def test_a_product_rolled_back_to_an_earlier_image_is_followed_by_its_availabili
     newer = _availability(real, "sku-1")
     assert newer[3] == earlier["version"] + 1
     # WHEN the product item is restored to the earlier image (its old version and updated_at)
-    _put(real, "InventoryTable", earlier)
+    put_item(real, "InventoryTable", earlier)
     assert _stock(real, "sku-1")[3] == earlier["version"]
     assert _availability(real, "sku-1") == newer  # ahead of its source
     # AND a full pass runs and the pipeline settles

@@ -521,6 +521,37 @@ def test_a_shipment_pair_with_nothing_to_republish_waits_for_the_other_pair() ->
     assert about(findings, "order_reservation").republish == []
 
 
+def test_a_shipped_reservation_under_a_shipment_restored_to_before_its_dispatch_is_parked_not_deferred() -> None:
+    # GIVEN a confirmed order whose stock was shipped, and its shipment restored to PENDING (before its dispatch):
+    #       ShipmentDispatched never reached orders, and the shipment item no longer holds it
+    world = saga_world("CONFIRMED", "SHIPPED")
+    world.shipping = [shipment("o1", "PENDING", 1)]
+    # WHEN compared
+    findings = compare(world)
+    # THEN the reservation pair's republish has nothing to send and the shipment pair agrees, so no repair will
+    #      ever come: the case is parked for a person, not deferred pass after pass
+    found = about(findings, "order_reservation")
+    assert found.deferred == found.republish == found.corrections == []
+    [parked] = found.parked
+    assert (parked.kind, parked.finding.difference) == ("stock_shipped_without_a_dispatch", "park")
+    assert about(findings, "order_shipment").all == []
+
+
+def test_a_republish_waits_while_its_sources_own_pair_repairs_it() -> None:
+    # GIVEN a confirmed order cancelled while its stock is held and its shipment PENDING (shipping missed the
+    #       cancellation)
+    world = saga_world("CANCELLED", "RESERVED")
+    world.orders[0]["confirmed"] = True
+    world.shipping = [shipment("o1", "PENDING", 1)]
+    # WHEN compared
+    findings = compare(world)
+    # THEN the reservation pair waits for the shipment (nothing to send yet), because the shipment pair's repair
+    #      (OrderCancelled again) is coming: shipping cancels it, and its ShipmentCancelled releases the stock
+    assert [f.difference for f in about(findings, "order_reservation").deferred] == ["republish_shipment"]
+    assert about(findings, "order_reservation").parked == []
+    assert [r.source_item["pk"] for r in about(findings, "order_shipment").republish] == ["ORDER#o1"]
+
+
 def test_a_confirmed_order_whose_reinstatement_failed_is_parked_for_a_person() -> None:
     # GIVEN a confirmed order whose reservation is FAILED because a reinstatement found no stock
     world = saga_world("CONFIRMED", "FAILED", **FAILED_REINSTATEMENT)
@@ -743,10 +774,10 @@ def test_a_reservation_whose_event_moves_nothing_is_not_republished_for_a_shipme
     )
     # WHEN compared
     findings = compare(world, counters=False)
-    # THEN StockShipped is not sent again (orders does not consume it): the order <-> shipment repair waits, and
-    #      the order <-> reservation pair parks the case for a person
-    assert about(findings, "order_shipment").republish == []
-    assert [f.difference for f in about(findings, "order_shipment").deferred] == ["republish_reservation"]
+    # THEN StockShipped is not sent again (orders does not consume it), and since the order <-> reservation pair
+    #      parks the case, no repair will ever give the order <-> shipment pair news to wait for: both are parked
+    assert about(findings, "order_shipment").republish == about(findings, "order_shipment").deferred == []
+    assert [p.kind for p in about(findings, "order_shipment").parked] == ["order_pending_shipment_pending"]
     assert [p.kind for p in about(findings, "order_reservation").parked] == ["stock_shipped_for_an_unconfirmed_order"]
 
 

@@ -38,6 +38,7 @@ from converge.projections import (
     Projection,
     Resolution,
     SagaPair,
+    moved_by_its_pair,
     reserved_by_product,
 )
 from reconciler.findings import Correction, Finding, Findings, Parked, RecountSuspect, Republish
@@ -87,6 +88,11 @@ def _compare_saga(
     for order_id in sorted((orders.keys() | others.keys()) if ids is None else ids):
         order, other = orders.get(order_id), others.get(order_id)
         resolution = saga.resolve(order, other)
+        if (source_layout := REPUBLISHED_BY.get(resolution)) is not None:
+            # A republish with nothing to send waits for its source's own pair; if none is coming, a person decides.
+            waited = snapshot.entities(source_layout).get(order_id)
+            if waited is None or str(waited.get("status")) in NO_NEWS.get(source_layout, ()):
+                resolution = resolution if moved_by_its_pair(order, source_layout, waited) else Resolution.PARK
         if resolution is Resolution.AGREES:
             continue
         order_status = None if order is None else str(order["status"])

@@ -353,11 +353,13 @@ class SagaPair:
 
     @property
     def parked_kinds(self) -> frozenset[str]:
-        """Every kind this pair parks a case as (a case in a person's hands stays theirs as it changes)."""
+        """Every kind this pair parks a case as (a case in a person's hands stays theirs as it changes): its PARK
+        entries, and its republishes, which are parked when no repair will ever give them news to send
+        (`moved_by_its_pair`)."""
         return frozenset(
             self.parked_kind(left, right)
             for (left, right), found in self.resolutions.items()
-            if found is Resolution.PARK
+            if found is Resolution.PARK or found in REPUBLISHED_BY
         )
 
     def resolve(self, order: Item | None, other: Item | None) -> Resolution:
@@ -367,6 +369,10 @@ class SagaPair:
 
 
 def _reservation_parked_kind(order_status: str | None, reservation_status: str | None) -> str:
+    if order_status in ("CONFIRMED", "CANCELLED") and reservation_status == "SHIPPED":
+        return "stock_shipped_without_a_dispatch"  # shipping does not say the parcel left (a restored shipment)
+    if order_status == "SHIPPED" and reservation_status == "RESERVED":
+        return "shipped_without_a_dispatch_holding_stock"  # the same, and inventory never heard of the parcel
     if order_status == "CONFIRMED":
         return "confirmed_without_stock"  # a reinstatement failed for lack of stock
     if order_status == "SHIPPED":
@@ -421,6 +427,21 @@ REPUBLISHED_BY: Mapping[Resolution, EntityLayout] = {
     Resolution.REPUBLISH_RESERVATION: RESERVATION,
     Resolution.REPUBLISH_SHIPMENT: SHIPMENT,
 }
+
+
+def moved_by_its_pair(order: Item | None, layout: EntityLayout, item: Item | None) -> bool:
+    """Whether a repair of the saga pair of `order` with `item` (its entity of `layout`, None: missing) is coming.
+
+    A republish of `item` that has nothing to send (it is missing, or its event moves nothing) waits for that
+    repair: shipping recreates a missing shipment, cancels a PENDING one, inventory reinstates a RELEASED
+    reservation. If that pair agrees or is parked, no repair is coming and the wait would last forever, so the
+    case is one no event repairs: a PENDING shipment under a SHIPPED reservation is a shipment restored to before
+    its dispatch, and only a person can say whether the parcel left.
+    """
+    pairs = [saga for saga in SAGAS if saga.right == layout]
+    if not pairs:
+        return True  # not a side of any pair (the order): nothing to wait for is known here
+    return any(saga.resolve(order, item) not in (Resolution.AGREES, Resolution.PARK) for saga in pairs)
 
 
 # ---------------------------------------------------------------- derived counters
