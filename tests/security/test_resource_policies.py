@@ -87,8 +87,12 @@ def test_only_the_roles_granted_put_events_may_put_on_the_bus(resources: dict[st
 
 def test_only_the_inbox_rules_may_send_to_the_delivery_dlq(resources: dict[str, Any]) -> None:
     # GIVEN the queue policy's Deny on the delivery DLQ and the rules that dead-letter there
-    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
     dlq = {"Fn::GetAtt": ["DeliveryDLQ", "Arn"]}
+    (policy,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": "DeliveryDLQ"} in r["Properties"]["Queues"]
+    ]
     (statement,) = [
         s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny" and s["Resource"] == dlq
     ]
