@@ -336,7 +336,8 @@ class IncrementalPass:
     ) -> None:
         self.cfg, self.sender, self.bus_name, self.report, self.cost = cfg, sender, bus_name, report, cost
         self.lagging = Scope()  # found different: the next pass's suspects
-        self.compared = Scope()
+        self.compared_products: set[str] = set()
+        self.compared_orders: set[str] = set()
         # (pk, sk, updated_at) of the source items compared: an entity whose order and reservation (or whose two
         # writes, across the overlap) are both in the window is compared once per version, not once per item.
         self.seen: set[tuple[str, str, str]] = set()
@@ -374,7 +375,7 @@ class IncrementalPass:
 
     def check_suspects(self, suspects: Scope) -> None:
         """Compare the suspects this pass did not compare already, a page of them at a time."""
-        rest = Scope(suspects.products - self.compared.products, suspects.orders - self.compared.orders)
+        rest = Scope(suspects.products - self.compared_products, suspects.orders - self.compared_orders)
         ids = [(True, p) for p in sorted(rest.products)] + [(False, o) for o in sorted(rest.orders)]
         for start in range(0, len(ids), self.cfg.page_items):
             page = ids[start : start + self.cfg.page_items]
@@ -399,7 +400,8 @@ class IncrementalPass:
         park(findings, self.cfg, page)
         self.report.add(page)
         self.lagging = self.lagging.union(Scope.of_findings(findings))
-        self.compared = self.compared.union(scope)
+        self.compared_products |= scope.products
+        self.compared_orders |= scope.orders
         sources = (item for table in snapshot.tables.values() for item in table.values() if BUCKET_ATTRIBUTE in item)
         self.seen.update(_version_of(item) for item in sources)
 
