@@ -4,12 +4,19 @@ Runs the template's ReconcilerFunction in-process against moto (tables built fro
 read are what the reconciler's Scan/Query/BatchGetItem calls report. Wall times are moto's, not DynamoDB's.
 
     .venv/bin/python -m tools.reconcile_cost --entities 100000 --drift 0 0.001 0.01
+    .venv/bin/python -m tools.reconcile_cost --traffic 0 100 1000 10000 --entities 40000 --drift 0.001
 
 The data set: half the entities are products (each with its availability projection), a quarter orders
 (CONFIRMED, each with its notifications outcome and its customer notification) and a quarter their reservations
 (order i holds one unit of product i, so every product's `reserved` equals its ledger); all written an hour ago.
 After a first full pass sets the watermark, `drift` of the entities change "behind the projections' back" (a
 product's stock, an order cancelled) and both passes run.
+
+`--traffic W...`: the incremental pass under steady business writes instead, drift held fixed. After the same
+seed and a watermark five minutes back, W writes spread over those five minutes (half a product's stock set, half
+an order written again, each at its next version with its projection following, as the services and their
+consumers leave them) and the drift land in the window; then passes run until the window is read. Each pass is
+measured: items read, wall time and peak memory (tracemalloc, moto's own allocations included, so an upper bound).
 """
 
 from __future__ import annotations
@@ -21,11 +28,12 @@ import os
 import random
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Before boto3 is imported: never reach a real account, and let moto answer DynamoDB Streams calls.
 for _name, _value in {
@@ -42,6 +50,9 @@ import boto3  # noqa: E402
 
 from converge.dynamo import to_item  # noqa: E402
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.support.stack import FunctionRunner, Stack
 
 BATCH_WRITE_MAX = 25
 RECONCILER = "ReconcilerFunction"
@@ -198,6 +209,24 @@ def set_watermark(state_table: str, watermark: datetime) -> None:
     boto3.client("dynamodb").put_item(TableName=state_table, Item=to_item(item))
 
 
+@contextmanager
+def seeded(entities: int, watermark: datetime) -> Iterator[tuple[Stack, FunctionRunner, Dataset]]:
+    """A moto stack holding `entities` written an hour ago, every projection current, and a pass's watermark."""
+    from moto import mock_aws
+
+    from tests.support.stack import FunctionRunner, create_stack, reset_caches
+
+    with mock_aws(), _quiet():
+        reset_caches()
+        stack = create_stack()
+        data = seed(stack.tables, entities, datetime.now(UTC) - timedelta(hours=1))
+        set_watermark(stack.tables["ReconcilerStateTable"], watermark)
+        try:
+            yield stack, FunctionRunner(stack), data
+        finally:
+            reset_caches()
+
+
 def _timed(run: Any, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
     started = time.perf_counter()
     report = run(RECONCILER, event)
@@ -206,22 +235,11 @@ def _timed(run: Any, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
 
 def measure(entities: int, drift: float) -> dict[str, Any]:
     """Items read and wall time of an incremental pass and of a full sweep, `drift` of `entities` lagging."""
-    from moto import mock_aws
-
-    from tests.support.stack import FunctionRunner, create_stack, reset_caches
-
-    with mock_aws(), _quiet():
-        reset_caches()
-        stack = create_stack()
-        runner = FunctionRunner(stack)
-        now = datetime.now(UTC)
-        data = seed(stack.tables, entities, now - timedelta(hours=1))
-        set_watermark(stack.tables["ReconcilerStateTable"], now)
+    with seeded(entities, datetime.now(UTC)) as (stack, runner, data):
         expected = make_drift(stack.tables, data, drift, datetime.now(UTC))
         incremental, incremental_s = _timed(runner.invoke, {})
         full, full_s = _timed(runner.invoke, {"mode": "full"})
         stack.events_on_bus()  # drain the tap queue (republished events) before the backend goes
-    reset_caches()
     expected_counts = {
         "availability": sum(1 for kind, _ in expected if kind == "availability"),
         SAGA: sum(1 for kind, _ in expected if kind == SAGA),
@@ -272,6 +290,143 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- under traffic
+WINDOW = timedelta(minutes=5)  # the incremental schedule's period
+
+
+def write_traffic(
+    tables: dict[str, str], data: Dataset, writes: int, start: datetime, window: timedelta, avoid: set[str]
+) -> int:
+    """`writes` business writes spread evenly over `window` from `start`, each to a distinct entity not in `avoid`:
+    half a product's stock set (StockUpdated, version 3, its availability following), half an order written again
+    (version 3, its outcome following). Nothing drifts: every projection ends where its consumer would put it."""
+    products = [p for p in data.products if p not in avoid]
+    orders = [o for o in data.orders if o not in avoid]
+    if writes > len(products) + len(orders):
+        raise ValueError(f"{writes} writes need as many distinct entities; the data set has {len(products + orders)}")
+    reserving = {product_of(o) for o in data.orders}
+    step = window / max(writes, 1)
+    sources: dict[str, list[dict[str, Any]]] = {"InventoryTable": [], "OrdersTable": []}
+    projections: list[dict[str, Any]] = []
+    for i in range(writes):
+        stamp = (start + step * i).isoformat()
+        if (i % 2 == 0 and products) or not orders:
+            pid = products.pop()
+            reserved = int(pid in reserving)
+            sources["InventoryTable"].append(product_item(pid, stamp, 3, 12, reserved))
+            projections.append({"pk": f"AVAILABILITY#{pid}", "sk": "AVAILABILITY", "product_id": pid, "on_hand": 12,
+                                "reserved": reserved, "available": 12 - reserved, "version": 3,
+                                "updated_at": stamp})  # fmt: skip
+        else:
+            oid = orders.pop()
+            sources["OrdersTable"].append(order_item(oid, stamp, "CONFIRMED", 3))
+            projections.append({"pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "customer_id": f"c{oid[-3:]}",
+                                "status": "CONFIRMED", "version": 3})  # fmt: skip
+    for table, items in sources.items():
+        _write_all(tables[table], items)
+    _write_all(tables["NotificationsTable"], projections)
+    return writes
+
+
+def _measured_pass(runner: FunctionRunner) -> dict[str, Any]:
+    """One scheduled pass, with its wall time and its peak traced memory (a warm start: its code imported, its
+    clients created before)."""
+    from converge import aws
+    from localcloud.loader import load_handler
+
+    spec = runner.specs[RECONCILER]
+    load_handler(spec.code_dir, spec.handler)
+    for client in (aws.dynamodb, aws.events, aws.sqs, aws.stepfunctions):  # created once per warm container
+        client()
+    tracemalloc.start()
+    started = time.perf_counter()
+    report: dict[str, Any] = runner.invoke(RECONCILER, {})
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {**report, "seconds": seconds, "peak_bytes": peak}
+
+
+def measure_traffic(
+    entities: int, drift: float, writes: int, budget: int | None = None, max_passes: int = 20
+) -> dict[str, Any]:
+    """Passes over one window holding `writes` business writes and `drift` of `entities` drifted, until one leaves
+    no backlog; `budget` replaces the template's INCREMENTAL_BUDGET_ITEMS."""
+    now = datetime.now(UTC)
+    with seeded(entities, now - WINDOW) as (stack, runner, data):
+        if budget is not None:
+            runner.specs[RECONCILER].environment["INCREMENTAL_BUDGET_ITEMS"] = str(budget)
+        expected = make_drift(stack.tables, data, drift, now - WINDOW / 2)
+        write_traffic(stack.tables, data, writes, now - WINDOW, WINDOW, {i for _, i in expected})
+        passes = []
+        # The entities republished: exactly the drifted ones (none of the writes), however many passes; a drifted
+        # entity is republished again by the next passes, as nothing here applies the repairs.
+        republished: set[str] = set()
+        for _ in range(max_passes):
+            passes.append(_measured_pass(runner))
+            republished |= {event["detail"]["metadata"]["entity_id"] for event in stack.events_on_bus()}
+            if not passes[-1].get("buckets_behind"):
+                break
+    first = passes[0]
+    return {
+        "entities": data.entities,
+        "drift": drift,
+        "drifted": len(expected),
+        "writes": writes,
+        "passes": len(passes),
+        "items_read": first["items_read"],
+        "items_read_total": sum(p["items_read"] for p in passes),
+        "requests": first["read_requests"],
+        "checked": first["checked"],
+        "seconds": round(max(p["seconds"] for p in passes), 2),
+        "peak_mb": round(max(p["peak_bytes"] for p in passes) / 2**20, 1),
+        "backlog_seconds": first.get("backlog_seconds", 0),
+        "held": max(p.get("largest_page_items", 0) for p in passes),  # 0: a pass without pages (it holds its window)
+        "found_all_drift": republished == {entity for _, entity in expected},
+    }
+
+
+def fit(results: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """reads = a * writes + b * drifted + c, fitted by least squares on the windows' total items read (the drift is
+    the same in every row, so b * drifted + c is the row without writes and a the slope over the others)."""
+    base = next((r for r in results if r["writes"] == 0), None)
+    intercept = float(base["items_read_total"]) if base else 0.0
+    loaded = [r for r in results if r["writes"]]
+    slope = (
+        sum(r["writes"] * (r["items_read_total"] - intercept) for r in loaded) / sum(r["writes"] ** 2 for r in loaded)
+        if loaded
+        else 0.0
+    )
+    drifted = base["drifted"] if base else 0
+    return {"reads_per_write": round(slope, 3), "reads_without_writes": intercept,
+            "reads_per_drifted": round(intercept / drifted, 2) if drifted else 0.0}  # fmt: skip
+
+
+def traffic_markdown(results: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| entities | drift | writes in the window | passes to read it | items read (first pass) "
+        "| items read (all passes) | reads per write | read requests (first pass) | wall (moto, slowest pass) "
+        "| peak memory (slowest pass) | items held at once | backlog after the first pass | found all drift |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    base = next((r["items_read_total"] for r in results if r["writes"] == 0), None)
+    for r in results:
+        per_write = f"{(r['items_read_total'] - base) / r['writes']:.2f}" if r["writes"] and base is not None else "-"
+        lines.append(
+            f"| {r['entities']:,} | {r['drift']:.1%} | {r['writes']:,} | {r['passes']} | {r['items_read']:,} "
+            f"| {r['items_read_total']:,} | {per_write} | {r['requests']:,} | {r['seconds']:.2f} s "
+            f"| {r['peak_mb']:.1f} MB | {r['held'] or 'the window'} | {r['backlog_seconds']:.0f} s "
+            f"| {'yes' if r['found_all_drift'] else 'NO'} |"
+        )
+    model = fit(results)
+    lines.append("")
+    lines.append(
+        f"Fitted: items read per window = {model['reads_per_write']} x writes + {model['reads_per_drifted']} x drifted "
+        f"(the window without writes read {model['reads_without_writes']:.0f})."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -281,7 +436,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--drift", type=float, nargs="+", default=[0.0, 0.001, 0.01], help="fractions of entities drifted, one run each"
     )
+    parser.add_argument(
+        "--traffic",
+        type=int,
+        nargs="+",
+        metavar="W",
+        help="business writes per 5-minute window, one run each, drift held at the first --drift fraction",
+    )
+    parser.add_argument("--budget", type=int, help="with --traffic: index items a pass reads (default: the template's)")
     args = parser.parse_args(argv)
+    if args.traffic:
+        measured = []
+        for writes in args.traffic:
+            started = time.perf_counter()
+            measured.append(measure_traffic(args.entities, args.drift[0], writes, args.budget))
+            print(f"{writes} writes: measured in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(traffic_markdown(measured))
+        return 0 if all(r["found_all_drift"] for r in measured) else 1
     results = []
     for fraction in args.drift:
         started = time.perf_counter()

@@ -15,10 +15,14 @@ from reconciler.passes import (
     TOO_MANY_SUSPECTS,
     InvalidInvocation,
     Mode,
+    Position,
     ReconcilerState,
+    backlog,
+    next_bucket,
     next_state,
     parse_invocation,
     plan_pass,
+    resume_after,
 )
 from reconciler.snapshot import Scope, Snapshot, projection_keys, source_keys
 
@@ -341,3 +345,30 @@ def test_a_notification_the_orders_status_excludes_is_read_by_an_incremental_pas
     scope = Scope(orders=frozenset({"o1"}))
     sources = read(contents, source_keys(scope), Snapshot())
     assert ("CUSTOMER#c1", f"NOTIFICATION#{kind}#o1") in projection_keys(scope, sources)["notifications"]
+
+
+# ---------------------------------------------------------------- a pass bounded by its budget
+def test_a_bucket_stopped_before_the_overlap_resumes_after_its_last_item_and_inside_it_from_the_overlap() -> None:
+    # GIVEN a pass started at T0 whose budget ran out in two buckets: one at an item written 10 minutes before,
+    #       one at an item written 30 s before (inside the overlap, where a write in flight may still land)
+    settled, recent = (T0 - timedelta(minutes=10)).isoformat(), (T0 - timedelta(seconds=30)).isoformat()
+    # WHEN it says where the next pass resumes them
+    after_settled = resume_after(settled, ("PRODUCT#p1", "PRODUCT"), T0, OVERLAP)
+    after_recent = resume_after(recent, ("PRODUCT#p2", "PRODUCT"), T0, OVERLAP)
+    # THEN the first just after its last item (nothing can land behind it), the second from the overlap's start
+    assert after_settled == Position(settled, ("PRODUCT#p1", "PRODUCT"))
+    assert after_recent == Position.at(T0 - OVERLAP)
+    # AND the state keeps only the first: the second is where the next watermark's overlap starts anyway, and a
+    # bucket read to its end (None) needs no position either
+    stopped = {"inventory#1": after_settled, "inventory#2": after_recent, "orders#3": None}
+    state = next_state(ReconcilerState(watermark=T0 - timedelta(minutes=5)), T0, Scope(), stopped, OVERLAP)
+    assert state.positions == {"inventory#1": after_settled}
+    assert backlog(state.positions, T0) == timedelta(minutes=10)
+
+
+def test_the_next_page_is_read_from_the_bucket_furthest_behind() -> None:
+    # GIVEN three buckets, one read to its end
+    positions = {"inventory#0": Position.at(T0), "orders#5": Position.at(T0 - OVERLAP), "orders#6": None}
+    # THEN the one furthest behind is read next, and none once every bucket is at its end
+    assert next_bucket(positions) == "orders#5"
+    assert next_bucket(dict.fromkeys(positions)) is None

@@ -4,6 +4,10 @@ Every 5 minutes an incremental pass compares only the entities written since the
 source tables' changed-since index) and those still different last time; once a day, or when invoked with
 `{"mode": "full"}` (the operator's command after a restore), a full sweep compares every entity and recounts
 derived counters. Both use the same rules (domain.compare over converge.projections).
+
+An incremental pass reads the index a page at a time, oldest bucket first, comparing each page with its
+neighbourhood before the next, and stops at its budget of index items: what it holds is one page, whatever the
+write rate, and a window larger than the budget is finished by the next passes from where this one stopped.
 """
 
 from __future__ import annotations
@@ -25,12 +29,25 @@ from converge.contracts import with_inboxes, with_tables
 from converge.envelope import correction_event, event_from_item, parse_eventbridge_json
 from converge.errors import MalformedEventError, UnknownEventError
 from converge.observability import logger, metrics
+from converge.projections import Item
+from converge.reconcile_index import BUCKET_ATTRIBUTE, UPDATED_AT_ATTRIBUTE, all_buckets
 from converge.settings import settings
 from reconciler import health, store, sweep_store
 from reconciler.compare import compare, confirmed_corrections, to_confirm
 from reconciler.dead_letters import DeadLetterKind, judge_dead_letter
 from reconciler.findings import Correction, Findings
-from reconciler.passes import MAX_SUSPECTS, Mode, Plan, next_state, plan_pass
+from reconciler.passes import (
+    MAX_SUSPECTS,
+    Mode,
+    Position,
+    ReconcilerState,
+    backlog,
+    bucket_id,
+    next_bucket,
+    next_state,
+    plan_pass,
+    resume_after,
+)
 from reconciler.snapshot import Scope, Snapshot, projection_keys, source_keys
 
 
@@ -47,6 +64,10 @@ class ReconcilerConfig:
     corrections: bool = True
     sweep_state_machine: str = ""  # the full sweep's state machine (reconciler.sweeper)
     sweep_stalled_seconds: int = 900  # a RUNNING sweep without progress this long is started again (it resumes)
+    # The most changed-since index items one incremental pass reads (the rest is the next passes'), and a page of
+    # them: a page and its neighbourhood is what a pass holds at once (docs/CONSISTENCY.md, under traffic).
+    budget_items: int = 20_000
+    page_items: int = 100
 
     def table_of(self, role: str) -> str:
         return self.tables[role]
@@ -74,7 +95,13 @@ def config() -> ReconcilerConfig:
         corrections=env.get("CORRECTIONS_ENABLED", "true").lower() != "false",
         sweep_state_machine=env.get("SWEEP_STATE_MACHINE_ARN", ""),
         sweep_stalled_seconds=int(env.get("SWEEP_STALLED_SECONDS", "900")),
+        budget_items=max(1, int(env.get("INCREMENTAL_BUDGET_ITEMS", "20000"))),
+        page_items=max(1, int(env.get("INCREMENTAL_PAGE_ITEMS", "100"))),
     )
+
+
+_PAGE_COUNTS = ("checked", "republished", "republish_failures", "corrections", "corrections_unconfirmed",
+                "corrections_disabled", "recounts", "deferred", "parked_for_a_person", "already_parked")  # fmt: skip
 
 
 @dataclass
@@ -90,6 +117,10 @@ class Report:
     read_capacity_units: float = 0.0
     watermark: str | None = None  # where the next incremental pass starts (before its overlap)
     watermark_advanced: bool = False
+    budget_items: int = 0  # incremental: the most index items this pass could read
+    largest_page_items: int = 0  # incremental: the most items (a page and its neighbourhood) held at once
+    buckets_behind: int = 0  # incremental: index buckets the budget left unfinished, resumed by the next pass
+    backlog_seconds: float = 0.0  # incremental: how old the oldest write still unread is (0: none is)
     suspects: int = 0  # entities still different, checked again next pass
     found: dict[str, int] = field(default_factory=dict)  # per declared projection / saga / counter
     differences: dict[str, int] = field(default_factory=dict)  # missing / behind / ahead / different / ... / saga
@@ -106,6 +137,15 @@ class Report:
     dead_letters: dict[str, int] = field(
         default_factory=lambda: {**{kind.value: 0 for kind in DeadLetterKind}, "already_parked": 0},
     )
+
+    def add(self, page: Report) -> None:
+        """Count a page's findings and repairs in this pass's report."""
+        for name in _PAGE_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(page, name))
+        for total, part in ((self.found, page.found), (self.differences, page.differences)):
+            for key, value in part.items():
+                total[key] = total.get(key, 0) + value
+        self.anomalies.extend(page.anomalies)
 
 
 def repair(
@@ -223,18 +263,12 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
         store.release(parked)
 
 
-def incremental_snapshot(
-    cfg: ReconcilerConfig, plan: Plan, suspects: Scope, cost: store.ReadCost
+def page_snapshot(
+    cfg: ReconcilerConfig, changed: dict[str, list[Item]], suspects: Scope, cost: store.ReadCost
 ) -> tuple[Snapshot, Scope]:
-    """The entities changed since the plan's start and the suspects (the scope), each with its whole neighbourhood."""
-    if plan.since is None:
-        raise ValueError("an incremental plan has a start")
-    snapshot = Snapshot()
-    for service in with_tables():
-        if service.layouts:  # a table of sources has the changed-since index
-            snapshot.add(service.name, store.changed_since(cfg.table_of(service.name), plan.since, cost, service.name))
-    changed = [item for table in snapshot.tables.values() for item in table.values()]
-    scope = Scope.of_items(changed).union(suspects)
+    """Changed source items (by service) and suspects (the scope), each entity with its whole neighbourhood."""
+    snapshot = Snapshot.of(**changed)
+    scope = Scope.of_items(item for items in changed.values() for item in items).union(suspects)
     for role, keys in source_keys(scope, already_read=snapshot).items():
         snapshot.add(role, store.batch_get(cfg.table_of(role), keys, cost, role))
     for role, keys in projection_keys(scope, snapshot).items():
@@ -293,6 +327,89 @@ def start_sweep(
     return str(started["executionArn"])
 
 
+class IncrementalPass:
+    """The pages of one incremental pass: each compared with its neighbourhood and repaired before the next is read,
+    so that the pass holds one page, and what the pages found is kept as counts and the ids still lagging."""
+
+    def __init__(
+        self, cfg: ReconcilerConfig, sender: EventSender, bus_name: str, report: Report, cost: store.ReadCost
+    ) -> None:
+        self.cfg, self.sender, self.bus_name, self.report, self.cost = cfg, sender, bus_name, report, cost
+        self.lagging = Scope()  # found different: the next pass's suspects
+        self.compared_products: set[str] = set()
+        self.compared_orders: set[str] = set()
+        # (pk, sk, updated_at) of the source items compared: an entity whose order and reservation (or whose two
+        # writes, across the overlap) are both in the window is compared once per version, not once per item.
+        self.seen: set[tuple[str, str, str]] = set()
+        self.largest_page = 0
+
+    def read_changed(self, state: ReconcilerState, since: datetime, started_at: datetime) -> dict[str, Position | None]:
+        """Read the changed-since index page by page, the bucket furthest behind first, until every bucket is read to
+        its end or the budget is spent. Returns where each bucket stopped (None: at its end)."""
+        positions: dict[str, Position | None] = {
+            bucket_id(service.name, bucket): state.positions.get(bucket_id(service.name, bucket), Position.at(since))
+            for service in with_tables()
+            if service.layouts  # a table of sources has the changed-since index
+            for bucket in all_buckets()
+        }
+        budget = self.cfg.budget_items
+        while budget > 0 and (bucket := next_bucket(positions)) is not None:
+            role, _, shard = bucket.partition("#")
+            start = positions[bucket]
+            assert start is not None  # next_bucket names only a bucket with a position
+            items, more = store.changed_page(
+                self.cfg.table_of(role), shard, start, min(self.cfg.page_items, budget), self.cost, role
+            )
+            budget -= len(items)
+            fresh = [item for item in items if _version_of(item) not in self.seen]
+            if fresh:
+                self.compare({role: fresh}, Scope())
+            last = items[-1] if items else None
+            positions[bucket] = (
+                resume_after(str(last[UPDATED_AT_ATTRIBUTE]), (str(last["pk"]), str(last["sk"])), started_at,
+                             self.cfg.overlap)
+                if more and last is not None
+                else None
+            )  # fmt: skip
+        return positions
+
+    def check_suspects(self, suspects: Scope) -> None:
+        """Compare the suspects this pass did not compare already, a page of them at a time."""
+        rest = Scope(suspects.products - self.compared_products, suspects.orders - self.compared_orders)
+        ids = [(True, p) for p in sorted(rest.products)] + [(False, o) for o in sorted(rest.orders)]
+        for start in range(0, len(ids), self.cfg.page_items):
+            page = ids[start : start + self.cfg.page_items]
+            products = frozenset(i for is_product, i in page if is_product)
+            self.compare({}, Scope(products, frozenset(i for is_product, i in page if not is_product)))
+
+    def compare(self, changed: dict[str, list[Item]], suspects: Scope) -> None:
+        snapshot, scope = page_snapshot(self.cfg, changed, suspects, self.cost)
+        self.largest_page = max(self.largest_page, sum(len(table) for table in snapshot.tables.values()))
+        findings, corrections, unconfirmed = decide(self.cfg, snapshot, scope, self.cost)
+        page = Report(
+            checked=snapshot.checked,
+            found=findings.count_by_projection(),
+            differences=findings.count_by_difference(),
+            corrections_unconfirmed=unconfirmed,
+            corrections_disabled=len(findings.unrepaired),
+            deferred=len(findings.deferred),
+        )
+        for finding in findings.unrepaired:
+            logger.warning("difference left unrepaired (corrections disabled)", extra=asdict(finding))
+        repair(findings, corrections, self.sender, self.bus_name, page)
+        park(findings, self.cfg, page)
+        self.report.add(page)
+        self.lagging = self.lagging.union(Scope.of_findings(findings))
+        self.compared_products |= scope.products
+        self.compared_orders |= scope.orders
+        sources = (item for table in snapshot.tables.values() for item in table.values() if BUCKET_ATTRIBUTE in item)
+        self.seen.update(_version_of(item) for item in sources)
+
+
+def _version_of(item: Item) -> tuple[str, str, str]:
+    return str(item["pk"]), str(item["sk"]), str(item.get(UPDATED_AT_ATTRIBUTE, ""))
+
+
 def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Report:
     """One incremental pass (the 5-minute schedule); `{"mode": "full"}` (and a backfill of one projection) starts
     the full sweep instead, which the state machine fans out (reconciler.sweeper)."""
@@ -304,7 +421,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     started_at = datetime.now(UTC)
     state = store.load_state(cfg.state_table)
     plan = plan_pass(mode, state, cfg.overlap, started_at)
-    report = Report(mode=plan.mode.value, mode_reason=plan.reason)
+    report = Report(mode=plan.mode.value, mode_reason=plan.reason, found=Findings().count_by_projection())
     header = sweep_header(cfg)
     if plan.sweep is not None:
         report.sweep_started = start_sweep(cfg, header, plan.sweep, backfill)
@@ -313,30 +430,26 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     if plan.since is None:
         raise ValueError("an incremental plan has a start")
     report.window_from = plan.since.isoformat()
+    report.budget_items = cfg.budget_items
     cost = store.ReadCost()
+    walk = IncrementalPass(cfg, sender, bus_name, report, cost)
+    positions = walk.read_changed(state, plan.since, started_at)
     # The sweep's suspects are checked here too, a bounded number per pass, until they agree.
     swept_products, swept_orders = sweep_store.load_suspects(cfg.state_table)
     swept = Scope(frozenset(sorted(swept_products)[:MAX_SUSPECTS]), frozenset(sorted(swept_orders)[:MAX_SUSPECTS]))
-    snapshot, scope = incremental_snapshot(cfg, plan, state.suspects.union(swept), cost)
-    report.checked = snapshot.checked
-    findings, corrections, unconfirmed = decide(cfg, snapshot, scope, cost)
+    walk.check_suspects(state.suspects.union(swept))
     report.items_read = cost.total_items
     report.items_read_by_table = dict(cost.items)
     report.read_requests = cost.requests
     report.read_capacity_units = cost.capacity_units
-    report.found = findings.count_by_projection()
-    report.differences = findings.count_by_difference()
-    report.corrections_unconfirmed = unconfirmed
-    report.corrections_disabled = len(findings.unrepaired)
-    report.deferred = len(findings.deferred)
-    for finding in findings.unrepaired:
-        logger.warning("difference left unrepaired (corrections disabled)", extra=asdict(finding))
-    repair(findings, corrections, sender, bus_name, report)
-    park(findings, cfg, report)
-    # Only now, with every comparison made and every repair sent, may the watermark move: a pass that raised
-    # before this line leaves it where it was, and the next pass reads the same window again.
-    saved = health.stamped(next_state(state, started_at, findings), state, incremental=True, now=datetime.now(UTC))
+    report.largest_page_items = walk.largest_page
+    # Only now, with every comparison made and every repair sent, may the watermark and the buckets' positions move:
+    # a pass that raised before this line leaves them where they were, and the next pass reads the same pages again.
+    left = next_state(state, started_at, walk.lagging, positions, cfg.overlap)
+    saved = health.stamped(left, state, incremental=True, now=datetime.now(UTC))
     report.suspects = len(saved.suspects)
+    report.buckets_behind = len(saved.positions)
+    report.backlog_seconds = backlog(saved.positions, started_at).total_seconds()
     try:
         store.save_state(cfg.state_table, saved, expected_version=state.version)
         report.watermark, report.watermark_advanced = (saved.watermark.isoformat() if saved.watermark else None), True
@@ -350,6 +463,7 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     metrics.add_metric(name="PoisonMessagesParked", unit=MetricUnit.Count, value=report.dead_letters["poison"])
     metrics.add_metric(name="DeadLettersRedriven", unit=MetricUnit.Count, value=report.dead_letters["event"])
     metrics.add_metric(name="ReconcilerItemsRead", unit=MetricUnit.Count, value=report.items_read)
+    metrics.add_metric(name="ReconcilerBacklogSeconds", unit=MetricUnit.Seconds, value=report.backlog_seconds)
     # The heartbeat and the sweep's progress (template.yaml alarms on both; a pass that raised sends neither).
     for metric in health.pass_metrics(state, header, datetime.now(UTC), completed=report.watermark_advanced):
         metrics.add_metric(name=metric.name, unit=metric.unit, value=metric.value)

@@ -13,9 +13,9 @@ from botocore.exceptions import ClientError
 
 from converge import aws
 from converge.dynamo import from_item, is_conditional_check_failure, put_if_absent, to_item
-from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE, all_buckets
+from converge.reconcile_index import BUCKET_ATTRIBUTE, INDEX_NAME, UPDATED_AT_ATTRIBUTE
 from reconciler.health import SweepHeader
-from reconciler.passes import ReconcilerState
+from reconciler.passes import Position, ReconcilerState
 from reconciler.snapshot import Scope
 
 REDRIVES_ATTRIBUTE = "converge-redrives"
@@ -57,25 +57,28 @@ def scan_items(table_name: str, cost: ReadCost, role: str) -> Iterator[dict[str,
             yield from_item(item)
 
 
-def changed_since(table_name: str, since: datetime, cost: ReadCost, role: str) -> Iterator[dict[str, Any]]:
-    """Every entity written at or after `since`, from the table's changed-since index (one Query per bucket).
-
-    The index is eventually consistent; the caller's overlap before `since` covers its propagation delay.
-    """
-    paginator = aws.dynamodb().get_paginator("query")
-    for bucket in all_buckets():
-        pages = paginator.paginate(
-            TableName=table_name,
-            IndexName=INDEX_NAME,
-            KeyConditionExpression="#bucket = :bucket AND #updated_at >= :since",
-            ExpressionAttributeNames={"#bucket": BUCKET_ATTRIBUTE, "#updated_at": UPDATED_AT_ATTRIBUTE},
-            ExpressionAttributeValues=to_item({":bucket": bucket, ":since": since.isoformat()}),
-            ReturnConsumedCapacity="TOTAL",
+def changed_page(
+    table_name: str, bucket: str, start: Position, limit: int, cost: ReadCost, role: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page (at most `limit` items) of one bucket of the changed-since index from `start`, oldest write first,
+    and whether the bucket holds more after it."""
+    query: dict[str, Any] = {
+        "TableName": table_name,
+        "IndexName": INDEX_NAME,
+        "KeyConditionExpression": "#bucket = :bucket AND #updated_at >= :since",
+        "ExpressionAttributeNames": {"#bucket": BUCKET_ATTRIBUTE, "#updated_at": UPDATED_AT_ATTRIBUTE},
+        "ExpressionAttributeValues": to_item({":bucket": bucket, ":since": start.updated_at}),
+        "Limit": limit,
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    if start.key is not None:
+        pk, sk = start.key
+        query["ExclusiveStartKey"] = to_item(
+            {"pk": pk, "sk": sk, BUCKET_ATTRIBUTE: bucket, UPDATED_AT_ATTRIBUTE: start.updated_at}
         )
-        for page in pages:
-            cost.add(role, int(page.get("ScannedCount", 0)), page.get("ConsumedCapacity"))
-            for item in page.get("Items", []):
-                yield from_item(item)
+    page: dict[str, Any] = dict(aws.dynamodb().query(**query))
+    cost.add(role, int(page.get("ScannedCount", 0)), page.get("ConsumedCapacity"))
+    return [from_item(item) for item in page.get("Items", [])], "LastEvaluatedKey" in page
 
 
 class IncompleteRead(RuntimeError):
@@ -128,6 +131,10 @@ def state_of(plain: dict[str, Any]) -> ReconcilerState:
         full_sweep_due=bool(plain.get("full_sweep_due", False)),
         version=int(plain["version"]),
         last_pass_at=datetime.fromisoformat(plain["last_pass_at"]) if plain.get("last_pass_at") else None,
+        positions={
+            bucket: Position(str(saved["updated_at"]), (str(saved["pk"]), str(saved["sk"])) if "pk" in saved else None)
+            for bucket, saved in (plain.get("positions") or {}).items()
+        },
     )
 
 
@@ -147,6 +154,10 @@ def save_state(table_name: str, state: ReconcilerState, expected_version: int) -
                     "full_sweep_due": state.full_sweep_due,
                     "version": state.version,
                     "last_pass_at": state.last_pass_at.isoformat() if state.last_pass_at else None,
+                    "positions": {
+                        bucket: {"updated_at": p.updated_at} | ({"pk": p.key[0], "sk": p.key[1]} if p.key else {})
+                        for bucket, p in state.positions.items()
+                    },
                 }
             ),
             ConditionExpression="attribute_not_exists(pk) OR #version = :expected",
