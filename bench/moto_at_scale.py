@@ -11,7 +11,10 @@ growing with the square of the table. Inside `indexed()`:
   LastEvaluatedKey are moto's own;
 - a Query of a table's own key reads its partition only.
 
-Anything else (an index, a filter, numeric or binary keys) is moto's own code. And moto 5's generic response
+Anything else (an index, a filter, numeric or binary keys) is moto's own code. moto also keeps every model object it
+ever made in a class-level list (`instances_tracked`, for its reset API), so each item a Scan or a BatchGetItem copied
+for its response stayed alive for good: in this process that is memory growing with every page read, which a deployed
+worker never holds. Items made inside `at_scale()` are not tracked. And moto 5's generic response
 serializer walks every attribute against the service model (about 7 ms per item here); the data-plane results,
 already plain DynamoDB JSON, are written with `json.dumps` instead. tests/bench checks that both give the same
 pages and responses. The benchmark is about the worker; this keeps the emulator's cost per page flat, as DynamoDB's is.
@@ -29,7 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from moto.core import serialize
-from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import RESULT_SIZE_LIMIT, Table
 
 _INDEX = "_bench_key_index"
@@ -174,6 +177,10 @@ class PlainJSONSerializer(serialize.JSONSerializer):
         return resp
 
 
+def _untracked(cls: type[Item], *args: Any, **kwargs: Any) -> Item:
+    return object.__new__(cls)
+
+
 @contextmanager
 def at_scale() -> Iterator[None]:
     """moto's Table with the index above, and its DynamoDB responses dumped plainly, for the duration of the block."""
@@ -184,11 +191,13 @@ def at_scale() -> Iterator[None]:
     patches["delete_item"] = _delete_item
     for name, replacement in patches.items():
         setattr(Table, name, replacement)
+    Item.__new__ = _untracked  # type: ignore[assignment,method-assign]
     try:
         yield
     finally:
         for name, original in _ORIGINAL.items():
             setattr(Table, name, original)
+        del Item.__new__  # BaseModel's again
         if had is None:
             serializers.pop("dynamodb", None)
         else:

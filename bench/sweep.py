@@ -300,6 +300,12 @@ LIMITS = {
         "Understanding DynamoDB warm throughput, https://docs.aws.amazon.com/amazondynamodb/latest/"
         "developerguide/warm-throughput-scenarios.html (each partition: 3,000 read units per second)",
     ),
+    "partition_wcu": Limit(
+        1000,
+        "Understanding DynamoDB warm throughput, https://docs.aws.amazon.com/amazondynamodb/latest/"
+        "developerguide/warm-throughput-scenarios.html (each partition: 1,000 write units per second); every page "
+        "of every worker updates the sweep's header item and checkpoints in the sweep's partition",
+    ),
     "table_rru": Limit(
         40_000,
         "Quotas in Amazon DynamoDB, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
@@ -338,12 +344,19 @@ def model(read_per_item: float, scanned_per_item: float, largest_share: float) -
     by_throughput = int(LIMITS["table_rru"].value // (WORKER_ITEMS_PER_S * units_per_read))
     by_payload = int(LIMITS["payload_bytes"].value // (SEGMENT_ITEM_BYTES * (TABLES + 1)))
     by_concurrency = int(LIMITS["lambda_concurrency"].value // TABLES)
+    pages_per_worker_s = stored_per_worker_s / PAGE_ITEMS
+    by_state_writes = int(LIMITS["partition_wcu"].value // (pages_per_worker_s * TABLES))
     rows = []
     for entities in ENTITIES:
         items = entities * ITEMS_PER_ENTITY
         largest = items * largest_share
         wanted = max(4, math.ceil(largest / (stored_per_worker_s * TARGET_S)))
-        caps = {"table read quota": by_throughput, "state payload": by_payload, "Lambda concurrency": by_concurrency}
+        caps = {
+            "table read quota": by_throughput,
+            "state payload": by_payload,
+            "Lambda concurrency": by_concurrency,
+            "sweep header writes": by_state_writes,
+        }
         segments = min(wanted, *caps.values())
         binding = sorted((name for name, cap in caps.items() if cap < wanted), key=lambda name: caps[name])
         reads = items * read_per_item
@@ -398,6 +411,7 @@ def model(read_per_item: float, scanned_per_item: float, largest_share: float) -
                 "table read quota": by_throughput,
                 "state payload": by_payload,
                 "Lambda concurrency": by_concurrency,
+                "sweep header writes": by_state_writes,
             },
         },
         "limits": {name: {"value": limit.value, "source": limit.source} for name, limit in LIMITS.items()},
