@@ -483,6 +483,7 @@ def sweep_section(r: dict[str, Any]) -> list[str]:
             f"x{m['size_factor']}",
             f"x{m['invocation_ratio']}",
             f"{m['peak_ratio']:.2f}x",
+            ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in m.get("peak_ratio_by_worker", {}).items()),
             f"<= {r['memory_goal']}x",
         ]
         for m in r["memory"]
@@ -524,7 +525,18 @@ def sweep_section(r: dict[str, Any]) -> list[str]:
         "",
         "Per-worker peak memory, larger size over smaller:",
         "",
-        table(["segments", "entities", "stored items", "worker invocations", "peak per worker", "goal"], ratios),
+        table(
+            [
+                "segments",
+                "entities",
+                "stored items",
+                "worker invocations",
+                "peak per worker",
+                "by worker (phase:table)",
+                "goal",
+            ],
+            ratios,
+        ),
         "",
         *_sweep_model(r["model"]),
     ]

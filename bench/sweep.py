@@ -12,13 +12,15 @@ every counter segment until done; finish. The Maps' workers run one at a time he
   ten times larger needs ten times the invocations, as it would under Lambda's timeout.
 - Memory: tracemalloc is started when a worker invocation begins and stopped when it returns: its peak is what
   that invocation allocated (clients and modules already loaded, as in a warm container). moto runs in this
-  process, so the peak includes moto's work for the invocation's pages (a deployed worker would not hold it).
+  process: what it keeps while answering (the items written, its bookkeeping) is booked to it and left out
+  (`WorkerMemory`); the response bodies stay the worker's.
 - Baseline: a bare paginated Scan (same Limit, ConsistentRead, TotalSegments) of the same tables, in the same run
   and under the same tracing, counted and dropped page by page: the SDK's floor for reading the tables.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -83,16 +85,78 @@ def _silenced() -> Iterator[None]:
             logger.setLevel(level)
 
 
+class WorkerMemory:
+    """tracemalloc's peak of the worker alone. moto answers in this process: what it allocates and keeps while
+    answering a request (the items the worker writes, such as the counters' tallies; its own bookkeeping) is the
+    database's memory, not the worker's. Around each request the meter books what moto kept, less the response body
+    (which the worker's client then holds, as it would hold one read from the network), and restarts the peak; the
+    worker's peak is the largest traced memory between requests less what moto kept by then."""
+
+    active: WorkerMemory | None = None
+
+    def __init__(self) -> None:
+        self.kept = 0
+        self.peak = 0
+        self._entered = 0
+
+    def before_request(self) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        self.peak = max(self.peak, peak - self.kept)
+        self._entered = current
+
+    def after_request(self, body: Any) -> None:
+        current, _ = tracemalloc.get_traced_memory()
+        self.kept += current - self._entered - sys.getsizeof(body)
+        tracemalloc.reset_peak()
+
+    def finish(self) -> int:
+        self.before_request()
+        return self.peak
+
+
+@contextmanager
+def _metered_moto() -> Iterator[None]:
+    """moto's request handling, reported to the active WorkerMemory."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.process_request
+
+    def process_request(stubber: BotocoreStubber, request: Any) -> Any:
+        meter = WorkerMemory.active
+        if meter is None:
+            return original(stubber, request)
+        # The young garbage collected on each side of the ledger: the worker's before the request, moto's after it
+        # (a collection inside moto, or moto's garbage left to the worker's time, would blur the two).
+        gc.collect(0)
+        meter.before_request()
+        gc.disable()
+        try:
+            response = original(stubber, request)
+            gc.collect(0)
+        finally:
+            gc.enable()
+        meter.after_request(response[2] if response is not None else b"")
+        return response
+
+    BotocoreStubber.process_request = process_request  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        BotocoreStubber.process_request = original  # type: ignore[method-assign]
+
+
 def _traced(call: Any) -> tuple[Any, float, int]:
-    """Run `call()` with tracemalloc on from its start: (result, seconds, peak bytes allocated meanwhile)."""
+    """Run `call()` with tracemalloc on from its start: (result, seconds, the worker's peak bytes meanwhile)."""
+    meter = WorkerMemory.active = WorkerMemory()
     tracemalloc.start()
     started = time.perf_counter()
     try:
         result = call()
         seconds = time.perf_counter() - started
-        _, peak = tracemalloc.get_traced_memory()
+        peak = meter.finish()
     finally:
         tracemalloc.stop()
+        WorkerMemory.active = None
     return result, seconds, peak
 
 
@@ -177,6 +241,10 @@ def summarise(run: SweepRun, entities: int, items: int, segments: int, baseline:
     )
     read = int(run.report["items_read"])
     rate = _rate(read, seconds)
+    by_worker: dict[str, int] = defaultdict(int)  # the largest peak of each kind of worker: phase and table
+    for i in run.invocations:
+        kind = f"{i.task['action']}:{i.task['table']}"
+        by_worker[kind] = max(by_worker[kind], i.peak_bytes)
     return {
         "entities": entities,
         "items": items,
@@ -186,6 +254,7 @@ def summarise(run: SweepRun, entities: int, items: int, segments: int, baseline:
         "counter_invocations": sum(1 for i in run.invocations if i.task["action"] == "counters"),
         "peak_mb_max": _mb(max(peaks)),
         "peak_mb_median": _mb(int(statistics.median(peaks))),
+        "peak_mb_by_worker": {kind: _mb(size) for kind, size in sorted(by_worker.items())},
         "items_read": read,
         "items_read_per_item": round(read / items, 2) if items else 0.0,
         # every table once, and the inventory table again for the counters
@@ -213,7 +282,7 @@ def measure_size(entities: int) -> list[dict[str, Any]]:
     from tools.reconcile_cost import seed
 
     rows = []
-    with mock_aws(), at_scale(), _silenced():
+    with mock_aws(), at_scale(), _metered_moto(), _silenced():
         reset_caches()
         stack = create_stack()
         service_tables = {role: stack.tables[role] for role in SERVICE_TABLES}
@@ -248,6 +317,11 @@ def measure(sizes: list[int]) -> dict[str, Any]:
                 "larger": large["entities"],
                 "size_factor": round(large["items"] / small["items"], 1) if small["items"] else 0.0,
                 "peak_ratio": round(large["peak_mb_max"] / small["peak_mb_max"], 3) if small["peak_mb_max"] else 0.0,
+                "peak_ratio_by_worker": {
+                    kind: round(size / small["peak_mb_by_worker"][kind], 2)
+                    for kind, size in large["peak_mb_by_worker"].items()
+                    if small["peak_mb_by_worker"].get(kind)
+                },
                 "invocation_ratio": round(large["worker_invocations"] / small["worker_invocations"], 2),
             }
         )
