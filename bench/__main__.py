@@ -3,8 +3,8 @@
 Sizes per mode:
 - full:  cold init 9 runs, publisher 10 000 records, 30 of each operation, pipeline 1 000/3 000/10 000 operations,
          reconciliation at 100 000 entities, the segmented full sweep at 20 000 and 200 000 entities.
-- quick (< 5 minutes): cold init 5 runs, 2 000 records, 10 of each operation, pipeline 100/300 operations,
-         reconciliation at 10 000 entities, the sweep at 1 000 and 10 000 entities.
+- quick (< 5 minutes, and about 10 more for the sweep): cold init 5 runs, 2 000 records, 10 of each operation,
+         pipeline 100/300 operations, reconciliation at 10 000 entities, the sweep at 1 000 and 10 000 entities.
 - tiny (the smoke test in `make test`): one run of two functions, 200 records, 2 of each operation,
          one pipeline of 20 operations, the sweep at 40 and 400 entities; it checks that every table is produced,
          never a time.
@@ -96,7 +96,9 @@ def load_in_subprocess(operations: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def run(mode: str, only: set[str], command: str, sweep_sizes: list[int] | None = None) -> dict[str, Any]:
+def run(
+    mode: str, only: set[str], command: str, sweep_sizes: list[int] | None = None, sweep_pages: int = 20
+) -> dict[str, Any]:
     from bench import machine
 
     sizes = {**MODES[mode], **({"sweep_sizes": sweep_sizes} if sweep_sizes else {})}
@@ -140,7 +142,7 @@ def run(mode: str, only: set[str], command: str, sweep_sizes: list[int] | None =
     if "sweep" in only:
         from bench import sweep
 
-        results["sweep"] = sweep.measure(sizes["sweep_sizes"])
+        results["sweep"] = sweep.measure(sizes["sweep_sizes"], sweep_pages)
     results["seconds"] = time.perf_counter() - started
     from bench import analysis
 
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep-sizes", type=int, nargs=2, metavar=("SMALLER", "LARGER"), help="the sweep's two sizes, in entities"
     )
+    parser.add_argument("--sweep-pages", type=int, default=20, help="pages a sweep worker reads per invocation")
     parser.add_argument("--load-size", type=int, help=argparse.SUPPRESS)  # internal: one pipeline size, JSON out
     args = parser.parse_args(argv)
     _fake_aws()
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
     command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
-    results = run(mode, only, command, args.sweep_sizes)
+    results = run(mode, only, command, args.sweep_sizes, args.sweep_pages)
     from bench import report
 
     out, out_json = Path(args.out), Path(args.json)

@@ -160,7 +160,7 @@ def _traced(call: Any) -> tuple[Any, float, int]:
     return result, seconds, peak
 
 
-def run_sweep(runner: Any) -> SweepRun:
+def run_sweep(runner: Any, pages: int = PAGES_PER_INVOCATION) -> SweepRun:
     """One sweep, its tasks in the state machine's order, every worker invocation timed and traced."""
     run = SweepRun()
     started = runner.invoke(SWEEP, {"action": "start", "request": {"reason": "benchmark"}})
@@ -168,7 +168,7 @@ def run_sweep(runner: Any) -> SweepRun:
         for task in started[phase]:
             done = False
             while not done:
-                context = PageBudget(function_name=SWEEP, timeout_seconds=300, memory_limit_in_mb=512)
+                context = PageBudget(function_name=SWEEP, timeout_seconds=300, memory_limit_in_mb=512, pages=pages)
                 result, seconds, peak = _traced(lambda t=task, c=context: runner.invoke(SWEEP, t, c))
                 done = bool(result["done"])
                 run.invocations.append(Invocation(task, seconds, peak, done))
@@ -176,9 +176,9 @@ def run_sweep(runner: Any) -> SweepRun:
     return run
 
 
-def bare_scan(tables: dict[str, str], segments: int) -> dict[str, Any]:
+def bare_scan(tables: dict[str, str], segments: int, pages: int = PAGES_PER_INVOCATION) -> dict[str, Any]:
     """Every item of `tables` by paginated Scan, PAGE_ITEMS a page, each segment's pages traced as the worker's
-    are (PAGES_PER_INVOCATION pages a trace): items, seconds, and the largest peak."""
+    are (`pages` pages a trace): items, seconds, and the largest peak."""
     import boto3
 
     client = boto3.client("dynamodb")
@@ -190,9 +190,9 @@ def bare_scan(tables: dict[str, str], segments: int) -> dict[str, Any]:
             cursor: dict[str, Any] | None = None
             while True:
 
-                def pages(start: dict[str, Any] | None = cursor, t: str = table, s: int = segment) -> Any:
+                def read_pages(start: dict[str, Any] | None = cursor, t: str = table, s: int = segment) -> Any:
                     count, key = 0, start
-                    for _ in range(PAGES_PER_INVOCATION):
+                    for _ in range(pages):
                         kwargs: dict[str, Any] = {"TableName": t, "Limit": PAGE_ITEMS, "ConsistentRead": True}
                         kwargs |= {"Segment": s, "TotalSegments": segments}
                         if key is not None:
@@ -204,7 +204,7 @@ def bare_scan(tables: dict[str, str], segments: int) -> dict[str, Any]:
                             break
                     return count, key
 
-                (count, cursor), took, traced_peak = _traced(pages)
+                (count, cursor), took, traced_peak = _traced(read_pages)
                 items, seconds, peak = items + count, seconds + took, max(peak, traced_peak)
                 if cursor is None:
                     break
@@ -272,7 +272,7 @@ def summarise(run: SweepRun, entities: int, items: int, segments: int, baseline:
     }
 
 
-def measure_size(entities: int) -> list[dict[str, Any]]:
+def measure_size(entities: int, pages: int = PAGES_PER_INVOCATION) -> list[dict[str, Any]]:
     """Seed `entities` (no drift) in a fresh moto backend and sweep it with each segment count."""
     from moto import mock_aws
 
@@ -290,9 +290,9 @@ def measure_size(entities: int) -> list[dict[str, Any]]:
         for segments in SEGMENTS:
             stack.parameters["SweepSegments"] = segments
             runner = FunctionRunner(stack)
-            baseline = bare_scan(service_tables, segments)
+            baseline = bare_scan(service_tables, segments, pages)
             aws.dynamodb(), aws.events()  # the worker's clients, built before the first traced invocation
-            run = run_sweep(runner)
+            run = run_sweep(runner, pages)
             rows.append(summarise(run, entities, baseline["items"], segments, baseline))
             print(
                 f"sweep: {entities:,} entities, {segments} segments: {rows[-1]['seconds']:.0f} s of workers",
@@ -302,10 +302,11 @@ def measure_size(entities: int) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(sizes: list[int]) -> dict[str, Any]:
-    """Every size with every segment count, and the memory ratio larger/smaller per segment count."""
+def measure(sizes: list[int], pages: int = PAGES_PER_INVOCATION) -> dict[str, Any]:
+    """Every size with every segment count, `pages` pages per worker invocation, and the memory ratio larger/smaller
+    per segment count."""
     started = time.perf_counter()
-    rows = [row for entities in sizes for row in measure_size(entities)]
+    rows = [row for entities in sizes for row in measure_size(entities, pages)]
     ratios = []
     for segments in SEGMENTS:
         mine = [r for r in rows if r["segments"] == segments]
@@ -330,7 +331,7 @@ def measure(sizes: list[int]) -> dict[str, Any]:
         "model": model(largest["items_read_per_item"], largest["scanned_per_item"], largest["largest_table_share"]),
         "sizes": sizes,
         "segments": list(SEGMENTS),
-        "pages_per_invocation": PAGES_PER_INVOCATION,
+        "pages_per_invocation": pages,
         "page_items": PAGE_ITEMS,
         "rows": rows,
         "memory": ratios,
