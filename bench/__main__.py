@@ -2,11 +2,12 @@
 
 Sizes per mode:
 - full:  cold init 9 runs, publisher 10 000 records, 30 of each operation, pipeline 1 000/3 000/10 000 operations,
-         reconciliation at 100 000 entities.
-- quick (< 5 minutes): cold init 5 runs, 2 000 records, 10 of each operation, pipeline 100/300 operations,
-         reconciliation at 10 000 entities.
+         reconciliation at 100 000 entities, the segmented full sweep at 20 000 and 200 000 entities.
+- quick (< 5 minutes, and about 10 more for the sweep): cold init 5 runs, 2 000 records, 10 of each operation,
+         pipeline 100/300 operations, reconciliation at 10 000 entities, the sweep at 1 000 and 10 000 entities.
 - tiny (the smoke test in `make test`): one run of two functions, 200 records, 2 of each operation,
-         one pipeline of 20 operations; it checks that every table is produced, never a time.
+         one pipeline of 20 operations, the sweep at 40 and 400 entities; it checks that every table is produced,
+         never a time.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _fake_aws() -> None:
     ensure_layer_on_path()
 
 
-SECTIONS = ("coldstart", "publisher", "requests", "cost", "pipeline", "reconcile")
+SECTIONS = ("coldstart", "publisher", "requests", "cost", "pipeline", "reconcile", "sweep")
 
 MODES: dict[str, dict[str, Any]] = {
     "full": {
@@ -54,6 +55,7 @@ MODES: dict[str, dict[str, Any]] = {
         "load_sizes": [1000, 3000, 10_000],
         "profile_ops": 300,
         "entities": 100_000,
+        "sweep_sizes": [20_000, 200_000],
     },
     "quick": {
         "cold_runs": 5,
@@ -64,6 +66,7 @@ MODES: dict[str, dict[str, Any]] = {
         "load_sizes": [100, 300],
         "profile_ops": 100,
         "entities": 10_000,
+        "sweep_sizes": [1_000, 10_000],
     },
     "tiny": {
         "cold_runs": 1,
@@ -74,6 +77,7 @@ MODES: dict[str, dict[str, Any]] = {
         "load_sizes": [20],
         "profile_ops": 10,
         "entities": 100,
+        "sweep_sizes": [40, 400],
     },
 }
 
@@ -92,10 +96,12 @@ def load_in_subprocess(operations: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def run(mode: str, only: set[str], command: str) -> dict[str, Any]:
+def run(
+    mode: str, only: set[str], command: str, sweep_sizes: list[int] | None = None, sweep_pages: int = 20
+) -> dict[str, Any]:
     from bench import machine
 
-    sizes = MODES[mode]
+    sizes = {**MODES[mode], **({"sweep_sizes": sweep_sizes} if sweep_sizes else {})}
     started = time.perf_counter()
     results: dict[str, Any] = {"mode": mode, "machine": machine.describe(command)}
     if "coldstart" in only:
@@ -133,6 +139,10 @@ def run(mode: str, only: set[str], command: str) -> dict[str, Any]:
         from bench import reconcile
 
         results["reconcile"] = reconcile.measure(sizes["entities"])
+    if "sweep" in only:
+        from bench import sweep
+
+        results["sweep"] = sweep.measure(sizes["sweep_sizes"], sweep_pages)
     results["seconds"] = time.perf_counter() - started
     from bench import analysis
 
@@ -151,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report")
     parser.add_argument("--json", default="out/bench.json", help="every figure, machine-readable")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--sweep-sizes", type=int, nargs=2, metavar=("SMALLER", "LARGER"), help="the sweep's two sizes, in entities"
+    )
+    parser.add_argument("--sweep-pages", type=int, default=20, help="pages a sweep worker reads per invocation")
     parser.add_argument("--load-size", type=int, help=argparse.SUPPRESS)  # internal: one pipeline size, JSON out
     args = parser.parse_args(argv)
     _fake_aws()
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
     command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
-    results = run(mode, only, command)
+    results = run(mode, only, command, args.sweep_sizes, args.sweep_pages)
     from bench import report
 
     out, out_json = Path(args.out), Path(args.json)

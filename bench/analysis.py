@@ -179,4 +179,16 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": None,
             }
         )
+    sweep = results.get("sweep")
+    if sweep:
+        worst = max(sweep["memory"], key=lambda r: r["peak_ratio"])
+        out.append(
+            {
+                "goal": f"full sweep: per-worker peak memory flat (<= {sweep['memory_goal']}x from the smaller size to "
+                "the larger)",
+                "measured": f"worst {worst['peak_ratio']:.2f}x ({worst['smaller']:,} -> {worst['larger']:,} entities, "
+                f"{worst['segments']} segment{'s' if worst['segments'] > 1 else ''})",
+                "met": sweep["memory_flat"],
+            }
+        )
     return out

@@ -32,6 +32,7 @@ CLIENTS: dict[str, tuple[str, ...]] = {
     "consumer": ("dynamodb",),
     "publisher": ("events",),
     "scheduled": ("dynamodb", "sqs", "events"),
+    "sweep": ("dynamodb", "events"),  # the state machine's worker: pages by Scan and BatchGetItem, repairs on the bus
 }
 
 FAKE_ENVIRONMENT = {

@@ -58,6 +58,7 @@ def render(results: dict[str, Any]) -> str:
         ("cost", _cost),
         ("pipeline", _pipeline),
         ("reconcile", _reconcile),
+        ("sweep", sweep_section),
     ]
     for key, render_section in sections:
         if key in results:
@@ -449,5 +450,151 @@ def _reconcile(r: dict[str, Any]) -> list[str]:
         "run (wall times are moto's):",
         "",
         rendered,
+        "",
+    ]
+
+
+def sweep_section(r: dict[str, Any]) -> list[str]:
+    """Section 7 (bench/sweep.py); docs/CONSISTENCY.md quotes its tables."""
+    rows = [
+        [
+            x["entities"],
+            x["items"],
+            x["segments"],
+            x["worker_invocations"],
+            x["peak_mb_max"],
+            x["peak_mb_median"],
+            x["bare_scan"]["peak_mb"],
+            x["items_read"],
+            x["items_read_per_item"],
+            x["seconds"],
+            x["items_per_s"],
+            x["bare_scan"]["items_per_s"],
+            f"{x['ratio_to_bare_scan']:.2f}",
+            x["critical_path_items_per_s"],
+            x["checked"],
+        ]
+        for x in r["rows"]
+    ]
+    ratios = [
+        [
+            m["segments"],
+            f"{m['smaller']:,} -> {m['larger']:,}",
+            f"x{m['size_factor']}",
+            f"x{m['invocation_ratio']}",
+            f"{m['peak_ratio']:.2f}x",
+            ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in m.get("peak_ratio_by_worker", {}).items()),
+            f"<= {r['memory_goal']}x",
+        ]
+        for m in r["memory"]
+    ]
+    return [
+        "## 7. The full sweep at any size",
+        "",
+        f"bench/sweep.py: tools/reconcile_cost.py's data set (no drift) in tables built from template.yaml, under moto "
+        "in this process (bench/moto_at_scale.py: moto's Scan and Query without sorting the whole table per page, "
+        "and its DynamoDB responses dumped as plain JSON). ReconcilerSweepFunction's tasks in the state machine's "
+        "order, one worker at a time: start, every compare segment until done, every counter segment until done, "
+        f"finish. Each worker invocation's deadline comes after {r['pages_per_invocation']} pages of "
+        f"{r['page_items']} items (the same budget at every size), and tracemalloc runs from its start to its end. "
+        "Bare scan: the same tables by paginated Scan (same Limit, ConsistentRead and segments), traced the same way, "
+        "in the same run. Items read are the worker's (Scan and BatchGetItem items, and the counters' tally "
+        "queries); items/s are over the summed worker time; the critical path is the slowest segment of each Map, "
+        "as if every segment's worker ran at once.",
+        "",
+        table(
+            [
+                "entities",
+                "items stored",
+                "segments",
+                "worker invocations",
+                "peak MB per worker (max)",
+                "(median)",
+                "bare scan peak MB",
+                "items read",
+                "read per stored item",
+                "worker seconds",
+                "items read/s",
+                "bare scan items/s",
+                "ratio to bare scan",
+                "items/s, critical path",
+                "entities compared",
+            ],
+            rows,
+        ),
+        "",
+        "Per-worker peak memory, larger size over smaller:",
+        "",
+        table(
+            [
+                "segments",
+                "entities",
+                "stored items",
+                "worker invocations",
+                "peak per worker",
+                "by worker (phase:table)",
+                "goal",
+            ],
+            ratios,
+        ),
+        "",
+        *_sweep_model(r["model"]),
+    ]
+
+
+def _sweep_model(m: dict[str, Any]) -> list[str]:
+    a = m["assumptions"]
+    rows = [
+        [
+            f"10^{len(str(x['entities'])) - 1}",
+            f"{x['segments']} ({x['segments_wanted']} wanted)",
+            x["concurrent_workers"],
+            f"{x['wall_s'] / 60:,.0f} min",
+            f"{x['read_units'] / 1e6:,.1f} M",
+            f"${x['usd_reads']:,.2f}",
+            x["worker_invocations"],
+            x["transitions"],
+            f"${x['usd_stepfunctions']:,.2f}",
+            x["lambda_gb_s"],
+            f"${x['usd_lambda']:,.2f}",
+            x["table_read_units_per_s"],
+            " (then ".join(x["binding"]) + ")" * (len(x["binding"]) - 1) if x["binding"] else "none",
+        ]
+        for x in m["rows"]
+    ]
+    return [
+        "### Modelled past this machine",
+        "",
+        f"{a['items_per_entity']} items per entity of {a['item_kb']} KB; the measured {a['read_per_item']} items read "
+        f"and {a['scanned_per_item']} scanned per stored item (so {a['units_per_read']} read units per item read: a "
+        f"consistent Scan 1 unit per 4 KB, a read by key 1 unit per item); the largest table {a['largest_share']:.0%} "
+        f"of the items; one worker at {a['worker_gb'] * 1024:.0f} MB reads {a['worker_items_per_s']:,} items/s and "
+        f"uses {a['usable_s_per_invocation']} s of each invocation. Segments per table: enough for the largest table's "
+        f"compare phase in {a['target_s'] / 3600:g} h, capped by {a['segment_caps']}.",
+        "",
+        table(
+            [
+                "entities",
+                "segments per table",
+                "workers at once",
+                "wall time",
+                "read units",
+                "reads $",
+                "worker invocations",
+                "state transitions",
+                "Step Functions $",
+                "Lambda GB-s",
+                "Lambda $",
+                "read units/s per table",
+                "binds",
+            ],
+            rows,
+        ),
+        "",
+        table(["limit", "value", "source"], [[k, v["value"], v["source"]] for k, v in m["limits"].items()]),
+        "",
+        table(
+            ["price", "USD", "per", "source"], [[k, p["usd"], p["per"], p["source"]] for k, p in m["prices"].items()]
+        ),
         "",
     ]

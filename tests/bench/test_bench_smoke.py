@@ -35,6 +35,7 @@ def test_report_has_every_section_and_the_machine(tiny_run: tuple[str, dict[str,
         "## 4. Dollars per million operations",
         "## 5. localcloud pipeline: throughput, lag, memory",
         "## 6. Reconciliation read cost",
+        "## 7. The full sweep at any size",
     ):
         assert heading in markdown
     assert "python -m bench --tiny" in markdown
@@ -57,6 +58,29 @@ def test_figures_are_ratios_and_counts(tiny_run: tuple[str, dict[str, Any]]) -> 
     assert set(results["cost"]["operations"]["place_order"]["converge"]["usd_per_million"]) >= {"total"}
     assert results["pipeline"]["sizes"][0]["events_published"] > 0
     assert results["pipeline"]["profile"]["top_frames"]
+
+
+@pytest.mark.slow
+def test_sweep_reports_memory_throughput_and_invocations_per_configuration(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = tiny_run
+    sweep = results["sweep"]
+    # THEN each size ran with each segment count, every sweep finished and repaired nothing (no drift was seeded)
+    assert {(r["entities"], r["segments"]) for r in sweep["rows"]} == {
+        (n, s) for n in sweep["sizes"] for s in sweep["segments"]
+    }
+    for row in sweep["rows"]:
+        assert row["status"] == "SUCCEEDED"
+        assert row["repairs"] == 0
+        assert row["checked"] > 0
+        assert row["worker_invocations"] >= row["segments"] * 2  # a compare and a counters worker per segment
+        assert row["peak_mb_max"] > 0
+        assert row["items_per_s"] > 0
+        assert row["bare_scan"]["items"] == row["items"]
+    # AND the memory ratio, larger size over smaller, is computed for each segment count
+    assert [m["segments"] for m in sweep["memory"]] == sweep["segments"]
+    assert all(m["peak_ratio"] > 0 and m["size_factor"] >= 10 for m in sweep["memory"])
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ class Stack:
     bus_name: str = "converge-test-bus"
     tap_queue_url: str = ""
     template: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)  # overrides of the template's defaults, as at deploy
 
     # ----------------------------------------------------------- lookups
     def resolve(self, value: Any) -> Any:
@@ -51,6 +52,8 @@ class Stack:
                 return self.tables[ref]
             if ref in self.queues:
                 return self.queues[ref]
+            if ref in self.parameters:
+                return self.parameters[ref]
             return self.template.get("Parameters", {}).get(ref, {}).get("Default", ref)
         if "Fn::GetAtt" in value:
             target, attribute = value["Fn::GetAtt"]
@@ -164,11 +167,12 @@ class FunctionRunner:
                     os.environ[k] = v
             settings.cache_clear()
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+    def invoke(self, logical_id: str, event: dict[str, Any], context: LambdaContext | None = None) -> Any:
+        """One invocation; `context` (default: the template's timeout from now) says how much time it has."""
         spec = self.specs[logical_id]
         with self._environment(spec):
             handler = load_handler(spec.code_dir, spec.handler)
-            return handler(event, LambdaContext(function_name=logical_id, timeout_seconds=spec.timeout))
+            return handler(event, context or LambdaContext(function_name=logical_id, timeout_seconds=spec.timeout))
 
     def sweep(self, **request: Any) -> dict[str, Any]:
         """The full sweep, its tasks invoked in the order ReconcilerSweepStateMachine runs them: start, every
