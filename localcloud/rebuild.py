@@ -48,9 +48,8 @@ def target(
         cloud.run_until_quiet()
 
     def backfill(projection: str) -> int:
-        # Asynchronously, as an operator's `aws lambda invoke --invocation-type Event` would: retried on error.
-        invocation = cloud.invoke_async("ReconcilerFunction", {"mode": "full", "projection": projection})
-        return int(invocation.response["republished"]) if isinstance(invocation.response, dict) else 0
+        # The sweep of one projection on the state machine, as the tool starts it on a stack, waited for.
+        return int(cloud.sweep(reason="rebuild", projection=projection)["republished"])
 
     def replay(name: str, service: str) -> Callable[[], int]:
         rules = cloud.clients.events.list_rules(EventBusName=cloud.bus_name())["Rules"]

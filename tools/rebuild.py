@@ -153,9 +153,18 @@ def from_stack(stack_name: str) -> Target:  # pragma: no cover - needs a deploye
     archive = events.describe_archive(ArchiveName=resources["BusArchive"].split("|")[-1])
 
     def backfill(projection: str) -> int:
-        payload = json.dumps({"mode": "full", "projection": projection}).encode()
-        response = boto3.client("lambda").invoke(FunctionName=resources["ReconcilerFunction"], Payload=payload)
-        return int(json.loads(response["Payload"].read())["republished"])
+        # The sweep of one projection: an execution of the sweep's state machine, waited for; its output is the report.
+        stepfunctions = boto3.client("stepfunctions")
+        execution = stepfunctions.start_execution(
+            stateMachineArn=resources["ReconcilerSweepStateMachine"],
+            name=f"rebuild-{projection.replace('_', '-')}-{int(time.time())}",
+            input=json.dumps({"reason": "rebuild", "projection": projection}),
+        )["executionArn"]
+        while (described := stepfunctions.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            time.sleep(15)
+        if described["status"] != "SUCCEEDED":
+            raise RebuildError(f"sweep {execution} ended {described['status']}")
+        return int(json.loads(described["output"])["republished"])
 
     def replay(name: str, service: str) -> Callable[[], int]:
         rule = resources[f"{service.capitalize()}InboxRule"].split("|")[-1]

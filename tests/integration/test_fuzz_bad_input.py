@@ -888,10 +888,13 @@ def test_the_layer_refuses_events_that_are_not_stream_batches_in_one_line(name: 
         stream_records(DynamoDBStreamEvent(event))
 
 
-def test_the_reconciler_refuses_every_other_event_kind_in_one_line(stack: Stack, functions: FunctionRunner) -> None:
-    for _, event, got in foreign_events("ReconcilerFunction"):
-        # GIVEN an HTTP request, an SQS or stream batch, a list, null, a string (today: a pass, or InvalidInvocation)
-        assert_refused_in_one_line(functions, "ReconcilerFunction", copy.deepcopy(event), got)
+@pytest.mark.parametrize("function", ["ReconcilerFunction", "ReconcilerSweepFunction"])
+def test_the_reconcilers_refuse_every_other_event_kind_in_one_line(
+    stack: Stack, functions: FunctionRunner, function: str
+) -> None:
+    for _, event, got in foreign_events(function):
+        # GIVEN an HTTP request, an SQS or stream batch, a list, null, a string, the other reconciler's input
+        assert_refused_in_one_line(functions, function, copy.deepcopy(event), got)
 
 
 @pytest.mark.parametrize("function", [f for f, kind in KIND_OF_FUNCTION.items() if kind != SCHEDULED_EVENT])
@@ -909,6 +912,9 @@ def test_every_fixture_of_a_functions_own_kind_is_answered_without_a_5xx(
             assert response["statusCode"] < 500, (name, response)
             if response["statusCode"] >= 400:
                 assert set(json.loads(response["body"])) <= ERROR_KEYS, (name, response)
+        elif KIND_OF_FUNCTION[function] == EXPECTED_BY_KIND["sweep"]:
+            # a sweep task answers what the state machine reads next (here: the sweep started, with its segments)
+            assert response["sweep_id"] and response["segments"], (name, response)
         else:
             assert set(response) == {"batchItemFailures"}, (name, response)
 

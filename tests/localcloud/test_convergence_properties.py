@@ -337,7 +337,8 @@ def test_the_machine_finds_a_counterexample_when_corrections_are_off() -> None:
     try:
         for schedule in cloud.schedules.values():
             schedule.enabled = False
-        cloud.runtime.functions["ReconcilerFunction"].environment["CORRECTIONS_ENABLED"] = "false"
+        for function in ("ReconcilerFunction", "ReconcilerSweepFunction"):  # the pass's and the sweep's corrections
+            cloud.set_environment(function, CORRECTIONS_ENABLED="false")
 
         class Uncorrected(ConvergenceMachine):
             def deployed(self) -> LocalCloud:
