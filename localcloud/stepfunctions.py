@@ -10,6 +10,10 @@ functions. Two things are localcloud's:
 - The interpreter's Lambda tasks call Lambda's Invoke, which in moto needs Docker: they are routed to localcloud's
   in-process functions (`Runtime.invoke`, source "states"), with Lambda's answer for a function error
   (`FunctionError: Unhandled` and the error payload) so Retry and Catch see what they would on AWS.
+- A Distributed Map's child execution that fails (its retries spent) is counted by moto's map run and its result set
+  to null, but the Map run succeeds whatever the count. AWS fails the Map run with
+  `States.ExceedToleratedFailureThreshold` once the failed items exceed `ToleratedFailureCount` and
+  `ToleratedFailurePercentage` (both 0 unless declared: one failed item fails it); `_fail_beyond_tolerance` does so.
 """
 
 from __future__ import annotations
@@ -65,6 +69,51 @@ def definition_of(properties: dict[str, Any]) -> str:
     return _SUBSTITUTION.sub(substitute, definition)
 
 
+def _distributed_iteration() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component,
+    )
+
+    return distributed_iteration_component.DistributedIterationComponent
+
+
+def _fail_beyond_tolerance(map_run: Callable[..., None]) -> Callable[..., None]:
+    """moto's `_map_run`, then the Map run's failure threshold as AWS applies it."""
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    def run(self: Any, env: Any, eval_input: Any) -> None:
+        map_run(self, env, eval_input)
+        record = eval_input.map_run_record
+        failed = record.item_counter.failed.get() + record.item_counter.timed_out.get()
+        total = max(1, record.item_counter.total.get())
+        if failed <= record.tolerated_failure_count or 100.0 * failed / total <= record.tolerated_failure_percentage:
+            return
+        error = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+        cause = f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed"
+        raise FailureEventException(
+            failure_event=FailureEvent(
+                env=env,
+                error_name=error,
+                event_type=HistoryEventType.MapRunFailed,
+                event_details=EventDetails(  # type: ignore[typeddict-item]  # moto builds it with one key too
+                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.error_name, cause=cause)
+                ),
+            )
+        )
+
+    run.__wrapped__ = map_run  # type: ignore[attr-defined]
+    return run
+
+
 def _moto_parts() -> tuple[dict[str, Any], Any]:
     """moto's user config (where the interpreter is switched on) and the module whose Lambda client is routed."""
     from moto.core.config import default_user_config
@@ -115,6 +164,9 @@ class StateMachines:
             return router if service == "lambda" else original(region, service, state_credentials)
 
         lambda_eval_utils.boto_client_for = client_for
+        component = _distributed_iteration()
+        if not hasattr(component._map_run, "__wrapped__"):
+            component._map_run = _fail_beyond_tolerance(component._map_run)
 
     def uninstall(self) -> None:
         config, lambda_eval_utils = _moto_parts()
@@ -124,6 +176,9 @@ class StateMachines:
         if self._saved_client is not None:
             lambda_eval_utils.boto_client_for = self._saved_client
             self._saved_client = None
+        component = _distributed_iteration()
+        if hasattr(component._map_run, "__wrapped__"):
+            component._map_run = component._map_run.__wrapped__
 
     def create(self, logical_id: str, properties: dict[str, Any], arn: str) -> str:
         """Create a state machine from its resolved properties, under the ARN the stack already uses for it."""

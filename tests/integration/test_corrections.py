@@ -633,16 +633,20 @@ def test_a_confirmed_order_whose_reinstatement_failed_is_parked_once(stack: Stac
     assert (anomalies[0]["order_status"], anomalies[0]["reservation_status"]) == ("CONFIRMED", "FAILED")
 
 
-def test_a_reserved_counter_off_its_reservations_is_recounted(stack: Stack, functions: FunctionRunner) -> None:
-    # GIVEN p1 with reserved 5 at version 3, while its only RESERVED reservation (of a confirmed order) holds 2
-    real = product_item("p1", 3, on_hand=10, reserved=5)
+def counter_off_its_reservation(stack: Stack, product: dict[str, Any]) -> None:
+    """`product` (p1, reserved 5) with its availability, and a confirmed order whose RESERVED reservation holds 2."""
     order = order_item("o-1", "CONFIRMED", 2, [("p1", 2)])
-    stack.put_item("InventoryTable", real)
-    stack.put_item("NotificationsTable", availability_item(real))
+    stack.put_item("InventoryTable", product)
+    stack.put_item("NotificationsTable", availability_item(product))
     stack.put_item("OrdersTable", order)
     stack.put_item("NotificationsTable", outcome_item(order))
     stack.put_item("NotificationsTable", confirmation_item(order))
     stack.put_item("InventoryTable", reservation_item("o-1", "RESERVED", 1, [("p1", 2)]))
+
+
+def test_a_reserved_counter_off_its_reservations_is_recounted(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN p1 with reserved 5 at version 3, while its only RESERVED reservation (of a confirmed order) holds 2
+    counter_off_its_reservation(stack, product_item("p1", 3, on_hand=10, reserved=5))
     # WHEN a full pass runs
     report = functions.sweep()
     # THEN one ReservedRecounted sets p1's reserved to the counted 2, observed at version 3 (the sweep recounts after

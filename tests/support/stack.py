@@ -176,11 +176,17 @@ class FunctionRunner:
 
     def sweep(self, **request: Any) -> dict[str, Any]:
         """The full sweep, its tasks invoked in the order ReconcilerSweepStateMachine runs them: start, every
-        segment until done, every counter segment until done, finish. Returns the sweep's report."""
+        segment until done, every counter segment until done, confirm (and its re-tallies), finish. Returns the
+        sweep's report."""
         sweep = "ReconcilerSweepFunction"
         started = self.invoke(sweep, {"action": "start", "request": {"reason": "test", **request}})
         for phase in ("segments", "counters"):
             for task in started[phase]:
+                while not self.invoke(sweep, task)["done"]:
+                    pass
+        confirm = {"action": "confirm", "sweep_id": started["sweep_id"]}
+        while (confirmed := self.invoke(sweep, confirm))["more"]:
+            for task in confirmed["retally"]:
                 while not self.invoke(sweep, task)["done"]:
                     pass
         report: dict[str, Any] = self.invoke(sweep, {"action": "finish", "sweep_id": started["sweep_id"]})

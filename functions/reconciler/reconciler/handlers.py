@@ -40,6 +40,8 @@ def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, An
         return sweeper.start(task, now)
     if isinstance(task, sweeper.SegmentTask):
         return sweeper.segment(task, context.get_remaining_time_in_millis)
+    if isinstance(task, sweeper.ConfirmTask):
+        return sweeper.confirm(task)
     if isinstance(task, sweeper.FinishTask):
         return sweeper.finish(task, now)
     return sweeper.fail(task)

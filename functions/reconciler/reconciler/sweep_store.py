@@ -5,6 +5,8 @@ Items (ReconcilerStateTable, pk / sk):
 - `SWEEP` / `CURRENT`: the sweep under way or the last one (`reconciler.health.SweepHeader`);
 - `SWEEP#<id>` / `SEGMENT#<table>#<n>` and `COUNTERS#inventory#<n>`: one segment's checkpoint (`SegmentState`);
 - `TALLY#<id>#<product>` / `<segment>#<page>`: the quantity one page's RESERVED reservations hold of a product;
+- `RECOUNT#<id>` / `PENDING`: products whose `reserved` the tally could not confirm (written while the sweep ran),
+  with the version each had when the last re-tally began (`Recounts`);
 - `RECONCILER` / `SWEEP_SUSPECTS`: entities a sweep found different, checked again by the incremental passes.
 Every sweep item but the header expires (`expires_at`) a week after it was written.
 """
@@ -30,6 +32,8 @@ SUSPECTS_KEY = {"pk": "RECONCILER", "sk": "SWEEP_SUSPECTS"}
 KEPT_SECONDS = 7 * 24 * 3600
 # A state item holds at most 400 KB; past this many suspects a sweep leaves the rest to the next sweep.
 MAX_SWEEP_SUSPECTS = 5000
+# The products one sweep re-tallies (an id and a version each, in one item; each re-tally worker holds the ids).
+MAX_PENDING_RECOUNTS = 5000
 BATCH_WRITE_MAX = 25
 
 
@@ -225,6 +229,69 @@ def tallied(state_table: str, sweep_id: str, product_id: str, cost: ReadCost) ->
         cost.add("state", int(page.get("ScannedCount", 0)), page.get("ConsumedCapacity"))
         total += sum(int(from_item(item)["quantity"]) for item in page.get("Items", []))
     return total
+
+
+# ---------------------------------------------------------------- recounts the tally could not confirm
+@dataclass(frozen=True)
+class Recounts:
+    """The products a sweep re-tallies: `versions` as read when re-tally `round` began (empty before the first)."""
+
+    products: frozenset[str] = frozenset()
+    versions: dict[str, int] = field(default_factory=dict)
+    round: int = 0
+
+
+def _recount_key(sweep_id: str) -> dict[str, str]:
+    return {"pk": f"RECOUNT#{sweep_id}", "sk": "PENDING"}
+
+
+def add_pending_recounts(state_table: str, sweep_id: str, products: Iterable[str]) -> bool:
+    """Add products to a sweep's pending recounts (a string set: concurrent pages add safely). False when full."""
+    ids = sorted(set(products))
+    if not ids:
+        return True
+    try:
+        aws.dynamodb().update_item(
+            TableName=state_table,
+            Key=to_item(_recount_key(sweep_id)),
+            UpdateExpression="ADD #products :ids, #size :n SET expires_at = :expires",
+            ConditionExpression="attribute_not_exists(#size) OR #size < :max",
+            ExpressionAttributeNames={"#products": "products", "#size": "size"},
+            ExpressionAttributeValues={":ids": {"SS": ids}}
+            | to_item({":n": len(ids), ":max": MAX_PENDING_RECOUNTS, ":expires": int(time.time()) + KEPT_SECONDS}),
+        )
+    except ClientError as exc:
+        if is_conditional_check_failure(exc):
+            return False
+        raise
+    return True
+
+
+def load_recounts(state_table: str, sweep_id: str) -> Recounts:
+    response = aws.dynamodb().get_item(TableName=state_table, Key=to_item(_recount_key(sweep_id)), ConsistentRead=True)
+    item = from_item(response["Item"]) if "Item" in response else {}
+    versions = {str(k): int(v) for k, v in (item.get("versions") or {}).items()}
+    return Recounts(frozenset(item.get("products") or ()), versions, int(item.get("round") or 0))
+
+
+def save_recounts(state_table: str, sweep_id: str, recounts: Recounts) -> None:
+    """Replace the pending recounts (only the confirm task writes them once the counters are done: no race)."""
+    item: dict[str, Any] = {
+        **_recount_key(sweep_id),
+        "size": len(recounts.products),
+        "versions": recounts.versions,
+        "round": recounts.round,
+        "expires_at": int(time.time()) + KEPT_SECONDS,
+    }
+    if recounts.products:  # a string set cannot be empty
+        item["products"] = set(recounts.products)
+    aws.dynamodb().put_item(TableName=state_table, Item=to_item(item))
+
+
+def save_segment(state_table: str, state: SegmentState) -> None:
+    """Write a segment's state whatever it was (a task that is done in one invocation, run again on a retry)."""
+    item = {**state.key, **_segment_item(state), "expires_at": int(time.time()) + KEPT_SECONDS}
+    aws.dynamodb().put_item(TableName=state_table, Item=to_item(item))
 
 
 # ---------------------------------------------------------------- suspects

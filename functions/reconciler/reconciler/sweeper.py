@@ -2,7 +2,9 @@
 
 `ReconcilerSweepStateMachine` (template.yaml) runs `start`, then a Map over every (table, segment) running
 `segment` until it reports done, then a Map over the inventory table's segments running `counters` (products'
-`reserved` against the sweep's tally of their RESERVED reservations), then `finish`. Each worker invocation:
+`reserved` against the sweep's tally of their RESERVED reservations), then `confirm` (the counters the tally could
+not confirm, re-tallied by a Map over the reservations' segments running `retally`, until their products hold still
+or `MAX_RETALLIES` rounds are spent), then `finish`. Each worker invocation:
 
 - reads pages of its segment (Scan `Segment`/`TotalSegments`, `ExclusiveStartKey`), a bounded page at a time;
 - compares each page's entities with their whole neighbourhood read by key (BatchGetItem), in both directions: a
@@ -45,7 +47,10 @@ from reconciler.service import ReconcilerConfig, Report, config, decide, park, r
 from reconciler.snapshot import SOURCES, Scope, Snapshot, projection_keys, source_keys
 from reconciler.sweep_store import SegmentState
 
-COMPARE, COUNTERS = "SEGMENT", "COUNTERS"
+COMPARE, COUNTERS, CONFIRM = "SEGMENT", "COUNTERS", "CONFIRM"
+RETALLY = "RETALLY"  # + the round: "RETALLY1", ...
+# Re-tallies of the counters a sweep could not confirm; a product written during every one is left to the next sweep.
+MAX_RETALLIES = 3
 SWEEP_TASK = "a task of the sweep's state machine"  # what the worker expects, as UnexpectedEventError names it
 # The first source layout of each id space holds its entity's primary item (the order, the product).
 PRIMARY = {layout.kind: layout for layout in reversed(SOURCES)}
@@ -94,11 +99,21 @@ class StartTask(_Task):
 
 
 class SegmentTask(_Task):
-    action: Literal["segment", "counters"]
+    action: Literal["segment", "counters", "retally"]
     sweep_id: str = Field(min_length=1)
     table: str = Field(min_length=1)
     segment: int = Field(ge=0)
     total_segments: int = Field(ge=1)
+    round: int = Field(default=0, ge=0, le=MAX_RETALLIES)  # retally: which re-tally
+
+    @property
+    def phase(self) -> str:
+        return {"segment": COMPARE, "counters": COUNTERS}.get(self.action, f"{RETALLY}{self.round}")
+
+
+class ConfirmTask(_Task):
+    action: Literal["confirm"]
+    sweep_id: str = Field(min_length=1)
 
 
 class FinishTask(_Task):
@@ -113,7 +128,7 @@ class FailTask(_Task):
     cause: str = ""
 
 
-SweepTask = Annotated[StartTask | SegmentTask | FinishTask | FailTask, Field(discriminator="action")]
+SweepTask = Annotated[StartTask | SegmentTask | ConfirmTask | FinishTask | FailTask, Field(discriminator="action")]
 _TASK: TypeAdapter[SweepTask] = TypeAdapter(SweepTask)
 
 
@@ -126,6 +141,8 @@ def parse_task(event: Any) -> SweepTask:
         raise InvalidInvocation(f"a backfill sweeps one of {sorted(BACKFILLABLE)}")
     if isinstance(task, SegmentTask) and task.table not in {s.name for s in with_tables()}:
         raise InvalidInvocation(f"no table {task.table!r}")
+    if isinstance(task, SegmentTask) and (task.action == "retally") != (task.round > 0):
+        raise InvalidInvocation("a retally has a round (1 or more), and only a retally has one")
     return task
 
 
@@ -142,14 +159,16 @@ def tables_of(projection: str | None) -> list[str]:
 
 
 def _segment_items(states: list[SegmentState]) -> list[dict[str, Any]]:
+    actions = {COMPARE: "segment", COUNTERS: "counters"}
     return [
         {
-            "action": "segment" if s.phase == COMPARE else "counters",
+            "action": actions.get(s.phase, "retally"),
             "sweep_id": s.sweep_id,
             "table": s.table,
             "segment": s.segment,
             "total_segments": s.total_segments,
         }
+        | ({"round": int(s.phase.removeprefix(RETALLY))} if s.phase.startswith(RETALLY) else {})
         for s in states
         if not s.done
     ]
@@ -285,7 +304,7 @@ class _Page:
 def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any]:
     """Advance one segment page by page until it is done or the invocation's time is nearly up."""
     cfg, tuning = config(), sweep_settings()
-    phase = COMPARE if task.action == "segment" else COUNTERS
+    phase = task.phase
     state = sweep_store.load_segment(cfg.state_table, task.sweep_id, phase, task.table, task.segment)
     header = store.load_sweep_header(cfg.state_table)
     if state is None or header is None or header.sweep_id != task.sweep_id:
@@ -299,6 +318,7 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
             raise SweepNotReady(f"sweep {task.sweep_id}: the {RESERVATION.table} table is not fully tallied yet")
     budget = _Budget(remaining_ms, tuning.reserve_ms)
     sender = EventSender(aws.events(), max_attempts=settings().put_events_max_attempts)
+    pending = sweep_store.load_recounts(cfg.state_table, task.sweep_id).products if task.round else frozenset()
     first = True
     while not state.done:
         began = time.monotonic()
@@ -314,8 +334,10 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
         )
         if phase == COMPARE:
             _compare_page(cfg, header, task, state, items, page, sender)
-        else:
+        elif phase == COUNTERS:
             _recount_page(cfg, header, items, page, sender)
+        else:
+            _retally_page(cfg, task, state, items, pending)
         report = page.report
         report.items_read = page.cost.total_items
         after = replace(
@@ -413,7 +435,7 @@ def _recount_page(
     written before the sweep started (less the overlap for clock skew) is confirmed; a busier one is left for the
     next sweep.
     """
-    findings, corrections, unconfirmed = Findings(), [], 0
+    findings, corrections, unconfirmed, pending = Findings(), [], 0, []
     quiet_before = header.started_at - cfg.overlap
     for item in items:
         product_id = PRODUCT.id_of(str(item["pk"]), str(item["sk"]))
@@ -427,12 +449,116 @@ def _recount_page(
         findings.recount_suspects.append(suspect)
         written = item.get("updated_at")
         if written is None or datetime.fromisoformat(str(written)) >= quiet_before:
-            unconfirmed += 1
+            pending.append(product_id)  # re-tallied once the counters are done (`confirm`)
             continue
         corrections.append(recount(suspect))
         if (case := recount_needs_a_person(suspect)) is not None:
             findings.parked.append(case)
+    if pending and not sweep_store.add_pending_recounts(cfg.state_table, header.sweep_id, pending):
+        logger.warning("pending recounts full; left to the next sweep", extra={"products": len(pending)})
+        unconfirmed += len(pending)
     _repair(cfg, findings, corrections, unconfirmed, sender, page.report, None)
+
+
+def _retally_page(
+    cfg: ReconcilerConfig, task: SegmentTask, state: SegmentState, items: list[dict[str, Any]], pending: frozenset[str]
+) -> None:
+    """One page of reservations tallied again, for the pending products only."""
+    page_reservations = [i for i in items if RESERVATION.id_of(str(i["pk"]), str(i["sk"])) is not None]
+    held = {p: q for p, q in reserved_by_product(page_reservations).items() if p in pending}
+    page = sweep_store.page_id(task.segment, state.cursor)
+    sweep_store.write_tally(cfg.state_table, retally_id(task.sweep_id, task.round), page, held)
+
+
+def retally_id(sweep_id: str, round_: int) -> str:
+    """Where re-tally `round_` of a sweep keeps its tallies (its own, beside the compare phase's)."""
+    return f"{sweep_id}#R{round_}"
+
+
+def confirm(task: ConfirmTask) -> dict[str, Any]:
+    """The counters the tally could not confirm: recount those whose product held still through a whole re-tally,
+    and start another re-tally for the rest, up to `MAX_RETALLIES`.
+
+    A reservation that changes writes its products in the same transaction, so a product whose version is the same
+    after a re-tally as before it began had no reservation change while the re-tally read: that tally is its
+    ledger. (The first tally cannot say so: it ran before these products' versions were read.)
+    """
+    cfg, tuning = config(), sweep_settings()
+    header = store.load_sweep_header(cfg.state_table)
+    if header is None or header.sweep_id != task.sweep_id:
+        raise InvalidInvocation(f"sweep {task.sweep_id} is not the current sweep")
+    pending = sweep_store.load_recounts(cfg.state_table, task.sweep_id)
+    states = list(sweep_store.segments_of(cfg.state_table, task.sweep_id))
+    if any(s.phase == COUNTERS and not s.done for s in states):
+        raise SweepNotReady(f"sweep {task.sweep_id}: the counters are not done yet")
+    retally = [s for s in states if s.phase == f"{RETALLY}{pending.round}"]
+    if any(not s.done for s in retally):  # resumed mid-round: that round's segments first
+        return {"more": True, "retally": _segment_items(retally)}
+    cost, findings, corrections, confirmed = store.ReadCost(), Findings(), [], set()
+    keys = [PRODUCT.key(p) for p in sorted(pending.products)]
+    now = {
+        product_id: item
+        for item in store.batch_get(cfg.table_of(PRODUCT.table), keys, cost, PRODUCT.table)
+        if (product_id := PRODUCT.id_of(str(item["pk"]), str(item["sk"]))) is not None
+    }
+    for product_id in sorted(pending.products):
+        item = now.get(product_id)
+        if item is None:  # deleted: nothing to recount
+            confirmed.add(product_id)
+            continue
+        if pending.round == 0 or pending.versions.get(product_id) != int(item["version"]):
+            continue  # not yet re-tallied, or written while the re-tally read: not its ledger
+        confirmed.add(product_id)
+        counted = sweep_store.tallied(cfg.state_table, retally_id(task.sweep_id, pending.round), product_id, cost)
+        reserved = int(item.get("reserved") or 0)
+        if counted == reserved:
+            continue
+        suspect = RecountSuspect(product_id, int(item["version"]), reserved, counted, int(item.get("on_hand") or 0))
+        findings.recount_suspects.append(suspect)
+        corrections.append(recount(suspect))
+        if (case := recount_needs_a_person(suspect)) is not None:
+            findings.parked.append(case)
+    left = pending.products - confirmed
+    more = bool(left) and pending.round < MAX_RETALLIES
+    sender = EventSender(aws.events(), max_attempts=settings().put_events_max_attempts)
+    report = Report(mode="full", mode_reason=header.reason)
+    _repair(cfg, findings, corrections, 0 if more else len(left), sender, report, None)
+    report.items_read = cost.total_items
+    versions = {p: int(now[p]["version"]) for p in left if p in now}
+    following = sweep_store.Recounts(frozenset(left), versions, pending.round + 1 if more else pending.round)
+    segments = (
+        [
+            SegmentState(task.sweep_id, f"{RETALLY}{following.round}", RESERVATION.table, n, tuning.segments)
+            for n in range(tuning.segments)
+        ]
+        if more
+        else []
+    )
+    # The confirmation's own counts, summed by `finish` as a segment's are.
+    done = SegmentState(
+        task.sweep_id,
+        CONFIRM,
+        PRODUCT.table,
+        pending.round,
+        1,
+        done=True,
+        items_read=cost.total_items,
+        counts=_counts(report),
+    )
+    sweep_store.save_segment(cfg.state_table, done)
+    sweep_store.create_segments(cfg.state_table, segments)
+    sweep_store.save_recounts(cfg.state_table, task.sweep_id, following)
+    if segments:
+        sweep_store.add_to_header(
+            cfg.state_table, task.sweep_id, datetime.now(UTC).isoformat(), segments_total=len(segments)
+        )
+    elif left:
+        logger.warning("counters left to the next sweep: written during every re-tally", extra={"products": len(left)})
+    logger.info(
+        "sweep counters confirmed",
+        extra={"sweep_id": task.sweep_id, "round": pending.round, "recounted": len(corrections), "left": len(left)},
+    )
+    return {"more": more, "retally": _segment_items(segments)}
 
 
 def _repair(
