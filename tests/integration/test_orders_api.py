@@ -12,7 +12,6 @@ import pytest
 from converge import aws
 from converge.envelope import event_from_item
 from converge.events import ORDER_EVENT_BY_STATUS, OrderStatus
-from converge.settings import settings
 from tests.support.events import domain_event, http_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack
 
@@ -412,24 +411,23 @@ def test_cancel_losing_two_races_is_409_and_writes_nothing(stack: Stack, functio
     assert (item["status"], item["version"]) == ("CONFIRMED", 3)
 
 
-def test_write_based_on_a_stale_read_is_refused(
-    stack: Stack, functions: FunctionRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_write_based_on_a_stale_read_is_refused(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN an order read while PENDING, then confirmed by the consumer
     order_id = place(functions).body["order_id"]
     # the modules the function itself runs with: one import name per module, so the same classes
-    from orders import domain, store
+    from converge.entities import utc_now
+    from converge.errors import ConcurrentUpdateError
+    from orders import domain
+    from orders.store import OrderStore
 
-    monkeypatch.setenv("TABLE_NAME", stack.table("OrdersTable"))
-    settings.cache_clear()
+    store = OrderStore(stack.table("OrdersTable"))
     stale = store.get(order_id)
     assert stale is not None
     reservation_outcome(functions, order_id, "StockReserved")
-    settings.cache_clear()
     # WHEN a cancel computed from the stale read is written
     # THEN the write is refused and the confirmation stands
-    with pytest.raises(domain.ConcurrentUpdateError):
-        store.replace_state(stale, domain.cancel(stale, correlation_id="c", at=domain.utc_now()))
+    with pytest.raises(ConcurrentUpdateError):
+        store.replace_state(stale, domain.cancel(stale, correlation_id="c", at=utc_now()))
     item = stored(stack, order_id)
     assert item is not None
     assert (item["status"], item["version"]) == ("CONFIRMED", 2)

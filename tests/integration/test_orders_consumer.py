@@ -11,7 +11,6 @@ import pytest
 from converge import aws
 from converge.consumer import Outcome
 from converge.envelope import event_from_item
-from converge.settings import settings
 from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack
 
@@ -156,27 +155,22 @@ def test_outcome_for_an_unknown_order_creates_nothing(stack: Stack, functions: F
     assert stack.scan("OrdersTable") == []
 
 
-def route_outcomes(stack: Stack, monkeypatch: pytest.MonkeyPatch, route: str, *events: Any) -> list[Outcome]:
-    """Apply each event through the consumer's route `route` (in orders.handlers), with the template's table."""
+def route_outcomes(stack: Stack, route: str, *events: Any) -> list[Outcome]:
+    """Apply each event through the consumer's route `route` (in orders.service), with the template's table."""
     # the modules the function itself runs with: one import name per module, so the same classes
-    from orders import handlers
+    from orders import service
+    from orders.store import OrderStore
 
-    monkeypatch.setenv("TABLE_NAME", stack.table("OrdersTable"))
-    settings.cache_clear()
-    try:
-        return [getattr(handlers, route)(event) for event in events]
-    finally:
-        settings.cache_clear()
+    orders = OrderStore(stack.table("OrdersTable"))
+    return [getattr(service, route)(event.data, event, orders) for event in events]
 
 
-def test_routes_report_applied_and_stale(
-    stack: Stack, functions: FunctionRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_routes_report_applied_and_stale(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN the consumer's route and a pending order
     order_id = place_order(functions)
     # WHEN the outcome is applied, then applied again, then a contrary one, then one for a missing order
     events = [reserved(order_id), reserved(order_id), failed(order_id), reserved("missing-order")]
-    outcomes = route_outcomes(stack, monkeypatch, "apply_reservation_outcome", *events)
+    outcomes = route_outcomes(stack, "apply_reservation_outcome", *events)
     # THEN only the first is applied; the rest are stale
     assert outcomes == [Outcome.APPLIED, Outcome.STALE, Outcome.STALE, Outcome.STALE]
     assert stored(stack, order_id)["version"] == 2
@@ -377,14 +371,12 @@ def test_a_dispatch_for_an_unknown_order_creates_nothing(stack: Stack, functions
     assert stack.scan("OrdersTable") == []
 
 
-def test_shipment_route_reports_applied_and_stale(
-    stack: Stack, functions: FunctionRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_shipment_route_reports_applied_and_stale(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN a confirmed order and a pending one
     order_id, pending_id = confirmed_order(functions), place_order(functions)
     # WHEN the dispatch is applied, applied again, applied to the pending order and to a missing one
     events = [dispatched(order_id), dispatched(order_id), dispatched(pending_id), dispatched("missing-order")]
-    outcomes = route_outcomes(stack, monkeypatch, "apply_shipment_dispatched", *events)
+    outcomes = route_outcomes(stack, "apply_shipment_dispatched", *events)
     # THEN only the first is applied
     assert outcomes == [Outcome.APPLIED, Outcome.STALE, Outcome.STALE, Outcome.STALE]
     assert stored(stack, order_id)["version"] == 3

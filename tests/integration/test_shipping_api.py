@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from converge import aws
-from converge.settings import settings
 from tests.integration.test_shipping_consumer import LINES, published_as, shipment
 from tests.support.events import domain_event, http_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack
@@ -241,24 +240,23 @@ def test_dispatch_losing_two_races_is_409_and_writes_nothing(stack: Stack, funct
     assert (item["status"], item["version"]) == ("PENDING", 3)
 
 
-def test_write_based_on_a_stale_read_is_refused(
-    stack: Stack, functions: FunctionRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_write_based_on_a_stale_read_is_refused(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN a shipment read while PENDING, then cancelled by the consumer
     pending_shipment(functions, "o-10")
     # the modules the function itself runs with: one import name per module, so the same classes
-    from shipping import domain, store
+    from converge.entities import utc_now
+    from converge.errors import ConcurrentUpdateError
+    from shipping import domain
+    from shipping.store import ShipmentStore
 
-    monkeypatch.setenv("TABLE_NAME", stack.table("ShipmentsTable"))
-    settings.cache_clear()
+    store = ShipmentStore(stack.table("ShipmentsTable"))
     stale = store.get("o-10")
     assert stale is not None
     order_event(functions, "OrderCancelled", "o-10", 3)
-    settings.cache_clear()
     # WHEN a dispatch computed from the stale read is written
     # THEN the write is refused and the cancellation stands
-    with pytest.raises(domain.ConcurrentUpdateError):
-        store.replace(stale, domain.dispatch(stale, correlation_id="c", at=domain.utc_now()))
+    with pytest.raises(ConcurrentUpdateError):
+        store.replace(stale, domain.dispatch(stale, correlation_id="c", at=utc_now()))
     assert (shipment(stack, "o-10")["status"], shipment(stack, "o-10")["version"]) == ("CANCELLED", 2)
 
 

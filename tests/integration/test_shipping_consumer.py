@@ -13,7 +13,6 @@ from converge.consumer import Outcome
 from converge.envelope import event_from_item, parse_detail
 from converge.events import SHIPMENT_EVENT_BY_STATUS, ShipmentStatus
 from converge.reconcile_index import bucket_of
-from converge.settings import settings
 from tests.support.events import domain_event, eventbridge_event, http_event, sqs_event, sqs_event_of
 from tests.support.stack import FunctionRunner, Stack, lambda_stream_event
 
@@ -248,23 +247,21 @@ def test_tombstone_racing_a_creation_rereads_and_cancels_the_created_shipment(
     assert (item["status"], item["version"], item["order_version"]) == ("CANCELLED", 2, 3)
 
 
-def test_routes_report_applied_and_stale(
-    stack: Stack, functions: FunctionRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_routes_report_applied_and_stale(stack: Stack, functions: FunctionRunner) -> None:
     # GIVEN the consumer's route, with the table the template gives the function
-    from shipping import handlers
+    from shipping import service
+    from shipping.store import ShipmentStore
 
-    monkeypatch.setenv("TABLE_NAME", stack.table("ShipmentsTable"))
-    settings.cache_clear()
+    shipments = ShipmentStore(stack.table("ShipmentsTable"))
     # WHEN a confirmation is applied twice, then a cancellation twice, then one of an order never confirmed
-    outcomes = [
-        handlers.apply_order_event(confirmed("o-12")),
-        handlers.apply_order_event(confirmed("o-12")),
-        handlers.apply_order_event(cancelled("o-12")),
-        handlers.apply_order_event(cancelled("o-12")),
-        handlers.apply_order_event(cancelled("o-13", version=2, was_confirmed=False)),
+    events = [
+        confirmed("o-12"),
+        confirmed("o-12"),
+        cancelled("o-12"),
+        cancelled("o-12"),
+        cancelled("o-13", version=2, was_confirmed=False),
     ]
-    settings.cache_clear()
+    outcomes = [service.apply_order_event(event.data, event, shipments) for event in events]
     # THEN the first of each is applied and the rest are stale
     assert outcomes == [Outcome.APPLIED, Outcome.STALE, Outcome.APPLIED, Outcome.STALE, Outcome.STALE]
 

@@ -32,7 +32,7 @@ def test_a_stock_level_breaking_the_invariants_cannot_exist(on_hand: int, reserv
     # GIVEN levels with reserved > on_hand, negatives, or beyond the event contract
     # WHEN one is built
     # THEN it is refused
-    with pytest.raises(domain.InvariantViolation):
+    with pytest.raises(domain.InvariantViolationError):
         domain.StockLevel("p1", on_hand=on_hand, reserved=reserved)
 
 
@@ -50,7 +50,7 @@ def test_setting_on_hand_below_reserved_is_a_conflict() -> None:
     level = domain.StockLevel("p1", 10, 4, 2)
     # WHEN on-hand is set to 3
     # THEN it conflicts, naming the reserved quantity
-    with pytest.raises(domain.StockConflict, match="below reserved 4"):
+    with pytest.raises(domain.StockConflictError, match="below reserved 4"):
         level.set_on_hand(3)
 
 
@@ -62,7 +62,7 @@ def test_adjustments_that_break_an_invariant_conflict(delta: int, message: str) 
     level = domain.StockLevel("p1", 10, 4, 1)
     # WHEN the adjustment is applied
     # THEN it conflicts with the reason
-    with pytest.raises(domain.StockConflict, match=message):
+    with pytest.raises(domain.StockConflictError, match=message):
         level.adjust(delta)
 
 
@@ -151,7 +151,7 @@ def test_a_reservation_cannot_fail_without_a_shortage() -> None:
     # GIVEN no shortages
     # WHEN a failure is recorded anyway
     # THEN the rule refuses it: all or nothing means failure needs a reason
-    with pytest.raises(domain.InvariantViolation):
+    with pytest.raises(domain.InvariantViolationError):
         domain.failed("o1", lines(("p1", 1)), [])
 
 
@@ -186,7 +186,7 @@ def test_only_a_reserved_reservation_can_be_released(status: ReservationStatus) 
     reservation = domain.Reservation("o1", tuple(lines(("p1", 1))), status)
     # WHEN it is released
     # THEN it is refused: there is nothing to give back
-    with pytest.raises(domain.InvariantViolation):
+    with pytest.raises(domain.InvariantViolationError):
         reservation.released()
 
 
@@ -207,9 +207,9 @@ def test_only_a_reserved_reservation_can_be_shipped(status: ReservationStatus) -
     reservation = domain.Reservation("o1", tuple(lines(("p1", 1))), status)
     # WHEN it is shipped
     # THEN it is refused as stock that was not held (an invariant violation: never applied, never dropped)
-    with pytest.raises(domain.StockNotHeld, match="dispatched stock was not held") as refused:
+    with pytest.raises(domain.StockNotHeldError, match="dispatched stock was not held") as refused:
         reservation.shipped()
-    assert isinstance(refused.value, domain.InvariantViolation)
+    assert isinstance(refused.value, domain.InvariantViolationError)
 
 
 def test_a_dispatch_consumes_a_reserved_reservation_and_skips_a_shipped_one() -> None:
@@ -227,7 +227,7 @@ def test_a_dispatch_of_stock_not_held_is_refused(status: ReservationStatus | Non
     current = None if status is None else domain.Reservation("o1", tuple(lines(("p1", 1))), status)
     # WHEN a dispatch asks what to consume
     # THEN it is refused, saying the stock was not held and what the reservation is
-    with pytest.raises(domain.StockNotHeld) as refused:
+    with pytest.raises(domain.StockNotHeldError) as refused:
         domain.to_ship("o1", current)
     assert str(refused.value) == f"dispatched stock was not held: reservation o1 is {status or 'absent'}"
     assert refused.value.status is status

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from converge.errors import ConflictError, ConvergeError, NotFoundError
 from converge.events import REASON_MAX_LENGTH, RESERVATION_EVENT_BY_STATUS, OrderLine, ReservationStatus
 
 # The event contract bounds quantities (events.Quantity); a product beyond it could not be published.
@@ -22,25 +23,22 @@ CANCELLED_BEFORE_RESERVATION = "order cancelled before it was reserved"
 
 
 # ---------------------------------------------------------------- errors
-class InventoryError(Exception):
-    """Base of the inventory service's domain errors."""
-
-
-class ProductNotFound(InventoryError):
+# The answered ones (404, 409) are the layer's families (converge.errors); the others fail an inbox record.
+class ProductNotFoundError(NotFoundError):
     def __init__(self, product_id: str) -> None:
         super().__init__(f"product {product_id} not found")
         self.product_id = product_id
 
 
-class StockConflict(InventoryError):
+class StockConflictError(ConflictError):
     """A stock command would break an invariant (on_hand < reserved, on_hand < 0 or above MAX_ON_HAND)."""
 
 
-class InvariantViolation(InventoryError):
+class InvariantViolationError(ConvergeError):
     """Stored state contradicts the rules (e.g. releasing more than is reserved): never applied, never dropped."""
 
 
-class StockNotHeld(InvariantViolation):
+class StockNotHeldError(InvariantViolationError):
     """A dispatch names a reservation that holds no stock (RELEASED, FAILED or absent): never applied.
 
     Under the arbiter rule (shipping decides for confirmed orders) this only happens after drift or a forged
@@ -56,7 +54,7 @@ class StockNotHeld(InvariantViolation):
         self.status = status
 
 
-class ReservationExists(InventoryError):
+class ReservationExistsError(ConvergeError):
     """The order already has a reservation (a redelivered OrderPlaced, or a cancellation's tombstone)."""
 
     def __init__(self, order_id: str) -> None:
@@ -64,16 +62,12 @@ class ReservationExists(InventoryError):
         self.order_id = order_id
 
 
-class InsufficientStock(InventoryError):
+class InsufficientStockError(ConvergeError):
     """Some lines of an order cannot be reserved; nothing was."""
 
     def __init__(self, shortages: Sequence[Shortage]) -> None:
         super().__init__("; ".join(s.describe() for s in shortages))
         self.shortages = tuple(shortages)
-
-
-class ConcurrentModification(InventoryError):
-    """The entity kept changing under us; the inbox record is retried (it is a transient condition)."""
 
 
 # ---------------------------------------------------------------- HTTP commands
@@ -113,7 +107,7 @@ class StockLevel:
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserved <= self.on_hand <= MAX_ON_HAND:
-            raise InvariantViolation(
+            raise InvariantViolationError(
                 f"product {self.product_id}: need 0 <= reserved ({self.reserved}) <= on_hand ({self.on_hand})"
                 f" <= {MAX_ON_HAND}"
             )
@@ -124,7 +118,9 @@ class StockLevel:
 
     def set_on_hand(self, on_hand: int) -> StockLevel:
         if on_hand < self.reserved:
-            raise StockConflict(f"product {self.product_id}: on_hand {on_hand} would be below reserved {self.reserved}")
+            raise StockConflictError(
+                f"product {self.product_id}: on_hand {on_hand} would be below reserved {self.reserved}"
+            )
         return StockLevel(self.product_id, on_hand, self.reserved, self.version + 1)
 
     def adjust(self, delta: int) -> StockLevel:
@@ -146,20 +142,20 @@ class StockLevel:
 
 def _bounded_on_hand(product_id: str, on_hand: int) -> int:
     if on_hand < 0:
-        raise StockConflict(f"product {product_id}: on_hand would be negative ({on_hand})")
+        raise StockConflictError(f"product {product_id}: on_hand would be negative ({on_hand})")
     if on_hand > MAX_ON_HAND:
-        raise StockConflict(f"product {product_id}: on_hand would exceed {MAX_ON_HAND}")
+        raise StockConflictError(f"product {product_id}: on_hand would exceed {MAX_ON_HAND}")
     return on_hand
 
 
-def adjustment_conflict(product_id: str, delta: int, current: StockLevel) -> StockConflict:
+def adjustment_conflict(product_id: str, delta: int, current: StockLevel) -> StockConflictError:
     """Why an adjustment the store refused conflicts with `current` (raises nothing itself)."""
     try:
         current.adjust(delta)
-    except StockConflict as exc:
+    except StockConflictError as exc:
         return exc
     # The condition failed against a state that has changed since: say so rather than invent a reason.
-    return StockConflict(f"product {product_id}: stock changed concurrently, retry the adjustment")
+    return StockConflictError(f"product {product_id}: stock changed concurrently, retry the adjustment")
 
 
 # ---------------------------------------------------------------- reservations
@@ -212,25 +208,25 @@ class Reservation:
     def released(self) -> Reservation:
         """The RESERVED reservation given back; anything else has nothing to release."""
         if self.status is not ReservationStatus.RESERVED:
-            raise InvariantViolation(f"reservation {self.order_id} is {self.status}, not RESERVED")
+            raise InvariantViolationError(f"reservation {self.order_id} is {self.status}, not RESERVED")
         return Reservation(self.order_id, self.lines, ReservationStatus.RELEASED, None, (), self.version + 1)
 
     def shipped(self) -> Reservation:
         """The RESERVED reservation consumed by its parcel's dispatch; anything else holds nothing to consume."""
         if self.status is not ReservationStatus.RESERVED:
-            raise StockNotHeld(self.order_id, self.status)
+            raise StockNotHeldError(self.order_id, self.status)
         return Reservation(self.order_id, self.lines, ReservationStatus.SHIPPED, None, (), self.version + 1)
 
 
 def to_ship(order_id: str, current: Reservation | None) -> Reservation | None:
     """The reservation a dispatch consumes: `current` if RESERVED, None if already SHIPPED (a duplicate).
 
-    StockNotHeld if it is RELEASED, FAILED or absent (see StockNotHeld for why that is not applied).
+    StockNotHeldError if it is RELEASED, FAILED or absent (see StockNotHeldError for why that is not applied).
     """
     if current is not None and current.status is ReservationStatus.SHIPPED:
         return None
     if current is None or current.status is not ReservationStatus.RESERVED:
-        raise StockNotHeld(order_id, None if current is None else current.status)
+        raise StockNotHeldError(order_id, None if current is None else current.status)
     return current
 
 
@@ -263,7 +259,7 @@ def reserved(order_id: str, lines: Sequence[OrderLine]) -> Reservation:
 
 def failed(order_id: str, lines: Sequence[OrderLine], shortages: Sequence[Shortage]) -> Reservation:
     if not shortages:
-        raise InvariantViolation(f"reservation {order_id} cannot fail without a shortage")
+        raise InvariantViolationError(f"reservation {order_id} cannot fail without a shortage")
     return Reservation(
         order_id,
         tuple(lines),

@@ -1,15 +1,18 @@
-"""Inventory use cases: what a command or an inbound event does, in domain terms (the store does the I/O)."""
+"""Inventory use cases: what a command or an inbound event does, in domain terms (the store does the I/O).
+
+Each takes the inventory store it works on (`Inventory`, built by the entry point; unit tests hand in a fake).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Protocol
 
 from converge.consumer import Outcome
-from converge.errors import MalformedEventError
+from converge.entities import WriteContext
+from converge.errors import ConcurrentUpdateError
 from converge.events import (
     DomainEvent,
-    EventData,
     OrderData,
     OrderLine,
     ReservationAction,
@@ -20,24 +23,55 @@ from converge.events import (
     stock_lines,
 )
 from converge.observability import logger
-from inventory import domain, store
+from inventory import domain
 
-PayloadT = TypeVar("PayloadT", bound=EventData)
+
+class Inventory(Protocol):
+    """What the use cases need from the inventory table (inventory.store.InventoryStore)."""
+
+    def get_product(self, product_id: str) -> domain.StockLevel | None: ...
+
+    def set_stock(self, product_id: str, on_hand: int, context: WriteContext) -> domain.StockLevel: ...
+
+    def adjust_stock(self, product_id: str, delta: int, context: WriteContext) -> domain.StockLevel: ...
+
+    def get_reservation(self, order_id: str) -> domain.Reservation | None: ...
+
+    def put_new_reservation(self, reservation: domain.Reservation, context: WriteContext) -> bool: ...
+
+    def reserve(self, reservation: domain.Reservation, context: WriteContext) -> None: ...
+
+    def release(self, reservation: domain.Reservation, context: WriteContext) -> None: ...
+
+    def ship(self, reservation: domain.Reservation, context: WriteContext) -> None: ...
+
+    def remove(self, reservation: domain.Reservation, context: WriteContext) -> None: ...
+
+    def reinstate(
+        self, reinstatement: domain.Reservation, observed: domain.Reservation | None, context: WriteContext
+    ) -> None: ...
+
+    def replace_reservation(
+        self, reservation: domain.Reservation, observed: domain.Reservation | None, context: WriteContext
+    ) -> bool: ...
+
+    def recount(self, level: domain.StockLevel, observed_version: int, context: WriteContext) -> bool: ...
+
 
 # A release races at most with the placement of the same order (a dispatch with a correction of it); a few
 # rounds settle it, then SQS retries.
 RELEASE_ATTEMPTS = 3
 
 
-def reserve_stock(order_id: str, lines: Sequence[OrderLine], correlation_id: str) -> Outcome:
+def reserve_stock(inventory: Inventory, order_id: str, lines: Sequence[OrderLine], correlation_id: str) -> Outcome:
     """Reserve every line of an order or none; a second delivery of the same order changes nothing."""
-    context = store.WriteContext.now(correlation_id)
+    context = WriteContext.now(correlation_id)
     try:
-        store.reserve(domain.reserved(order_id, lines), context)
-    except domain.ReservationExists:
+        inventory.reserve(domain.reserved(order_id, lines), context)
+    except domain.ReservationExistsError:
         return Outcome.STALE
-    except domain.InsufficientStock as short:
-        written = store.put_new_reservation(domain.failed(order_id, lines, short.shortages), context)
+    except domain.InsufficientStockError as short:
+        written = inventory.put_new_reservation(domain.failed(order_id, lines, short.shortages), context)
         return Outcome.APPLIED if written else Outcome.STALE
     return Outcome.APPLIED
 
@@ -48,127 +82,122 @@ def _until_settled(order_id: str, doing: str, attempt: Callable[[], Outcome | No
         outcome = attempt()
         if outcome is not None:
             return outcome
-    raise domain.ConcurrentModification(f"reservation {order_id} kept changing during {doing}")
+    raise ConcurrentUpdateError(f"reservation {order_id} kept changing during {doing}")
 
 
-def release_stock(order_id: str, lines: Sequence[OrderLine], correlation_id: str) -> Outcome:
+def release_stock(inventory: Inventory, order_id: str, lines: Sequence[OrderLine], correlation_id: str) -> Outcome:
     """Give back an order's reservation; if the cancellation overtook the placement, leave a tombstone."""
-    context = store.WriteContext.now(correlation_id)
+    context = WriteContext.now(correlation_id)
 
     def attempt() -> Outcome | None:
-        current = store.get_reservation(order_id)
+        current = inventory.get_reservation(order_id)
         if current is None:
             # None: the placement was reserved meanwhile, release that.
-            return Outcome.APPLIED if store.put_new_reservation(domain.tombstone(order_id, lines), context) else None
+            return (
+                Outcome.APPLIED if inventory.put_new_reservation(domain.tombstone(order_id, lines), context) else None
+            )
         if current.status is not ReservationStatus.RESERVED:
             # Already released, nothing was ever reserved (FAILED), or the stock left with its parcel (SHIPPED).
             return Outcome.STALE
         try:
-            store.release(current, context)
-        except domain.ConcurrentModification:
+            inventory.release(current, context)
+        except ConcurrentUpdateError:
             return None
         return Outcome.APPLIED
 
     return _until_settled(order_id, "release", attempt)
 
 
-def ship_stock(order_id: str, correlation_id: str) -> Outcome:
+def ship_stock(inventory: Inventory, order_id: str, correlation_id: str) -> Outcome:
     """Consume an order's reservation as its parcel leaves; a second delivery of the dispatch changes nothing.
 
-    StockNotHeld (a batch item failure, so redriven and then parked in the DLQ) if the reservation holds no
-    stock: consuming it anyway could leave on_hand below reserved (domain.StockNotHeld).
+    StockNotHeldError (a batch item failure, so redriven and then parked in the DLQ) if the reservation holds no
+    stock: consuming it anyway could leave on_hand below reserved (domain.StockNotHeldError).
     """
-    context = store.WriteContext.now(correlation_id)
+    context = WriteContext.now(correlation_id)
 
     def attempt() -> Outcome | None:
-        current = domain.to_ship(order_id, store.get_reservation(order_id))
+        current = domain.to_ship(order_id, inventory.get_reservation(order_id))
         if current is None:
             logger.info("reservation already shipped: duplicate dispatch", extra={"order_id": order_id})
             return Outcome.STALE
         try:
-            store.ship(current, context)
-        except domain.ConcurrentModification:
+            inventory.ship(current, context)
+        except ConcurrentUpdateError:
             return None
         return Outcome.APPLIED
 
     return _until_settled(order_id, "dispatch", attempt)
 
 
-def _payload(event: DomainEvent, model: type[PayloadT]) -> PayloadT:
-    data = event.data
-    if not isinstance(data, model):
-        raise TypeError(f"{event.event_type} does not carry {model.__name__}")
-    return data
+def on_order_placed(order: OrderData, event: DomainEvent, inventory: Inventory) -> Outcome:
+    return reserve_stock(inventory, order.order_id, stock_lines(order.lines), event.metadata.correlation_id)
 
 
-def on_order_placed(event: DomainEvent) -> Outcome:
-    order = _payload(event, OrderData)
-    return reserve_stock(order.order_id, stock_lines(order.lines), event.metadata.correlation_id)
-
-
-def on_order_cancelled(event: DomainEvent) -> Outcome:
-    order = _payload(event, OrderData)
+def on_order_cancelled(order: OrderData, event: DomainEvent, inventory: Inventory) -> Outcome:
     if not domain.releases_stock(order.confirmed):
         logger.info(
             "cancellation of a confirmed order: its reservation is left to shipping",
             extra={"order_id": order.order_id},
         )
         return Outcome.STALE
-    return release_stock(order.order_id, stock_lines(order.lines), event.metadata.correlation_id)
+    return release_stock(inventory, order.order_id, stock_lines(order.lines), event.metadata.correlation_id)
 
 
-def on_shipment_cancelled(event: DomainEvent) -> Outcome:
+def on_shipment_cancelled(shipment: ShipmentData, event: DomainEvent, inventory: Inventory) -> Outcome:
     """Shipping's decision that the parcel will not leave: release exactly as an unconfirmed cancellation does."""
-    shipment = _payload(event, ShipmentData)
-    return release_stock(shipment.order_id, shipment.lines, event.metadata.correlation_id)
+    return release_stock(inventory, shipment.order_id, shipment.lines, event.metadata.correlation_id)
 
 
-def on_shipment_dispatched(event: DomainEvent) -> Outcome:
+def on_shipment_dispatched(shipment: ShipmentData, event: DomainEvent, inventory: Inventory) -> Outcome:
     """Shipping's decision that the parcel left (dispatch wins): the held stock leaves on_hand and reserved."""
-    shipment = _payload(event, ShipmentData)
-    return ship_stock(shipment.order_id, event.metadata.correlation_id)
+    return ship_stock(inventory, shipment.order_id, event.metadata.correlation_id)
 
 
 # ---------------------------------------------------------------- corrections (sent by the reconciler only)
-def _release(correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext) -> None:
+def _release(
+    inventory: Inventory, correction: ReservationCorrected, current: domain.Reservation | None, context: WriteContext
+) -> None:
     if current is None or current.status is not ReservationStatus.RESERVED:
-        raise domain.InvariantViolation(f"reservation {correction.order_id} holds no stock to release")
-    store.release(current, context)
+        raise domain.InvariantViolationError(f"reservation {correction.order_id} holds no stock to release")
+    inventory.release(current, context)
 
 
-def _remove(correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext) -> None:
+def _remove(
+    inventory: Inventory, correction: ReservationCorrected, current: domain.Reservation | None, context: WriteContext
+) -> None:
     if current is None:
         return  # already gone
-    store.remove(current, context)
+    inventory.remove(current, context)
 
 
 def _reinstate(
-    correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext
+    inventory: Inventory, correction: ReservationCorrected, current: domain.Reservation | None, context: WriteContext
 ) -> None:
     lines = correction.lines
     try:
-        store.reinstate(domain.reinstated(correction.order_id, lines, current), current, context)
-    except domain.InsufficientStock as short:
+        inventory.reinstate(domain.reinstated(correction.order_id, lines, current), current, context)
+    except domain.InsufficientStockError as short:
         # Marked, so the reconciler does not ask again: a pending order is then rejected by the event this
         # write publishes; a confirmed one is parked for a person (docs/CONSISTENCY.md).
         failure = domain.reinstatement_failed(correction.order_id, lines, current, short.shortages)
-        if not store.replace_reservation(failure, current, context):
-            raise domain.ConcurrentModification(f"reservation {correction.order_id} changed meanwhile") from None
+        if not inventory.replace_reservation(failure, current, context):
+            raise ConcurrentUpdateError(f"reservation {correction.order_id} changed meanwhile") from None
 
 
 def _tombstone(
-    correction: ReservationCorrected, current: domain.Reservation | None, context: store.WriteContext
+    inventory: Inventory, correction: ReservationCorrected, current: domain.Reservation | None, context: WriteContext
 ) -> None:
     tombstone = domain.tombstone(correction.order_id, correction.lines)
     rejected = domain.Reservation(
         tombstone.order_id, tombstone.lines, tombstone.status, domain.REJECTED_WITHOUT_RESERVATION
     )
-    if not store.put_new_reservation(rejected, context):
-        raise domain.ConcurrentModification(f"reservation {correction.order_id} appeared meanwhile")
+    if not inventory.put_new_reservation(rejected, context):
+        raise ConcurrentUpdateError(f"reservation {correction.order_id} appeared meanwhile")
 
 
 CORRECTIONS: dict[
-    ReservationAction, Callable[[ReservationCorrected, domain.Reservation | None, store.WriteContext], None]
+    ReservationAction, Callable[[Inventory, ReservationCorrected, domain.Reservation | None, WriteContext], None]
 ] = {
     ReservationAction.RELEASE: _release,
     ReservationAction.REMOVE: _remove,
@@ -177,38 +206,32 @@ CORRECTIONS: dict[
 }
 
 
-def on_reservation_corrected(event: DomainEvent) -> Outcome:
+def on_reservation_corrected(correction: ReservationCorrected, event: DomainEvent, inventory: Inventory) -> Outcome:
     """The reconciler's resolution of a saga disagreement, applied only to the reservation it observed."""
-    correction = event.data
-    if not isinstance(correction, ReservationCorrected):
-        raise MalformedEventError(f"{event.event_type} does not carry a reservation correction")
-    current = store.get_reservation(correction.order_id)
+    current = inventory.get_reservation(correction.order_id)
     extra = {"order_id": correction.order_id, "action": correction.action.value, "reason": correction.reason}
     if not domain.as_observed(current, correction.observed_status, correction.observed_version):
         logger.info("reservation correction skipped: the reservation changed since it was observed", extra=extra)
         return Outcome.STALE
     try:
-        CORRECTIONS[correction.action](correction, current, store.WriteContext.now(event.metadata.correlation_id))
-    except domain.ConcurrentModification:
+        CORRECTIONS[correction.action](inventory, correction, current, WriteContext.now(event.metadata.correlation_id))
+    except ConcurrentUpdateError:
         logger.info("reservation correction skipped: the reservation changed while applying it", extra=extra)
         return Outcome.STALE
     logger.info("reservation corrected", extra=extra)
     return Outcome.APPLIED
 
 
-def on_reserved_recounted(event: DomainEvent) -> Outcome:
+def on_reserved_recounted(recount: ReservedRecounted, event: DomainEvent, inventory: Inventory) -> Outcome:
     """Set a product's `reserved` to its counted ledger, if the product is still at the observed version."""
-    recount = event.data
-    if not isinstance(recount, ReservedRecounted):
-        raise MalformedEventError(f"{event.event_type} does not carry a recount")
-    level = store.get_product(recount.product_id)
+    level = inventory.get_product(recount.product_id)
     if level is None or level.version != recount.observed_version:
         logger.info(
             "recount skipped: the product changed since it was counted", extra={"product_id": recount.product_id}
         )
         return Outcome.STALE
     recounted = domain.recounted(level, recount.reserved)
-    if not store.recount(recounted, recount.observed_version, store.WriteContext.now(event.metadata.correlation_id)):
+    if not inventory.recount(recounted, recount.observed_version, WriteContext.now(event.metadata.correlation_id)):
         return Outcome.STALE
     logger.info(
         "reserved recounted",

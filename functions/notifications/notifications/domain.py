@@ -13,14 +13,16 @@ from typing import Any
 
 from converge.errors import MalformedEventError
 from converge.events import DomainEvent, OrderData, ProductData
-
-AVAILABILITY_PREFIX = "AVAILABILITY#"
-AVAILABILITY_SK = "AVAILABILITY"
-ORDER_PREFIX = "ORDER#"
-ORDER_SK = "ORDER"
-CUSTOMER_PREFIX = "CUSTOMER#"
-NOTIFICATION_PREFIX = "NOTIFICATION#"
-WATCH_PREFIX = "WATCH#"
+from converge.projections import (
+    AVAILABILITY,
+    CUSTOMER_PREFIX,
+    NOTIFICATION_SK_PREFIX,
+    ORDER_OUTCOME,
+    WATCH_PREFIX,
+)
+from converge.projections import (
+    notification_key as declared_notification_key,
+)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -135,7 +137,7 @@ class StoredAvailability:
 
 
 def availability_key(product_id: str) -> tuple[str, str]:
-    return f"{AVAILABILITY_PREFIX}{product_id}", AVAILABILITY_SK
+    return AVAILABILITY.key(product_id)
 
 
 # ------------------------------------------------------------------ order outcomes
@@ -160,7 +162,7 @@ class OrderOutcome:
 
     @property
     def key(self) -> tuple[str, str]:
-        return f"{ORDER_PREFIX}{self.order_id}", ORDER_SK
+        return ORDER_OUTCOME.key(self.order_id)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -217,11 +219,11 @@ class Notification:
 
 
 def notification_key(customer_id: str, kind: NotificationKind, subject: str) -> tuple[str, str]:
-    return f"{CUSTOMER_PREFIX}{customer_id}", f"{NOTIFICATION_PREFIX}{kind.value}#{subject}"
+    return declared_notification_key(customer_id, kind.value, subject)
 
 
 def split_notification_sk(sk: str) -> tuple[NotificationKind, str]:
-    kind, _, subject = sk.removeprefix(NOTIFICATION_PREFIX).partition("#")
+    kind, _, subject = sk.removeprefix(NOTIFICATION_SK_PREFIX).partition("#")
     return NotificationKind(kind), subject
 
 

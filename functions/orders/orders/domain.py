@@ -11,11 +11,11 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from converge.errors import NotFoundError, UnprocessableError
 from converge.events import (
     NO_CURRENCY,
     ORDER_EVENT_BY_STATUS,
@@ -26,6 +26,7 @@ from converge.events import (
     OrderStatus,
     PricedOrderLine,
 )
+from converge.status import StatusMachine
 from converge.upcast import priced_order
 
 # order_id = uuid5(IDEMPOTENCY_NAMESPACE, "<customer_id>:<Idempotency-Key>"): a retried POST addresses the same item.
@@ -34,14 +35,17 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("3b8f2d4c-7e61-4a0f-9c25-1d6e8a4b7f30")
 MAX_LINES = 50
 
 # The status machine as data: status -> the statuses it may move to.
-TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
-    OrderStatus.CONFIRMED: frozenset({OrderStatus.CANCELLED, OrderStatus.SHIPPED}),
-    OrderStatus.REJECTED: frozenset(),
-    # A dispatch that crossed the cancellation wins: the parcel has left (docs/CONSISTENCY.md).
-    OrderStatus.CANCELLED: frozenset({OrderStatus.SHIPPED}),
-    OrderStatus.SHIPPED: frozenset(),
-}
+STATUSES = StatusMachine(
+    "order",
+    {
+        OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
+        OrderStatus.CONFIRMED: frozenset({OrderStatus.CANCELLED, OrderStatus.SHIPPED}),
+        OrderStatus.REJECTED: frozenset(),
+        # A dispatch that crossed the cancellation wins: the parcel has left (docs/CONSISTENCY.md).
+        OrderStatus.CANCELLED: frozenset({OrderStatus.SHIPPED}),
+        OrderStatus.SHIPPED: frozenset(),
+    },
+)
 
 # Inventory's reservation outcome (event type) -> the status it moves a PENDING order to.
 RESERVATION_OUTCOMES: Mapping[str, OrderStatus] = {
@@ -54,39 +58,15 @@ RESERVATION_OUTCOMES: Mapping[str, OrderStatus] = {
 SHIPPED_AFTER_CANCELLATION = "cancellation came too late: the parcel had already left the warehouse"
 
 
-class OrderNotFoundError(Exception):
-    """No order has this id."""
+class OrderNotFoundError(NotFoundError):
+    """No order has this id (or none the caller may see): 404."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} not found")
 
 
-class TransitionNotAllowedError(Exception):
-    """The order's status does not allow the requested change."""
-
-    def __init__(self, order_id: str, current: OrderStatus, target: OrderStatus) -> None:
-        super().__init__(f"order {order_id} is {current.value} and cannot become {target.value}")
-        self.order_id = order_id
-        self.current = current
-        self.target = target
-
-
-class IdempotencyKeyReusedError(Exception):
-    """An Idempotency-Key was sent again with a different body."""
-
-
-class ConcurrentUpdateError(Exception):
-    """The order changed between our read and our conditional write."""
-
-
-def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
-    return target in TRANSITIONS[current]
-
-
-def sources_of(target: OrderStatus) -> frozenset[OrderStatus]:
-    """Every status an order may be in to move to `target` (the condition of a blind conditional write)."""
-    return frozenset(status for status, targets in TRANSITIONS.items() if target in targets)
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat()
+class IdempotencyKeyReusedError(UnprocessableError):
+    """An Idempotency-Key was sent again with a different body: 422."""
 
 
 # ----------------------------------------------------------------------------------------------- requests
@@ -243,9 +223,8 @@ def transition(
     reason: str | None = None,
     shortages: Sequence[str] = (),
 ) -> Order:
-    """The order moved to `target` (version + 1), or TransitionNotAllowedError."""
-    if not can_transition(order.status, target):
-        raise TransitionNotAllowedError(order.order_id, order.status, target)
+    """The order moved to `target` (version + 1), or TransitionNotAllowedError (converge.errors)."""
+    STATUSES.check(order.order_id, order.status, target)
     return order.model_copy(
         update={
             "status": target,

@@ -9,17 +9,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge import aws
 from converge.bus import EventSender
-from converge.observability import logger, metrics, traced
+from converge.entry import Wiring, publisher_entry
 from converge.publisher import publish_records, stream_records
-from converge.settings import settings
+from converge.settings import PublisherSettings
+
+# The composition root: the settings are the whole of it (the EventBridge client is created once, lazily).
+config = Wiring(PublisherSettings, lambda settings: settings)
 
 
-@traced
-@logger.inject_lambda_context
-@metrics.log_metrics
+@publisher_entry(config)
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
-    config = settings()
-    sender = EventSender(aws.events(), max_attempts=config.put_events_max_attempts)
+    settings = config()
+    sender = EventSender(aws.events(), max_attempts=settings.put_events_max_attempts)
     records = stream_records(event)
-    return publish_records(records, sender, config.event_bus_name, emit_versions=config.emit_schema_versions).response()
+    return publish_records(
+        records, sender, settings.event_bus_name, emit_versions=settings.emit_schema_versions
+    ).response()

@@ -11,7 +11,6 @@ decided again on fresh state, so duplicates and reordered deliveries end the sam
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -27,13 +26,17 @@ from converge.events import (
     ShipmentStatus,
     Version,
 )
+from converge.status import StatusMachine
 
 # The status machine as data: status -> the statuses it may move to.
-TRANSITIONS: Mapping[ShipmentStatus, frozenset[ShipmentStatus]] = {
-    ShipmentStatus.PENDING: frozenset({ShipmentStatus.DISPATCHED, ShipmentStatus.CANCELLED}),
-    ShipmentStatus.DISPATCHED: frozenset(),  # the parcel left: final, whatever else arrives
-    ShipmentStatus.CANCELLED: frozenset(),
-}
+STATUSES = StatusMachine(
+    "shipment",
+    {
+        ShipmentStatus.PENDING: frozenset({ShipmentStatus.DISPATCHED, ShipmentStatus.CANCELLED}),
+        ShipmentStatus.DISPATCHED: frozenset(),  # the parcel left: final, whatever else arrives
+        ShipmentStatus.CANCELLED: frozenset(),
+    },
+)
 
 # Reasons stored on a cancelled shipment.
 CANCELLED_BEFORE_CREATION = "order cancelled before its shipment was created"
@@ -45,28 +48,6 @@ NEVER_CONFIRMED = "the order was never confirmed: no shipment is ever made for i
 DISPATCH_WINS = "dispatch wins: the parcel had left"
 ALREADY_CANCELLED = "the shipment is already cancelled"
 OLDER_ORDER_VERSION = "the shipment already applied this or a newer order version"
-
-
-class TransitionNotAllowedError(Exception):
-    """The shipment's status does not allow the requested change."""
-
-    def __init__(self, order_id: str, current: ShipmentStatus, target: ShipmentStatus) -> None:
-        super().__init__(f"shipment {order_id} is {current.value} and cannot become {target.value}")
-        self.order_id = order_id
-        self.current = current
-        self.target = target
-
-
-class ConcurrentUpdateError(Exception):
-    """The shipment changed (or appeared) between our read and our conditional write."""
-
-
-def can_transition(current: ShipmentStatus, target: ShipmentStatus) -> bool:
-    return target in TRANSITIONS[current]
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 # ----------------------------------------------------------------------------------------------- the shipment
@@ -111,9 +92,8 @@ def transition(
     reason: str | None = None,
     order_version: int | None = None,
 ) -> Shipment:
-    """The shipment moved to `target` (version + 1), or TransitionNotAllowedError."""
-    if not can_transition(shipment.status, target):
-        raise TransitionNotAllowedError(shipment.order_id, shipment.status, target)
+    """The shipment moved to `target` (version + 1), or TransitionNotAllowedError (converge.errors)."""
+    STATUSES.check(shipment.order_id, shipment.status, target)
     return shipment.model_copy(
         update={
             "status": target,

@@ -1,5 +1,9 @@
 """Inbox consumer scaffold: SQS batch -> typed events -> a route per event type, with partial batch responses.
 
+Routes are data: `{event type: (payload model, handler)}`. The consumer checks that the event carries the
+model (else the record is malformed) and calls `handler(payload, event, deps)`, where `deps` are what the
+function's entry point built (its stores): the handler never reaches for a global.
+
 Every record ends as one of: applied, skipped (stale or duplicate: the stored version is as new or newer),
 or a batch item failure with its reason logged (malformed, unknown, or a failure while applying). Failed
 records go back to the inbox and, after the queue's maxReceiveCount, to the service DLQ.
@@ -11,7 +15,8 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -21,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.envelope import parse_eventbridge_json
 from converge.errors import MalformedEventError, UnexpectedEventError, UnknownEventError
-from converge.events import DomainEvent
+from converge.events import DomainEvent, EventData
 from converge.observability import logger, metrics
 
 
@@ -30,7 +35,9 @@ class Outcome(StrEnum):
     STALE = "stale"  # the stored state is as new or newer: a duplicate or an out-of-order delivery
 
 
-Route = Callable[[DomainEvent], Outcome]
+DepsT = TypeVar("DepsT")
+# An inbox route: the payload model the event must carry, and the handler of (payload, event, deps).
+Route = tuple[type[EventData], Callable[[Any, DomainEvent, DepsT], Outcome]]
 SQS_BATCH = "an SQS batch"
 # The project's mark on a backfilled event (the reconciler's sweep for a rebuild), in the event's `resources`;
 # EventBridge marks a replayed event with `replay-name`.
@@ -77,27 +84,36 @@ def expect_sqs_batch(event: object) -> dict[str, Any]:
     return event  # type: ignore[return-value]
 
 
-class InboxConsumer:
+class InboxConsumer(Generic[DepsT]):
     """Routes inbox records to handlers by event type (routing is data, not an if/elif ladder)."""
 
-    def __init__(self, routes: Mapping[str, Route], redelivery_routes: Mapping[str, Route] | None = None) -> None:
+    def __init__(
+        self, routes: Mapping[str, Route[DepsT]], redelivery_routes: Mapping[str, Route[DepsT]] | None = None
+    ) -> None:
         self.routes = dict(routes)
         # Routes for replayed or backfilled events (redelivery_of) that must not repeat a side effect.
         self.redelivery_routes = dict(redelivery_routes or {})
         # All records failing is reported as such (every id listed), not raised as a function error.
         self.processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-    def record_handler(self, record: SQSRecord) -> Outcome:
+    def _route(self, record: SQSRecord) -> tuple[DomainEvent, Route[DepsT]]:
         try:
-            try:
-                event = parse_eventbridge_json(record.body)
-            except RecursionError as exc:  # json's decoder recurses per level: deep nesting is malformed too
-                raise MalformedEventError("body is not JSON: nested too deeply to parse") from exc
-            route = self.routes.get(event.event_type)
-            if event.event_type in self.redelivery_routes and redelivery_of(record.body) is not None:
-                route = self.redelivery_routes[event.event_type]
-            if route is None:
-                raise UnknownEventError(f"{event.event_type} is not consumed here")
+            event = parse_eventbridge_json(record.body)
+        except RecursionError as exc:  # json's decoder recurses per level: deep nesting is malformed too
+            raise MalformedEventError("body is not JSON: nested too deeply to parse") from exc
+        route = self.routes.get(event.event_type)
+        if event.event_type in self.redelivery_routes and redelivery_of(record.body) is not None:
+            route = self.redelivery_routes[event.event_type]
+        if route is None:
+            raise UnknownEventError(f"{event.event_type} is not consumed here")
+        model = route[0]
+        if not isinstance(event.data, model):
+            raise MalformedEventError(f"{event.event_type} does not carry {model.__name__}")
+        return event, route
+
+    def record_handler(self, record: SQSRecord, deps: DepsT) -> Outcome:
+        try:
+            event, (_, handler) = self._route(record)
         except (MalformedEventError, UnknownEventError) as exc:
             logger.warning(
                 "rejected inbox record",
@@ -107,7 +123,7 @@ class InboxConsumer:
             raise
         logger.append_keys(correlation_id=event.metadata.correlation_id, event_id=event.metadata.event_id)
         try:
-            outcome = route(event)
+            outcome = handler(event.data, event, deps)
         except Exception as exc:
             # Logged here with the event's identity; BatchProcessor turns it into a batch item failure.
             logger.exception("failed to apply event", extra={"event_type": event.event_type, "reason": str(exc)})
@@ -123,7 +139,11 @@ class InboxConsumer:
             logger.info("skipped stale event", extra={"event_type": event.event_type})
         return outcome
 
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    def handle(self, event: dict[str, Any], context: LambdaContext, deps: DepsT) -> PartialItemFailureResponse:
+        """Process an SQS batch with `deps` handed to every route; the partial batch response."""
         return process_partial_response(
-            event=expect_sqs_batch(event), record_handler=self.record_handler, processor=self.processor, context=context
+            event=expect_sqs_batch(event),
+            record_handler=partial(self.record_handler, deps=deps),
+            processor=self.processor,
+            context=context,
         )

@@ -1,10 +1,65 @@
-"""Typed failures shared by every service; each maps to one HTTP status or to a batch item failure."""
+"""Typed failures shared by every service; each maps to one HTTP status or to a batch item failure.
+
+A service's own errors subclass these. The HTTP resolver (converge.http) answers every error that has an
+`http_status` in the project's shape, `{"message": str(error), **error.http_body()}`; no service registers its
+own exception handler. In an inbox consumer any error is a batch item failure (retried, then dead-lettered).
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+from http import HTTPStatus
+from typing import Any, ClassVar
+
 
 class ConvergeError(Exception):
-    """Base of the project's own errors."""
+    """Base of the project's own errors. `http_status` None: not a client's fault (a 500 if raised in an API)."""
+
+    http_status: ClassVar[HTTPStatus | None] = None
+
+    def http_body(self) -> dict[str, Any]:
+        """What the HTTP answer's body carries besides its `message`."""
+        return {}
+
+
+class NotFoundError(ConvergeError):
+    """The addressed resource does not exist, or the caller may not know it does (404)."""
+
+    http_status = HTTPStatus.NOT_FOUND
+
+
+class ConflictError(ConvergeError):
+    """The request conflicts with the resource's state (409)."""
+
+    http_status = HTTPStatus.CONFLICT
+
+
+class ConcurrentUpdateError(ConflictError):
+    """The entity changed (or vanished, or appeared) between our read and our conditional write.
+
+    A use case decides again on fresh state; an API answers 409 if it still loses, a consumer fails the record
+    (SQS retries it)."""
+
+
+class TransitionNotAllowedError(ConflictError):
+    """The entity's status does not allow the requested change (409 naming the status, as `<entity>_status`)."""
+
+    def __init__(self, entity: str, entity_id: str, current: Enum, target: Enum) -> None:
+        super().__init__(f"{entity} {entity_id} is {current.value} and cannot become {target.value}")
+        self.entity, self.entity_id, self.current, self.target = entity, entity_id, current, target
+
+    def http_body(self) -> dict[str, Any]:
+        return {f"{self.entity}_status": self.current.value}
+
+
+class UnprocessableError(ConvergeError):
+    """A well-formed request the resource's state makes meaningless (422), e.g. a reused idempotency key."""
+
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class SettingsError(ConvergeError):
+    """A function's environment does not hold what it needs (a missing table name): fails its first invocation."""
 
 
 class MalformedEventError(ConvergeError):

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder, Route
@@ -34,11 +34,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from converge.authz import Caller, allows, caller_of
-from converge.errors import UnexpectedEventError
+from converge.entry import CORRELATION_HEADER
+from converge.errors import ConflictError, ConvergeError, NotFoundError, UnexpectedEventError, UnprocessableError
 from converge.observability import logger
 
 # The largest valid body (POST /orders: 50 lines of 64-character ids) is about 5 KB, pretty-printed under 10 KB.
@@ -52,16 +54,11 @@ MAX_DEPTH = 64
 # at most 24 characters. A longer number is refused before int() sees it: CPython refuses more than 4,300 digits
 # with a ValueError (sys.get_int_max_str_digits, a 500 before this limit) and converts in quadratic time.
 MAX_NUMBER_CHARS = 64
+# The correlation header as a route parameter: bounded like the event envelope's correlation_id, so every write
+# can be published.
+CorrelationId = Annotated[str | None, Header(alias=CORRELATION_HEADER, min_length=1, max_length=128)]
 HTTP_API_REQUEST = "an API Gateway HTTP API (payload format 2.0) request"
 JSON = content_types.APPLICATION_JSON
-
-
-class NotFoundError(Exception):
-    """The addressed resource does not exist (404)."""
-
-
-class ConflictError(Exception):
-    """The request conflicts with the resource's state (409)."""
 
 
 class RequestRejected(Exception):
@@ -247,6 +244,11 @@ def current_caller(app: APIGatewayHttpResolver) -> Caller:
     return caller
 
 
+def correlation_id(app: APIGatewayHttpResolver, header: str | None) -> str:
+    """The request's correlation id: its X-Correlation-Id header, else API Gateway's request id (as logged)."""
+    return header or app.current_event.request_context.request_id
+
+
 # ------------------------------------------------------------------------------------------ resolver
 def _not_an_object(app: APIGatewayHttpResolver) -> Response[Any] | None:
     """400 naming the body if it is JSON but not an object. Powertools' validation unwraps a list for a
@@ -274,6 +276,11 @@ def _message(err: Mapping[str, Any]) -> str:
     reason = (err.get("ctx") or {}).get("error") if err.get("type") == "json_invalid" else None
     message = str(err.get("msg", "invalid"))
     return f"{message}: {reason}" if reason else message
+
+
+# The error families an API answers (each with its `http_status`). Any other error fails the invocation: API
+# Gateway answers 500 and Lambda counts an error.
+ANSWERED_ERRORS: tuple[type[ConvergeError], ...] = (NotFoundError, ConflictError, UnprocessableError)
 
 
 def make_resolver() -> APIGatewayHttpResolver:
@@ -326,12 +333,12 @@ def make_resolver() -> APIGatewayHttpResolver:
         # Powertools' own HTTP errors (BadRequestError, ...) in the project's shape, not {"statusCode", "message"}.
         return error_response(HTTPStatus(exc.status_code), str(exc.msg))
 
-    @app.exception_handler(NotFoundError)
-    def _not_found(exc: NotFoundError) -> Response[Any]:
-        return error_response(HTTPStatus.NOT_FOUND, str(exc))
+    def _domain_error(exc: ConvergeError) -> Response[Any]:
+        # Every service's errors, answered here and nowhere else (converge.errors).
+        status = exc.http_status or HTTPStatus.INTERNAL_SERVER_ERROR
+        return error_response(status, str(exc), **exc.http_body())
 
-    @app.exception_handler(ConflictError)
-    def _conflict(exc: ConflictError) -> Response[Any]:
-        return error_response(HTTPStatus.CONFLICT, str(exc))
+    for answered in ANSWERED_ERRORS:
+        app.exception_handler(answered)(_domain_error)
 
     return app

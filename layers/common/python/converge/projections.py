@@ -3,8 +3,9 @@
 A projection is an item (or a set of items) in one service's table that another service's events keep equal to
 a pure function of a source entity: `expected(source item or None) -> {key: attributes}`. A key left out of the
 result must be absent; a key mapped to `Either(attributes)` may be absent, or present with those attributes. The
-reconciler compares what is stored with what is expected, generically over `PROJECTIONS`, and the saga pair
-(order <-> reservation) is declared the same way in `SAGA`; docs/CONSISTENCY.md has the same rules as tables.
+reconciler compares what is stored with what is expected, generically over `PROJECTIONS`, and the saga pairs
+(order <-> reservation, order <-> shipment) are declared the same way in `SAGAS`; docs/CONSISTENCY.md has the
+same rules as tables.
 
 The localcloud checker (localcloud/convergence.py) restates these rules on its own and never imports this module:
 a mistake here is a disagreement between the two, found by the tests.
@@ -60,7 +61,12 @@ SHIPMENT = EntityLayout("shipping", "SHIPMENT#", "SHIPMENT", "order")
 AVAILABILITY = EntityLayout("notifications", "AVAILABILITY#", "AVAILABILITY", "product")
 ORDER_OUTCOME = EntityLayout("notifications", "ORDER#", "ORDER", "order")
 
+# Keys of notifications' items that are not one entity's: a customer's notifications (pk = CUSTOMER#<customer id>,
+# sk = NOTIFICATION#<kind>#<subject>) and a product's back-in-stock watches (pk = WATCH#<product id>,
+# sk = CUSTOMER#<customer id>).
+CUSTOMER_PREFIX = "CUSTOMER#"
 NOTIFICATION_SK_PREFIX = "NOTIFICATION#"
+WATCH_PREFIX = "WATCH#"
 ORDER_NOTIFICATION_KINDS = ("ORDER_CONFIRMED", "ORDER_REJECTED", "ORDER_SHIPPED")
 
 
@@ -167,11 +173,11 @@ def _expected_outcome(order: Item | None) -> dict[Key, Expectation]:
 
 # ---------------------------------------------------------------- order notifications: one per outcome
 def notification_key(customer_id: str, kind: str, order_id: str) -> Key:
-    return f"CUSTOMER#{customer_id}", f"{NOTIFICATION_SK_PREFIX}{kind}#{order_id}"
+    return f"{CUSTOMER_PREFIX}{customer_id}", f"{NOTIFICATION_SK_PREFIX}{kind}#{order_id}"
 
 
 def _order_of_notification(pk: str, sk: str) -> str | None:
-    if not pk.startswith("CUSTOMER#") or not sk.startswith(NOTIFICATION_SK_PREFIX):
+    if not pk.startswith(CUSTOMER_PREFIX) or not sk.startswith(NOTIFICATION_SK_PREFIX):
         return None
     kind, _, subject = sk.removeprefix(NOTIFICATION_SK_PREFIX).partition("#")
     return subject if kind in ORDER_NOTIFICATION_KINDS and subject else None
@@ -271,9 +277,9 @@ def projections_of(service: str) -> dict[str, Projection]:
     return {p.name: p for p in PROJECTIONS if p.service == service}
 
 
-# ---------------------------------------------------------------- the saga pair: order <-> reservation
+# ---------------------------------------------------------------- the saga pairs: order <-> reservation, shipment
 class Resolution(StrEnum):
-    """What the reconciler does about one (order status, reservation status) pair."""
+    """What the reconciler does about one (order status, other side's status) pair of a saga."""
 
     AGREES = "agrees"
     REPUBLISH_ORDER = "republish_order"  # the reservation is behind the order: send the order's event again
