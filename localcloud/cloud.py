@@ -313,7 +313,9 @@ class LocalCloud:
                 self.route_auth.update(auth.route_auth_from_openapi(body))
         for logical_id, resource in plan.kept.items():
             kind = resource["Type"]
-            if kind == "AWS::SQS::QueuePolicy":
+            if not deploy.created(resource, outputs):
+                self.log(f"{logical_id}: its condition {resource['Condition']} is false; not created")
+            elif kind == "AWS::SQS::QueuePolicy":
                 props = deploy.resolve(resource["Properties"], outputs, plan)
                 for url in props["Queues"]:
                     self.clients.sqs.set_queue_attributes(

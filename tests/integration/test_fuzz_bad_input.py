@@ -914,7 +914,8 @@ def test_every_fixture_of_a_functions_own_kind_is_answered_without_a_5xx(
                 assert set(json.loads(response["body"])) <= ERROR_KEYS, (name, response)
         elif KIND_OF_FUNCTION[function] == EXPECTED_BY_KIND["sweep"]:
             # a sweep task answers what the state machine reads next (here: the sweep started, with its segments)
-            assert response["sweep_id"] and response["segments"], (name, response)
+            assert response["sweep_id"], (name, response)
+            assert response["segments"], (name, response)
         else:
             assert set(response) == {"batchItemFailures"}, (name, response)
 
