@@ -8,10 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,41 +43,15 @@ def script(all_commands: list[str], base: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localcloud", "serve", "--port", "0"],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "common" / "python")])},
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            found = re.search(r"HTTP API on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                yield found.group(1)
-                break
-        else:
-            pytest.fail("serve printed no address")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @pytest.mark.slow
-def test_every_command_of_the_api_doc_runs_as_written_in_a_fresh_shell(served: str) -> None:
+def test_every_command_of_the_api_doc_runs_as_written_in_a_fresh_shell(served_api: str) -> None:
     # GIVEN the bash blocks of docs/api.md, in order, and a shell with nothing but PATH (no venv activated)
     all_commands = [command for block in bash_blocks(API_DOC) for command in commands(block)]
     assert any(c.startswith("TOKEN=$(.venv/bin/python -m localcloud token") for c in all_commands)
     fresh = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
     # WHEN they run one after the other against the served API
     done = subprocess.run(
-        ["bash", "-c", script(all_commands, served)], env=fresh, capture_output=True, text=True, timeout=300
+        ["bash", "-c", script(all_commands, served_api)], env=fresh, capture_output=True, text=True, timeout=300
     )
     # THEN every command succeeded
     assert done.returncode == 0, done.stderr
