@@ -1,4 +1,6 @@
-"""`python -m bench [--quick] [--out docs/BENCHMARKS.md] [--json out/bench.json] [--only a,b]`.
+"""`python -m bench [--quick] [--out out/BENCHMARKS.md | --update-docs] [--json out/bench.json] [--only a,b]`.
+
+The report goes under out/ unless `--update-docs` (`make bench`) writes docs/BENCHMARKS.md, which only a full run may.
 
 Sizes per mode:
 - full:  cold init 9 runs, publisher 10 000 records, 30 of each operation, pipeline 1 000/3 000/10 000 operations,
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from localcloud.cli import Parser, whole
 from localcloud.loader import ensure_layer_on_path
 from localcloud.template import ROOT
 
@@ -150,39 +153,61 @@ def run(
     return results
 
 
+BENCH_DOC = "docs/BENCHMARKS.md"  # the tracked report: a full run's, written only with --update-docs
+
+
+def sections(text: str) -> set[str]:
+    """An argparse type: a comma-separated subset of SECTIONS."""
+    only = {s.strip() for s in text.split(",") if s.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown sections {', '.join(sorted(unknown))} (of {','.join(SECTIONS)})")
+    return only
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m bench",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, finishes in under 5 minutes")
-    parser.add_argument("--tiny", action="store_true", help="the smoke test's sizes (checks tables, not times)")
-    parser.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report")
-    parser.add_argument("--json", default="out/bench.json", help="every figure, machine-readable")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument(
-        "--sweep-sizes", type=int, nargs=2, metavar=("SMALLER", "LARGER"), help="the sweep's two sizes, in entities"
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller sizes, finishes in under 5 minutes")
+    size.add_argument("--tiny", action="store_true", help="the smoke test's sizes (checks tables, not times)")
+    report_path = parser.add_mutually_exclusive_group()
+    report_path.add_argument("--out", default="out/BENCHMARKS.md", help="the Markdown report")
+    report_path.add_argument(
+        "--update-docs", action="store_true", help=f"write the Markdown report to {BENCH_DOC} (a full run only)"
     )
-    parser.add_argument("--sweep-pages", type=int, default=20, help="pages a sweep worker reads per invocation")
-    parser.add_argument("--load-size", type=int, help=argparse.SUPPRESS)  # internal: one pipeline size, JSON out
+    parser.add_argument("--json", default="out/bench.json", help="every figure, machine-readable")
+    parser.add_argument(
+        "--only", type=sections, default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--sweep-sizes",
+        type=whole(1),
+        nargs=2,
+        metavar=("SMALLER", "LARGER"),
+        help="the sweep's two sizes, in entities",
+    )
+    parser.add_argument("--sweep-pages", type=whole(1), default=20, help="pages a sweep worker reads per invocation")
+    parser.add_argument("--load-size", type=whole(1), help=argparse.SUPPRESS)  # internal: one pipeline size, JSON out
     args = parser.parse_args(argv)
+    if args.update_docs and (args.quick or args.tiny):
+        parser.error(f"--update-docs writes {BENCH_DOC}, which only a full run may (not --quick or --tiny)")
     _fake_aws()
     if args.load_size is not None:
         from bench import pipeline
 
         print(json.dumps(pipeline.run_load(args.load_size)))
         return 0
-    only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - set(SECTIONS)
-    if unknown:
-        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    only = args.only
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
     command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
     results = run(mode, only, command, args.sweep_sizes, args.sweep_pages)
     from bench import report
 
-    out, out_json = Path(args.out), Path(args.json)
+    out, out_json = Path(BENCH_DOC if args.update_docs else args.out), Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render(results))

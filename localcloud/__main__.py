@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from localcloud.cli import Parser, port, rate, refuse, whole
 from localcloud.faults import DRIFT_RATE, FaultPlan
 from localcloud.template import TEMPLATE_PATH
 
@@ -39,14 +40,13 @@ DRIFT_FLAGS = {
     "orphan_saga_event": "fraction of operations after which a saga event of a missing order is sent into an inbox",
 }
 
+CHAOS_DOC = "docs/RELIABILITY.md"  # the tracked report, written only with --update-docs (`make chaos`)
 PUMP_INTERVAL = 0.25  # Lambda polls a stream shard about four times a second
 
 
-def fault_plan(args: argparse.Namespace, default: FaultPlan | None) -> FaultPlan | None:
+def fault_plan(args: argparse.Namespace) -> FaultPlan | None:
     """The FaultPlan of the fault flags: `--faults chaos` (the chaos mix) or `none`, then any rate flag on top."""
-    base = FaultPlan.chaos(args.fault_seed) if args.faults == "chaos" else default
-    if args.faults == "none":
-        base = None
+    base = FaultPlan.chaos(args.fault_seed) if args.faults == "chaos" else None
     if getattr(args, "drift", False):
         base = (base or FaultPlan(seed=args.fault_seed)).with_drift()
     flags = [*FAULT_FLAGS, *DRIFT_FLAGS]
@@ -73,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
         Path(args.out),
         template=args.template,
         endpoint=args.endpoint,
-        faults=fault_plan(args, None),
+        faults=fault_plan(args),
     )
     print(summary(report))
     print(f"  wrote           {Path(args.out) / 'demo-report.json'}, {Path(args.out) / 'convergence.png'}")
@@ -84,7 +84,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     from localcloud.rebuild import plot, run_rebuild, summary
 
-    plan = fault_plan(args, FaultPlan.chaos(args.fault_seed))
+    plan = fault_plan(args)
     runs = run_rebuild(
         args.projection,
         tuple(args.source or ("archive", "snapshot")),
@@ -109,12 +109,17 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _chaos(args: argparse.Namespace) -> int:
     from localcloud.chaos import ChaosReport, run_chaos, write
 
+    # Tracked docs only when asked: a run of its own goes under out/.
+    markdown = args.out if args.out is not None else (CHAOS_DOC if args.update_docs else "out/RELIABILITY.md")
+    markdown_path = Path(markdown) if markdown else None
+    json_path = Path(args.json) if args.json else None
     if args.render_from:
         # Render the Markdown of an earlier run again (its JSON keeps the command that produced it).
         report = ChaosReport.from_dict(json.loads(Path(args.render_from).read_text()))
-        write(report, Path(args.out) if args.out else None, None, report.command)
+        write(report, markdown_path, None, report.command)
+        print(f"chaos: wrote {markdown_path}" if markdown_path else "chaos: wrote nothing (--out '')")
         return 0 if report.ok else 1
-    plan = fault_plan(args, FaultPlan.chaos(args.fault_seed))
+    plan = fault_plan(args)
     report = run_chaos(
         args.orders,
         args.products,
@@ -126,7 +131,7 @@ def _chaos(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     command = "python -m localcloud " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
-    write(report, Path(args.out) if args.out else None, Path(args.json) if args.json else None, command)
+    write(report, markdown_path, json_path, command)
     passes = ", ".join(f"pass {p.number}: {p.divergent}" for p in report.passes)
     print(
         f"chaos: {report.orders} orders, {report.products} products, seed {report.seed}, pass mode "
@@ -135,6 +140,8 @@ def _chaos(args: argparse.Namespace) -> int:
         f"{report.poison_injected}/{report.poison_parked}; {report.seconds.get('total', 0):.0f} s -> "
         f"{'OK' if report.ok else 'FAILED'}"
     )
+    written = [str(path) for path in (markdown_path, json_path) if path is not None]
+    print(f"chaos: wrote {' and '.join(written) or 'nothing (--out and --json empty)'}")
     return 0 if report.ok else 1
 
 
@@ -184,6 +191,10 @@ def _serve(args: argparse.Namespace) -> int:
     from localcloud.cloud import LocalCloud
     from localcloud.httpapi import ApiServer
 
+    try:  # listen first: a port in use is said in one line, before anything is deployed
+        server = ApiServer(None, args.host, args.port)
+    except OSError as exc:
+        return refuse("python -m localcloud serve", f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -192,7 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     with LocalCloud(args.template, endpoint=args.endpoint, verbose=True, echo_logs=args.logs) as cloud:
-        server = ApiServer(cloud, args.host, args.port).start()
+        server.start(cloud)
         print(f"localcloud: HTTP API on http://{args.host}:{server.port}", file=sys.stderr, flush=True)
         print(token_hint(f"http://{args.host}:{server.port}"), file=sys.stderr, flush=True)
         for route in cloud.routes:
@@ -213,9 +224,9 @@ def token_hint(base_url: str) -> str:
     """How to call the API under its JWT authorizer (localcloud/auth.py)."""
     return (
         "  every route but /docs needs a token from localcloud's issuer (401 without one); for a customer:\n"
-        f'  curl -H "Authorization: Bearer $(python -m localcloud token --customer c-1)" '
+        f'  curl -H "Authorization: Bearer $(.venv/bin/python -m localcloud token --customer c-1)" '
         f"{base_url}/customers/c-1/notifications\n"
-        "  an admin's: python -m localcloud token --admin"
+        "  an admin's: .venv/bin/python -m localcloud token --admin"
     )
 
 
@@ -237,7 +248,7 @@ class HelpFormat(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__, formatter_class=HelpFormat)
+    root = Parser(prog="python -m localcloud", description=__doc__, formatter_class=HelpFormat)
     root.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="SAM template")
     root.add_argument(
         "--endpoint",
@@ -249,18 +260,18 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", formatter_class=HelpFormat, help="run a scenario end to end and report convergence"
     )
-    demo.add_argument("--products", type=int, default=10, help="products in the storefront")
-    demo.add_argument("--orders", type=int, default=80, help="orders placed (with cancellations, dispatches, ...)")
+    demo.add_argument("--products", type=whole(1), default=10, help="products in the storefront")
+    demo.add_argument("--orders", type=whole(1), default=80, help="orders placed (with cancellations, dispatches, ...)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the scenario (same seed, same operations)")
     demo.add_argument("--out", default="out", help="directory of demo-report.json and convergence.png")
-    add_fault_flags(demo)
+    add_fault_flags(demo, "none")
     demo.set_defaults(run=_demo)
 
     chaos = commands.add_parser(
         "chaos", formatter_class=HelpFormat, help="many orders under injected faults; report convergence"
     )
-    chaos.add_argument("--orders", type=int, default=10_000, help="orders placed under faults")
-    chaos.add_argument("--products", type=int, default=200, help="products in the storefront")
+    chaos.add_argument("--orders", type=whole(1), default=10_000, help="orders placed under faults")
+    chaos.add_argument("--products", type=whole(1), default=200, help="products in the storefront")
     chaos.add_argument("--seed", type=int, default=7, help="seed of the scenario (same seed, same operations)")
     chaos.add_argument(
         "--pass-mode",
@@ -270,11 +281,17 @@ def parser() -> argparse.ArgumentParser:
         "drift faults), a full sweep ('full'), or the full sweep first, as an operator runs it after a restore, then "
         "scheduled passes ('operator', the default when drift faults are on)",
     )
-    chaos.add_argument("--out", default="docs/RELIABILITY.md", help="Markdown report ('' for none)")
+    reports = chaos.add_mutually_exclusive_group()
+    reports.add_argument(
+        "--out",
+        default=None,
+        help="Markdown report ('' for none; default: out/RELIABILITY.md)",
+    )
+    reports.add_argument("--update-docs", action="store_true", help=f"write the Markdown report to {CHAOS_DOC}")
     chaos.add_argument("--json", default="out/chaos-report.json", help="JSON report ('' for none)")
     chaos.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     chaos.add_argument("--render-from", help="no run: write the Markdown of the JSON report of an earlier run")
-    add_fault_flags(chaos)
+    add_fault_flags(chaos, "chaos")
     add_drift_flags(chaos)
     chaos.set_defaults(run=_chaos)
 
@@ -293,12 +310,12 @@ def parser() -> argparse.ArgumentParser:
         help="where the rebuild reads history: the bus archive (a replay) or the sources' state (a backfill); "
         "each is run on a stack of its own (default: both, side by side)",
     )
-    rebuild.add_argument("--orders", type=int, default=300, help="orders placed while the projection is rebuilt")
-    rebuild.add_argument("--products", type=int, default=100, help="products in the storefront")
+    rebuild.add_argument("--orders", type=whole(1), default=300, help="orders placed while the projection is rebuilt")
+    rebuild.add_argument("--products", type=whole(1), default=100, help="products in the storefront")
     rebuild.add_argument("--seed", type=int, default=7, help="seed of the scenario (same seed, same operations)")
     rebuild.add_argument("--out", default="out", help="directory of rebuild-report.json and rebuild.png")
     rebuild.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    add_fault_flags(rebuild)
+    add_fault_flags(rebuild, "chaos")
     rebuild.set_defaults(run=_rebuild)
 
     invoke = commands.add_parser(
@@ -314,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
         "serve", formatter_class=HelpFormat, help="serve the HTTP API and pump the pipeline (sam local start-api)"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only by default)")
-    serve.add_argument("--port", type=int, default=3000, help="port (0: any free port, printed at start)")
+    serve.add_argument("--port", type=port, default=3000, help="port (0: any free port, printed at start)")
     serve.add_argument("--logs", action="store_true", help="echo function logs")
     serve.set_defaults(run=_serve)
 
@@ -327,17 +344,18 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--customer", metavar="ID", help="a customer's token: its sub is this customer id")
     who.add_argument("--admin", action="store_true", help="an admin's token: scope converge/admin, group admin")
     token.add_argument("--subject", metavar="ID", default="admin-1", help="the admin's sub (with --admin)")
-    token.add_argument("--expires-in", type=int, default=3600, help="seconds until the token expires")
+    token.add_argument("--expires-in", type=whole(1), default=3600, help="seconds until the token expires")
     token.set_defaults(run=_token)
     return root
 
 
-def add_fault_flags(command: argparse.ArgumentParser) -> None:
+def add_fault_flags(command: argparse.ArgumentParser, mix: str) -> None:
+    """The fault flags of a command whose faults start from `mix` ("none" or "chaos") unless --faults says."""
     group = command.add_argument_group(
         "fault injection (localcloud/faults.py; rates are fractions 0..1; a flag left out keeps the --faults mix's "
-        "value, none without --faults)"
+        f"value; this command starts from {'no faults' if mix == 'none' else 'the chaos mix'})"
     )
-    group.add_argument("--faults", choices=("none", "chaos"), help="start from no faults or the chaos mix")
+    group.add_argument("--faults", choices=("none", "chaos"), default=mix, help="start from no faults or the chaos mix")
     group.add_argument("--fault-seed", type=int, default=0, help="seed of the fault decisions")
     for name, help_text in FAULT_FLAGS.items():
         flag = "--" + name.replace("_", "-")
@@ -346,9 +364,9 @@ def add_fault_flags(command: argparse.ArgumentParser) -> None:
         elif name == "throttle_scope":
             group.add_argument(flag, choices=("attempt", "call"), default=None, help=help_text)
         elif name == "max_delay_polls":
-            group.add_argument(flag, type=int, default=None, help=help_text)
+            group.add_argument(flag, type=whole(1), default=None, help=help_text)
         else:
-            group.add_argument(flag, type=float, default=None, help=help_text)
+            group.add_argument(flag, type=rate, default=None, help=help_text)
 
 
 def add_drift_flags(command: argparse.ArgumentParser) -> None:
@@ -362,7 +380,7 @@ def add_drift_flags(command: argparse.ArgumentParser) -> None:
         help=f"add every drift fault to the mix, each at {DRIFT_RATE} (a rate flag below overrides its kind)",
     )
     for name, help_text in DRIFT_FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=help_text)
+        group.add_argument("--" + name.replace("_", "-"), type=rate, default=None, help=help_text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,8 @@
    counted after each pass; the run needs 0 within 2 passes.
 4. **The checker** (localcloud/convergence.py `verify`): projections vs sources, invariants, every event
    accounted for (processed, parked with a reason, lost-but-superseded, or lost), poison messages parked vs
-   injected. The report goes to a Markdown file (docs/RELIABILITY.md) and a JSON file.
+   injected. The report goes to a Markdown file (out/RELIABILITY.md; docs/RELIABILITY.md with --update-docs) and a
+   JSON file.
 """
 
 from __future__ import annotations

@@ -313,7 +313,9 @@ class LocalCloud:
                 self.route_auth.update(auth.route_auth_from_openapi(body))
         for logical_id, resource in plan.kept.items():
             kind = resource["Type"]
-            if kind == "AWS::SQS::QueuePolicy":
+            if not deploy.created(resource, outputs):
+                self.log(f"{logical_id}: its condition {resource['Condition']} is false; not created")
+            elif kind == "AWS::SQS::QueuePolicy":
                 props = deploy.resolve(resource["Properties"], outputs, plan)
                 for url in props["Queues"]:
                     self.clients.sqs.set_queue_attributes(
@@ -563,7 +565,11 @@ class LocalCloud:
             raw = body.encode()
         else:
             raw = json.dumps(body).encode()
-        all_headers = {"content-type": "application/json", **(headers or {})} if raw else dict(headers or {})
+        # Bytes are sent as they came (the HTTP server's requests: API Gateway adds no content-type of its own);
+        # a body this method encoded, or a str, says it is JSON, unless the caller named a content-type in any case.
+        all_headers = dict(headers)
+        if raw and not isinstance(body, bytes) and not any(name.lower() == "content-type" for name in headers):
+            all_headers["content-type"] = "application/json"
         event = v2_event(route, params, method, path, raw_query, all_headers, raw, self.api_id)
         if authorizer is not None:
             event["requestContext"]["authorizer"] = authorizer

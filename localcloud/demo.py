@@ -72,11 +72,14 @@ def _get_att_target(value: Any) -> str | None:
 
 
 def dead_letter_queues(template: dict[str, Any]) -> list[str]:
-    """Queues the template names as a redrive target, a rule target's DLQ or a mapping's OnFailure destination."""
+    """Queues the template names as a redrive target, a rule target's DLQ or a mapping's OnFailure destination:
+    where events go. Not the alarm email subscription's DLQ, where undeliverable alarms go."""
     resources = template.get("Resources", {})
     names: set[str | None] = set()
     for resource in resources.values():
         props = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::SNS::Subscription":
+            continue
         names.add(_get_att_target(props.get("RedrivePolicy", {}).get("deadLetterTargetArn")))
         for target in props.get("Targets", []):
             names.add(_get_att_target(target.get("DeadLetterConfig", {}).get("Arn")))

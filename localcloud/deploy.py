@@ -49,6 +49,7 @@ CREATED_BY_API = {
     "AWS::StepFunctions::StateMachine",
 }
 _RESOLVE_PREFIX = "LocalcloudResolved"
+_CONDITION_PREFIX = "LocalcloudCondition"
 
 
 class OfflinePolicyLoader(ManagedPolicyLoader):  # type: ignore[misc]
@@ -237,18 +238,38 @@ def plan(translated: dict[str, Any], physical: dict[str, str], supported: set[st
     wanted += [
         {"Fn::GetAtt": [bus, "Name"]} for bus, r in resources.items() if r.get("Type") == "AWS::Events::EventBus"
     ]
+    # An output of a conditional resource's intrinsics carries its condition: moto refuses a GetAtt of a resource
+    # its condition leaves out (AlarmEmailDLQ, named only by the conditional email subscription).
+    unconditional = [r for r in result.kept.values() if "Condition" not in r]
+    unconditional_keys = {json.dumps(i, sort_keys=True) for i in _intrinsics(_replace_refs(unconditional, physical))}
+    conditions = {
+        key: resource["Condition"]
+        for resource in result.kept.values()
+        if "Condition" in resource
+        for key in (json.dumps(i, sort_keys=True) for i in _intrinsics(_replace_refs(resource, physical)))
+        if key not in unconditional_keys
+    }
+    # And one output per condition of a kept resource, present only when the condition holds (`created`).
+    for condition in sorted(set(conditions.values())):
+        cfn["Outputs"][f"{_CONDITION_PREFIX}{condition}"] = {"Value": "true", "Condition": condition}
     for intrinsic in wanted:
         key = json.dumps(intrinsic, sort_keys=True)
         if key not in result.outputs_for:
             name = f"{_RESOLVE_PREFIX}{len(result.outputs_for)}"
             result.outputs_for[key] = name
-            cfn["Outputs"][name] = {"Value": intrinsic}
+            cfn["Outputs"][name] = {"Value": intrinsic} | ({"Condition": conditions[key]} if key in conditions else {})
     return result
+
+
+def created(resource: dict[str, Any], outputs: dict[str, str]) -> bool:
+    """Whether a resource `plan` kept out of moto is in the stack: it has no Condition, or its condition holds."""
+    return "Condition" not in resource or f"{_CONDITION_PREFIX}{resource['Condition']}" in outputs
 
 
 def resolve(part: Any, outputs: dict[str, str], result: Plan) -> Any:
     """`part` (taken out by `plan`) with its intrinsics replaced by the values moto resolved."""
-    resolved = {key: outputs[name] for key, name in result.outputs_for.items()}
+    # An output whose condition is false is absent; only resources `created` leaves out name what it resolved.
+    resolved = {key: outputs[name] for key, name in result.outputs_for.items() if name in outputs}
     return _substitute(_replace_refs(part, result.physical), resolved)
 
 

@@ -294,9 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
 class ApiServer:
     """The HTTP API on 127.0.0.1, like `sam local start-api`, served from a thread."""
 
-    def __init__(self, cloud: LocalCloud, host: str = "127.0.0.1", port: int = 3000) -> None:
-        handler = type("Handler", (_Handler,), {"cloud": cloud})
-        self.server = ThreadingHTTPServer((host, port), handler)
+    def __init__(self, cloud: LocalCloud | None, host: str = "127.0.0.1", port: int = 3000) -> None:
+        """Listens at once (an OSError if the port is taken); with `cloud` None, give it to `start`."""
+        self.handler: type[_Handler] = type("Handler", (_Handler,), {"cloud": cloud})
+        self.server = ThreadingHTTPServer((host, port), self.handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="localcloud-http", daemon=True)
 
@@ -304,7 +305,9 @@ class ApiServer:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
-    def start(self) -> ApiServer:
+    def start(self, cloud: LocalCloud | None = None) -> ApiServer:
+        if cloud is not None:
+            self.handler.cloud = cloud
         self.thread.start()
         return self
 

@@ -29,6 +29,7 @@ import yaml
 from converge.contracts import EVENT_TYPES
 from converge.envelope import detail_json_schema
 from converge.upcast import accepted_versions, latest_version
+from localcloud.cli import Parser
 from localcloud.template import TEMPLATE_PATH, load_template, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -330,8 +331,10 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    parser = Parser(
+        prog="python -m tools.asyncapi",
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("output", type=Path, help="the document to write (docs/asyncapi.yaml)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generated one")

@@ -28,6 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from converge.contracts import with_inboxes
+from localcloud.cli import Parser, whole
 
 # Each consuming service's DLQ -> its inbox (converge.contracts): where a redriven message goes back to.
 SERVICE_QUEUES = {service.dlq: service.inbox for service in with_inboxes()}
@@ -197,7 +198,7 @@ class RedriveResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m tools.dlq",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="depth of every DLQ and how many of its messages are parked")
     show = sub.add_parser("show", help="the messages of one DLQ with their parked reason")
     show.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ], help="the DLQ's logical id")
-    show.add_argument("--limit", type=int, default=20, help="messages shown at most")
+    show.add_argument("--limit", type=whole(1), default=20, help="messages shown at most")
     redrive = sub.add_parser("redrive", help="send a DLQ's messages back to their inbox (or the bus)")
     redrive.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ], help="the DLQ's logical id")
     redrive.add_argument("--message-id", action="append", help="only these messages (repeatable)")

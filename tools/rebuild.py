@@ -14,7 +14,6 @@ must not do.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from converge.projections import PROJECTIONS_BY_NAME, Projection
+from localcloud.cli import Parser, refuse
 
 REBUILDABLE = ("availability", "order_outcome")
 SOURCES = ("archive", "snapshot")
@@ -193,12 +193,19 @@ def from_stack(stack_name: str) -> Target:  # pragma: no cover - needs a deploye
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.rebuild", description=__doc__.splitlines()[0])
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parser = Parser(prog="python -m tools.rebuild", description=__doc__.splitlines()[0])
     parser.add_argument("projection", choices=REBUILDABLE)
     parser.add_argument("--from", dest="source", choices=SOURCES, default="snapshot")
     parser.add_argument("--stack", default="converge", help="the CloudFormation stack (default: converge)")
     args = parser.parse_args(argv)
-    report = rebuild(from_stack(args.stack), args.projection, args.source)
+    try:
+        target = from_stack(args.stack)
+    except (BotoCoreError, ClientError) as exc:
+        # No region, no credentials, no such stack: one line that says which, not a traceback.
+        return refuse("python -m tools.rebuild", f"cannot read stack {args.stack!r}: {exc}")
+    report = rebuild(target, args.projection, args.source)
     print(json.dumps(asdict(report), indent=2))
     return 0 if report.divergent == 0 else 1
 

@@ -50,6 +50,7 @@ import boto3  # noqa: E402
 
 from converge.dynamo import to_item  # noqa: E402
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of  # noqa: E402
+from localcloud.cli import Parser, rate, whole  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.support.stack import FunctionRunner, Stack
@@ -428,22 +429,25 @@ def traffic_markdown(results: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
+        prog="python -m tools.reconcile_cost",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--entities", type=int, default=100_000, help="source entities in the dataset")
+    parser.add_argument("--entities", type=whole(1), default=100_000, help="source entities in the dataset")
     parser.add_argument(
-        "--drift", type=float, nargs="+", default=[0.0, 0.001, 0.01], help="fractions of entities drifted, one run each"
+        "--drift", type=rate, nargs="+", default=[0.0, 0.001, 0.01], help="fractions of entities drifted, one run each"
     )
     parser.add_argument(
         "--traffic",
-        type=int,
+        type=whole(0),
         nargs="+",
         metavar="W",
         help="business writes per 5-minute window, one run each, drift held at the first --drift fraction",
     )
-    parser.add_argument("--budget", type=int, help="with --traffic: index items a pass reads (default: the template's)")
+    parser.add_argument(
+        "--budget", type=whole(1), help="with --traffic: index items a pass reads (default: the template's)"
+    )
     args = parser.parse_args(argv)
     if args.traffic:
         measured = []

@@ -1,5 +1,6 @@
 """The resource policies of the translated template, read as IAM evaluates their Deny statements: who may put an
-event on the bus, and who may send to the delivery DLQ, whatever identity policies elsewhere in the account allow.
+event on the bus, who may send to the delivery DLQ, which queues may dead-letter into each DLQ, and who may create
+grants on the alarm key, whatever identity policies elsewhere in the account allow.
 
 The evaluator below handles only what these statements use (one Deny, the Arn(Not)Equals[IfExists] operators
 and Null on a request's keys); it is a reading aid for the cases, not an IAM implementation."""
@@ -111,3 +112,81 @@ def test_only_the_inbox_rules_may_send_to_the_delivery_dlq(resources: dict[str, 
     denied_sender = {"aws:PrincipalArn": role("ReconcilerFunctionRole")}
     assert denied(statement, "sqs:SendMessage", dlq, denied_sender)
     assert denied(statement, "sqs:SendMessage", dlq, {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/other"})
+
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::StackName": "s"}
+
+
+def sub(value: Any) -> str:
+    """An `Fn::Sub` of pseudo parameters only, resolved as CloudFormation would in stack `s`."""
+    text = str(value["Fn::Sub"])
+    for name, resolved in PSEUDO.items():
+        text = text.replace(f"${{{name}}}", resolved)
+    assert "${" not in text, text
+    return text
+
+
+def may_dead_letter_into(dlq: dict[str, Any], source_arn: str) -> bool:
+    """SQS's RedriveAllowPolicy: whether a queue with ARN `source_arn` may name this queue as its DLQ."""
+    policy = dlq["Properties"].get("RedriveAllowPolicy", {"redrivePermission": "allowAll"})
+    if policy["redrivePermission"] == "byQueue":
+        return source_arn in [sub(arn) for arn in policy["sourceQueueArns"]]
+    return bool(policy["redrivePermission"] == "allowAll")
+
+
+def test_each_dlq_takes_dead_letters_from_the_queues_that_name_it_and_no_other(resources: dict[str, Any]) -> None:
+    # GIVEN every queue of the template, and the queues each DLQ is named by in a RedrivePolicy
+    queues = {name: r for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    arns = {name: sub(q["Properties"]["QueueName"]) for name, q in queues.items() if "QueueName" in q["Properties"]}
+    arns = {name: f"arn:aws:sqs:us-east-1:123456789012:{queue}" for name, queue in arns.items()}
+    sources: dict[str, set[str]] = {}
+    for name, queue in queues.items():
+        if "RedrivePolicy" in queue["Properties"]:
+            (target, _) = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"]
+            sources.setdefault(target, set()).add(name)
+    assert sources == {s.dlq: {s.inbox} for s in with_inboxes()}
+    # WHEN each DLQ's RedriveAllowPolicy is asked about every queue of the stack and one from outside it
+    dlqs = {name: q for name, q in queues.items() if name.endswith("DLQ")}
+    assert set(dlqs) == set(sources) | {"DeliveryDLQ", "ReconcilerScheduleDLQ", "AlarmEmailDLQ"}
+    for dlq_name, dlq in dlqs.items():
+        allowed = {name for name, arn in arns.items() if may_dead_letter_into(dlq, arn)}
+        # THEN exactly the queues that name it may (none for those EventBridge or SNS dead-letter into)
+        assert allowed == sources.get(dlq_name, set()), dlq_name
+        assert not may_dead_letter_into(dlq, "arn:aws:sqs:us-east-1:123456789012:someone-elses-queue"), dlq_name
+
+
+def test_the_alarm_key_grants_only_for_aws_resources(resources: dict[str, Any]) -> None:
+    # GIVEN the alarm topic key's policy
+    statements = resources["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    # WHEN the statements that allow kms:CreateGrant are read
+    grants = [s for s in statements if s["Effect"] == "Allow" and "kms:CreateGrant" in as_list(s["Action"])]
+    # THEN there is one, for the account, and only when the grant is for an AWS service acting on its behalf
+    (grant,) = grants
+    assert grant["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": True}}
+
+
+def test_only_the_alarm_topic_may_dead_letter_into_the_alarm_email_dlq(resources: dict[str, Any]) -> None:
+    # GIVEN the alarm email subscription and its DLQ, created only when AlarmEmail is given
+    subscription = resources["AlarmEmailSubscription"]
+    dlq = {"Fn::GetAtt": ["AlarmEmailDLQ", "Arn"]}
+    assert subscription["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": dlq}
+    assert resources["AlarmEmailDLQ"]["Condition"] == subscription["Condition"]
+    # WHEN the DLQ's queue policy is read
+    (policy,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [{"Ref": "AlarmEmailDLQ"}]
+    ]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    # THEN SNS may send to it for the alarm topic only
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "sqs:SendMessage")
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Resource"] == dlq
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "AlarmTopic"}}}
+    # AND it is encrypted with the topic's key, whose policy lets SNS of this account encrypt and decrypt with it
+    assert resources["AlarmEmailDLQ"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key_statements = resources["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (sns,) = [s for s in key_statements if s["Principal"] == {"Service": "sns.amazonaws.com"}]
+    assert set(sns["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert sns["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}

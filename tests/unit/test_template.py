@@ -151,7 +151,7 @@ def test_tables_and_dlqs_survive_a_stack_deletion_or_a_replacement() -> None:
     template = load_template()
     queues = resources_of_type(template, "AWS::SQS::Queue")
     dlqs = {name: q for name, q in queues.items() if name.endswith("DLQ")}
-    assert set(dlqs) == {s.dlq for s in with_inboxes()} | {"DeliveryDLQ", "ReconcilerScheduleDLQ"}
+    assert set(dlqs) == {s.dlq for s in with_inboxes()} | {"DeliveryDLQ", "ReconcilerScheduleDLQ", "AlarmEmailDLQ"}
     kept = {**resources_of_type(template, "AWS::DynamoDB::Table"), **dlqs}
     # THEN each is retained when the stack is deleted and when an update replaces it
     for name, resource in kept.items():
@@ -170,10 +170,20 @@ def test_every_function_logs_to_a_declared_log_group_with_retention(logical_id: 
     # WHEN its log group is looked up from its LoggingConfig
     (group_id,) = props["LoggingConfig"]["LogGroup"].values()
     group = resources_of_type(template, "AWS::Logs::LogGroup")[group_id]["Properties"]
-    # THEN it is declared under /aws/lambda/ with the function's name in it, and keeps logs LogRetentionDays (30)
+    # THEN it is declared under /aws/lambda/ with the function's name in it, and keeps logs LogRetentionDays
     assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{logical_id}"}
     assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
-    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_logs_are_kept_a_year_unless_a_stack_asks_for_less() -> None:
+    # GIVEN the retention parameter every log group keeps its logs for
+    parameter = load_template()["Parameters"]["LogRetentionDays"]
+    # THEN its default is the year AWS Control Tower's log group control (and checkov's CKV_AWS_338) asks for
+    assert parameter["Default"] == 365
+    # AND shorter values stay allowed, for throwaway stacks (samconfig's dev passes 14)
+    assert {14, 30, 365} <= set(parameter["AllowedValues"])
+    samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert 'LogRetentionDays="14"' in samconfig["dev"]["deploy"]["parameters"]["parameter_overrides"]
 
 
 def test_every_log_group_keeps_logs_for_the_retention_parameter() -> None:
@@ -206,6 +216,11 @@ def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
     assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"} <= set(admin["Action"])
     assert cloudwatch["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert set(cloudwatch["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    # AND the account may create grants only for AWS resources, and SNS of this account may use it (AlarmEmailDLQ)
+    grant, sns = statements["AccountGrantsOnlyToAwsResources"], statements["SnsDeadLettersAlarms"]
+    assert "kms:CreateGrant" not in admin["Action"]
+    assert (grant["Action"], grant["Condition"]) == (["kms:CreateGrant"], {"Bool": {"kms:GrantIsForAWSResource": True}})
+    assert sns["Principal"] == {"Service": "sns.amazonaws.com"}
     # AND no action is a wildcard. A key policy's Resource is always "*", meaning this key (exempt for that reason).
     for sid, statement in statements.items():
         assert statement["Effect"] == "Allow", sid
@@ -225,9 +240,15 @@ def test_alarms_reach_the_alarm_email_only_when_one_is_given() -> None:
         "TopicArn": {"Ref": "AlarmTopic"},
         "Protocol": "email",
         "Endpoint": {"Ref": "AlarmEmail"},
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["AlarmEmailDLQ", "Arn"]}},
     }
     condition = template["Conditions"][subscription["Condition"]]
     assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    # AND an alarm it cannot deliver is kept 14 days in its DLQ, which exists under the same condition
+    dlq = template["Resources"]["AlarmEmailDLQ"]
+    assert dlq["Condition"] == subscription["Condition"]
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert template["Resources"]["AlarmEmailDLQPolicy"]["Condition"] == subscription["Condition"]
 
 
 def _checkov_skips(resource: dict[str, Any]) -> set[str]:

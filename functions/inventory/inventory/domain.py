@@ -85,7 +85,8 @@ class AdjustStock(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    delta: Annotated[int, Field(strict=True, ge=-MAX_ON_HAND, le=MAX_ON_HAND)]
+    # Zero is refused (an adjustment that changes nothing); the schema says so with `not: {const: 0}`.
+    delta: Annotated[int, Field(strict=True, ge=-MAX_ON_HAND, le=MAX_ON_HAND, json_schema_extra={"not": {"const": 0}})]
 
     @field_validator("delta")
     @classmethod
