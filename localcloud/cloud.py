@@ -230,6 +230,7 @@ class LocalCloud:
 
     def stop(self) -> None:
         if self.state_machines is not None:
+            self.state_machines.close()
             self.state_machines.uninstall()
             self.state_machines = None
         self.faults.stop()

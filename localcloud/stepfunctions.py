@@ -127,8 +127,11 @@ class _LambdaRouter:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self.closed = False  # the cloud stopped: a task of an execution still winding down runs nothing
 
     def invoke(self, **parameters: Any) -> dict[str, Any]:
+        if self.closed:
+            raise RuntimeError("localcloud stopped: its functions run no more tasks")
         function = self._runtime.by_arn(str(parameters["FunctionName"]))
         payload = parameters.get("Payload") or "{}"
         event = json.loads(payload) if isinstance(payload, str | bytes) else payload
@@ -151,6 +154,7 @@ class StateMachines:
         self._runtime = runtime
         self._saved: dict[str, Any] | None = None
         self._saved_client: Callable[..., Any] | None = None
+        self._router: _LambdaRouter | None = None
         self.arns: dict[str, str] = {}  # logical id -> state machine ARN
 
     def install(self) -> None:
@@ -159,6 +163,7 @@ class StateMachines:
         config["stepfunctions"] = {**self._saved, "execute_state_machine": True}
         self._saved_client = lambda_eval_utils.boto_client_for
         original, router = self._saved_client, _LambdaRouter(self._runtime)
+        self._router = router
 
         def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
             return router if service == "lambda" else original(region, service, state_credentials)
@@ -167,6 +172,23 @@ class StateMachines:
         component = _distributed_iteration()
         if not hasattr(component._map_run, "__wrapped__"):
             component._map_run = _fail_beyond_tolerance(component._map_run)
+
+    def close(self) -> None:
+        """No execution outlives its cloud: later tasks run nothing, running executions are stopped, and a task
+        in flight is waited for (it holds the runtime's lock). An execution a pass started in the background (a
+        first pass next to full tables starts a sweep) would otherwise go on invoking functions, and swapping
+        `sys.stdout`, under whatever runs next in this process."""
+        if self._router is not None:
+            self._router.closed = True
+        for arn in self.arns.values():
+            try:
+                listed = self._clients.stepfunctions.list_executions(stateMachineArn=arn, statusFilter="RUNNING")
+            except Exception:  # noqa: BLE001 - the backend may be gone already; nothing then runs
+                continue
+            for execution in listed.get("executions", []):
+                self._clients.stepfunctions.stop_execution(executionArn=execution["executionArn"])
+        with self._runtime.lock:
+            pass
 
     def uninstall(self) -> None:
         config, lambda_eval_utils = _moto_parts()
