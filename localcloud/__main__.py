@@ -31,7 +31,7 @@ FAULT_FLAGS = {
     "poison_rate": "fraction of inbox polls that also get a poison message",
 }
 
-# The chaos command's drift faults (localcloud/faults.py): rates are fractions of the scenario's operations.
+# The chaos command's drift faults (localcloud/faults/drift.py): rates are fractions of the scenario's operations.
 DRIFT_FLAGS = {
     "source_rollback": "fraction of operations after which a source item is put back to an earlier image (restore)",
     "projection_corruption": "fraction of operations after which a projection item is rewritten with wrong data",

@@ -1,6 +1,6 @@
 """What happened to every event: put on the bus, delivered to an inbox, processed, failed, lost by a fault.
 
-The runtime observes each function's accepted PutEvents entries (localcloud/faults.py hooks) and each inbox
+The runtime observes each function's accepted PutEvents entries (localcloud/faults/sdk.py hooks) and each inbox
 mapping reports its deliveries here. The convergence checker (localcloud/convergence.py) joins this with the DLQs
 and the tables to account for every event: applied, skipped as stale, parked in a DLQ with its reason, or lost
 by an injected fault and superseded (the consumer's projection of the entity equals its source at the end).

@@ -219,7 +219,7 @@ class Runtime:
         """Run a function synchronously; exceptions become a FunctionError, as Lambda reports them.
 
         `source` says who invokes: "sync" (HTTP API, invoke), "stream", "sqs" (event source mappings) or "async"
-        (schedules, rule targets); injected faults (localcloud/faults.py) apply to the event-driven ones."""
+        (schedules, rule targets); injected faults (localcloud/faults/) apply to the event-driven ones."""
         function = self.functions[logical_id]
         with self.lock:
             for layer in function.layer_dirs:

@@ -98,7 +98,7 @@ class SqsMapping:
         _, _, _, _region, account, name = config.queue_arn.split(":", 5)
         self.queue_url: str = clients.sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
         self.in_flight: list[_InFlight] = []
-        self.held: list[Held] = []  # messages held back by an injected delay (localcloud/faults.py)
+        self.held: list[Held] = []  # messages held back by an injected delay (localcloud/faults/delivery.py)
 
     def visibility_timeout(self) -> int:
         attributes = self.clients.sqs.get_queue_attributes(
