@@ -230,9 +230,11 @@ class LocalCloud:
 
     def stop(self) -> None:
         if self.state_machines is not None:
-            self.state_machines.close()
-            self.state_machines.uninstall()
-            self.state_machines = None
+            try:
+                self.state_machines.close()
+            finally:  # whatever closing met, the cloud stops: a mock left running would leak into the next one
+                self.state_machines.uninstall()
+                self.state_machines = None
         self.faults.stop()
         faults.unregister(self.faults)
         if self._mock is not None:
