@@ -63,6 +63,12 @@ class PassResult:
     found: dict[str, int] = field(default_factory=dict)
     items_read: int = 0
     seconds: float = 0.0
+    # The full sweep this pass started, as its execution's `finish` reported it (None: the pass started none):
+    # status, what it recounted and what it could not confirm, republished, corrections, items read.
+    sweep: dict[str, Any] | None = None
+
+
+SWEEP_FIGURES = ("status", "recounts", "corrections_unconfirmed", "republished", "corrections", "items_read")
 
 
 @dataclass
@@ -133,9 +139,13 @@ class Chaos:
         cloud.runtime.keep_history = False
         cloud.runtime.listeners.append(self._listen)
         self._reconciler_reports: list[dict[str, Any]] = []
+        self._sweep_reports: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------------------------- observing
     def _listen(self, invocation: Invocation) -> None:
+        finished = isinstance(invocation.event, dict) and invocation.event.get("action") == "finish"
+        if invocation.function == "ReconcilerSweepFunction" and finished and isinstance(invocation.response, dict):
+            self._sweep_reports.append(invocation.response)
         if invocation.function != "ReconcilerFunction":
             return
         if isinstance(invocation.response, dict):
@@ -206,7 +216,7 @@ class Chaos:
             schedule = schedules[0]
             target = next(t for t in schedule.targets if t.function == "ReconcilerFunction")
             event = schedule.event(self.cloud.clock.now(), target, "123456789012", "us-east-1")
-        before = len(self._reconciler_reports)
+        before, sweeps_before = len(self._reconciler_reports), len(self._sweep_reports)
         self.cloud.invoke_async("ReconcilerFunction", event)
         self.drain()
         result = convergence.verify(self.cloud, self.dlqs, self.parked_reasons)
@@ -222,6 +232,9 @@ class Chaos:
             found=dict(last.get("found", {})),
             items_read=int(last.get("items_read", 0)),
             seconds=time.monotonic() - started,
+            sweep=next(
+                ({k: r.get(k) for k in SWEEP_FIGURES} for r in reversed(self._sweep_reports[sweeps_before:])), None
+            ),
         )
 
     # ------------------------------------------------------------------------------------------- the run
@@ -388,6 +401,8 @@ def markdown(report: ChaosReport, command: str) -> str:
             f"{p.found} | {p.items_read} | {p.seconds:.1f} |"
             for p in report.passes
         ),
+        "",
+        *(f"Pass {p.number}'s full sweep: {p.sweep}." for p in report.passes if p.sweep is not None),
         "",
         f"Divergent right after faults stopped, by projection: {report.divergent_after_faults_by_projection}; "
         f"invariant violations: {report.invariant_violations_after_faults}.",

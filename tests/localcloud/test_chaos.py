@@ -84,9 +84,14 @@ def test_a_chaos_run_with_drift_faults_starts_with_the_full_sweep_and_converges(
     passes = report["passes"]
     assert passes[0]["mode"] == "full"
     assert all(p["mode"] != "full" for p in passes[1:])
+    # AND the sweep pass 1 started is reported by its own figures (what it recounted, and could not confirm)
+    assert passes[0]["sweep"]["status"] == "SUCCEEDED"
+    assert passes[0]["sweep"]["corrections_unconfirmed"] == 0
+    assert all(p["sweep"] is None for p in passes[1:])
     text = markdown.read_text()
     assert "`--pass-mode operator`: pass 1 is the full sweep" in text
     assert "| forged_events_injected |" in text
+    assert "Pass 1's full sweep: {'status': 'SUCCEEDED'" in text
     # AND the run converged within two passes and lost nothing (the reconciler's corrections at work)
     assert exit_code == 0, (report["passes"], report["divergent_examples"], report["lost_examples"])
     assert 1 <= len(passes) <= 2
