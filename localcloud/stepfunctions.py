@@ -14,6 +14,10 @@ functions. Two things are localcloud's:
   to null, but the Map run succeeds whatever the count. AWS fails the Map run with
   `States.ExceedToleratedFailureThreshold` once the failed items exceed `ToleratedFailureCount` and
   `ToleratedFailurePercentage` (both 0 unless declared: one failed item fails it); `_fail_beyond_tolerance` does so.
+- StopExecution ends an execution ABORTED on AWS, whatever its tasks in flight do next. moto marks the program
+  stopped, but a task still running in a Map iteration then fails (its frame's stack left half evaluated) and
+  moto's `set_error` overwrites the stop: the execution ends FAILED, now and then. `_stop_is_final` keeps a stopped
+  program stopped.
 """
 
 from __future__ import annotations
@@ -114,6 +118,28 @@ def _fail_beyond_tolerance(map_run: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _environment() -> Any:
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+
+    return Environment
+
+
+def _stop_is_final(set_error: Callable[..., None]) -> Callable[..., None]:
+    """moto's `Environment.set_error`, except on a program already stopped: it stays stopped (ABORTED)."""
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+
+    def set_error_unless_stopped(self: Any, error: Any) -> None:
+        with self._state_mutex:  # moto's own lock of the program state (re-entrant)
+            if not isinstance(self._program_state, ProgramStopped):
+                set_error(self, error)
+                return
+            self.program_state_event.set()
+            self.program_state_event.clear()
+
+    set_error_unless_stopped.__wrapped__ = set_error  # type: ignore[attr-defined]
+    return set_error_unless_stopped
+
+
 def _moto_parts() -> tuple[dict[str, Any], Any]:
     """moto's user config (where the interpreter is switched on) and the module whose Lambda client is routed."""
     from moto.core.config import default_user_config
@@ -172,6 +198,9 @@ class StateMachines:
         component = _distributed_iteration()
         if not hasattr(component._map_run, "__wrapped__"):
             component._map_run = _fail_beyond_tolerance(component._map_run)
+        environment = _environment()
+        if not hasattr(environment.set_error, "__wrapped__"):
+            environment.set_error = _stop_is_final(environment.set_error)
 
     def close(self) -> None:
         """No execution outlives its cloud: later tasks run nothing, running executions are stopped, and a task
@@ -204,6 +233,9 @@ class StateMachines:
         component = _distributed_iteration()
         if hasattr(component._map_run, "__wrapped__"):
             component._map_run = component._map_run.__wrapped__
+        environment = _environment()
+        if hasattr(environment.set_error, "__wrapped__"):
+            environment.set_error = environment.set_error.__wrapped__
 
     def create(self, logical_id: str, properties: dict[str, Any], arn: str) -> str:
         """Create a state machine from its resolved properties, under the ARN the stack already uses for it."""

@@ -19,6 +19,7 @@ from converge.reconcile_index import bucket_of
 from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan
+from localcloud.runtime import FunctionError, Invocation
 from localcloud.stepfunctions import Execution
 from tests.localcloud.helpers import put_item
 from tools.reconcile_cost import make_drift, seed
@@ -169,6 +170,30 @@ def test_a_sweep_whose_execution_was_stopped_is_resumed_by_the_next_one(cloud: L
     assert report["status"] == "SUCCEEDED"
     assert report["republished"] == len(drifted)
     assert divergence(cloud) == {}
+
+
+def test_a_stopped_sweep_ends_aborted_even_when_its_task_in_flight_then_fails(cloud: LocalCloud) -> None:
+    # GIVEN a sweep whose first worker task is stopped while in flight, and then fails (as a task cut short does)
+    drifted_tables(cloud, 40, 0.05)
+    assert cloud.state_machines is not None
+    machines = cloud.state_machines
+    stopped: list[str] = []
+
+    def stop_during_first_worker(invocation: Invocation) -> None:
+        if stopped or invocation.function != SWEEP or invocation.event.get("action") != "segment":
+            return
+        [arn] = cloud.running_executions()
+        cloud.clients.stepfunctions.stop_execution(executionArn=arn)
+        stopped.append(arn)
+        invocation.response = None
+        invocation.error = FunctionError("RuntimeError", "cut short by the stop")
+
+    cloud.runtime.listeners.append(stop_during_first_worker)
+    # WHEN the execution runs to its end
+    execution = machines.wait(machines.start("ReconcilerSweepStateMachine", {"reason": "test"}))
+    # THEN it ended ABORTED, as StopExecution ends it on AWS, not FAILED by the task that failed after the stop
+    assert stopped == [execution.arn]
+    assert (execution.status, execution.error) == ("ABORTED", None)
 
 
 def test_more_lagging_entities_than_a_pass_carries_start_the_sweep_and_incremental_repair_goes_on(
