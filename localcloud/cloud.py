@@ -57,8 +57,9 @@ FAKE_CREDENTIALS = {
 }
 
 # The HTTP API's JWT authorizer trusts localcloud's own issuer (localcloud/auth.py) unless the caller's `parameters`
-# say otherwise, so no Cognito user pool is created.
-DEFAULT_PARAMETERS = {"JwtIssuer": auth.LOCAL_ISSUER, "JwtAudience": auth.LOCAL_AUDIENCE}
+# say otherwise, so no Cognito user pool is created. The sweep's re-tallies do not wait: deliveries here stand still
+# while `run_until_quiet` waits for an execution, so a Wait (which moto's interpreter sleeps) would settle nothing.
+DEFAULT_PARAMETERS = {"JwtIssuer": auth.LOCAL_ISSUER, "JwtAudience": auth.LOCAL_AUDIENCE, "SweepRetallyWaitSeconds": 0}
 
 
 class DeployError(RuntimeError):

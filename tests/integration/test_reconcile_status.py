@@ -101,6 +101,22 @@ def test_status_shows_a_running_sweep_by_segment_the_suspects_and_the_parked_cas
     assert facts["poison letter"].endswith("Expecting value: line 1 column 1")
 
 
+def test_status_shows_the_counters_a_finished_sweep_left(
+    deployed: str, stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a sweep that finished with two counters it could not confirm (their products busy through every re-tally)
+    now = datetime.now(UTC)
+    finished = {**sweep_header(now), "status": "SUCCEEDED", "finished_at": now.isoformat(), "counters_left": 2}
+    stack.put_item("ReconcilerStateTable", finished)
+    # WHEN a person asks for the status
+    code, out, err = status(capsys)
+    # THEN it says how many counters are left, and what recounts them
+    assert (code, err) == (0, "")
+    facts = dict(line.split(": ", 1) for line in out.splitlines())
+    assert facts["sweep"].startswith("s-7 SUCCEEDED (restore)")
+    assert facts["sweep counters left"] == "2 (the next pass starts a counters sweep)"
+
+
 def sweep_header(now: datetime) -> dict[str, Any]:
     return {
         "pk": "SWEEP",

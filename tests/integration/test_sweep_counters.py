@@ -3,7 +3,8 @@
 The compare phase tallies every RESERVED reservation; a product written after the sweep started (less the overlap)
 may have had a reservation change while the tally read, so its tally is no ledger. `confirm` reads those products'
 versions, a Map re-tallies the reservations for them, and a product whose version did not move through a whole
-re-tally is recounted; one written during every re-tally is left to the next sweep, and counted.
+re-tally is recounted; one written during every re-tally is left to a counters sweep (the next incremental pass
+starts it: tests/localcloud/test_sweep.py), and counted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from converge.events import ReservedRecounted
+from reconciler.sweeper import MAX_RETALLIES
 from tests.integration.test_corrections import bus, counter_off_its_reservation, product_item, reservation_item
 from tests.support.stack import FunctionRunner, Stack
 
@@ -66,25 +68,29 @@ def test_a_counter_written_while_the_sweep_ran_is_recounted_after_one_retally(
     assert report["status"] == "SUCCEEDED"
 
 
-def test_a_counter_written_during_every_retally_is_left_to_the_next_sweep(
+def test_a_counter_written_during_every_retally_is_left_to_a_counters_sweep(
     stack: Stack, functions: FunctionRunner
 ) -> None:
     # GIVEN p1's reserved drifted, written just now
     real = drifted_counter(stack)
     confirm = counters_done(functions)
-    rounds = 0
+    rounds, waits = 0, []
     # WHEN p1 is written again while each re-tally reads (a product busy through the whole sweep)
     while (confirmed := functions.invoke(SWEEP, confirm))["more"]:
         rounds += 1
+        waits.append(confirmed["wait_seconds"])
         stack.put_item("InventoryTable", just_written({**real, "version": real["version"] + rounds}))
         run_segments(functions, confirmed["retally"])
     report = functions.invoke(SWEEP, {"action": "finish", "sweep_id": confirm["sweep_id"]})
-    # THEN every round was spent, nothing was recounted on a tally that is no ledger, and p1 is counted as left
-    assert rounds == 3
+    # THEN every round was spent, each after a wait twice the last (the template's 30 s first), nothing was
+    #      recounted on a tally that is no ledger, and p1 is counted as left, on the report and on the header
+    assert rounds == MAX_RETALLIES
+    assert waits == [30 * 2**n for n in range(MAX_RETALLIES)]
     assert recounts(stack) == []
     assert report["recounts"] == 0
     assert report["corrections_unconfirmed"] == 1
     assert report["status"] == "SUCCEEDED"
+    assert (stack.get_item("ReconcilerStateTable", "SWEEP", "CURRENT") or {})["counters_left"] == 1
 
 
 def test_a_counter_quiet_since_before_the_sweep_is_recounted_without_a_retally(
@@ -97,5 +103,5 @@ def test_a_counter_quiet_since_before_the_sweep_is_recounted_without_a_retally(
     # WHEN the counters are confirmed
     confirmed = functions.invoke(SWEEP, confirm)
     # THEN no re-tally was needed: the counters' phase recounted p1 on the first tally
-    assert confirmed == {"more": False, "retally": []}
+    assert confirmed == {"more": False, "retally": [], "wait_seconds": 0}
     assert recounts(stack) == [("p1", 2, 3)]

@@ -52,6 +52,14 @@ def divergence(cloud: LocalCloud) -> dict[str, int]:
     return {check: count for check, count in counts.items() if count}
 
 
+def violations(cloud: LocalCloud) -> dict[str, list[str]]:
+    """The invariants the independent checker finds broken, with the entities that break them."""
+    client = cloud.clients.dynamodb
+    scanned = {service: convergence.scan(client, table) for service, table in convergence.service_tables(cloud).items()}
+    found = convergence.check_invariants(scanned["orders"], scanned["inventory"], scanned["notifications"])
+    return {invariant: ids for invariant, ids in found.violations.items() if ids}
+
+
 def segment_items(cloud: LocalCloud, sweep_id: str) -> list[dict[str, Any]]:
     found = cloud.clients.dynamodb.query(
         TableName=cloud.table_name("ReconcilerStateTable"),
@@ -226,6 +234,57 @@ def test_more_lagging_entities_than_a_pass_carries_start_the_sweep_and_increment
     cloud.run_until_quiet()
     assert header(cloud)["status"] == "SUCCEEDED"
     assert divergence(cloud) == {}
+
+
+def test_a_counter_busy_through_every_retally_is_left_to_a_counters_sweep_the_next_pass_starts(
+    cloud: LocalCloud,
+) -> None:
+    # GIVEN a system with a watermark (its first pass, and the sweep that pass started), holding 40 entities
+    cloud.advance(300)
+    cloud.run_until_quiet()
+    seed(source_tables(cloud), 40, datetime.now(UTC) - timedelta(hours=1))
+    # AND one product whose `reserved` drifted off its reservations (5 more), written just now
+    product = product_item(cloud, "p000000")
+    assert product["reserved"] == 1
+    drifted = {**product, "reserved": 6, "available": product["on_hand"] - 6, "version": product["version"] + 1}
+    put_item(cloud, "InventoryTable", {**drifted, "updated_at": datetime.now(UTC).isoformat()})
+    assert violations(cloud) == {"reserved_equals_reservations": ["p000000"]}
+
+    # AND that product written again while every re-tally reads (a product busy through the whole sweep)
+    def write_during_retally(invocation: Invocation) -> None:
+        if invocation.function == SWEEP and invocation.event.get("action") == "retally":
+            now = product_item(cloud, "p000000")
+            put_item(cloud, "InventoryTable", {**now, "version": now["version"] + 1})
+
+    cloud.runtime.listeners.append(write_during_retally)
+    # WHEN the sweep runs
+    report = cloud.sweep(reason="test")
+    cloud.runtime.listeners.remove(write_during_retally)
+    # THEN every round was spent on it, nothing was recounted on a tally that is no ledger, and it is counted as left
+    rounds = {i.event["round"] for i in cloud.runtime.history if i.function == SWEEP and "round" in i.event}
+    assert rounds == {1, 2, 3, 4}
+    assert (report["status"], report["recounts"], report["corrections_unconfirmed"]) == ("SUCCEEDED", 0, 1)
+    assert header(cloud)["counters_left"] == 1
+    # WHEN the next scheduled pass runs, with the product at rest
+    [scheduled] = cloud.advance(300)
+    cloud.run_until_quiet()
+    # THEN it started a sweep of the counters alone, which recounted the product, and everything converges
+    assert scheduled.response["sweep_started"]
+    counters = header(cloud)
+    assert (counters["projection"], counters["reason"], counters["status"]) == (
+        "reserved",
+        "counters left by the last sweep",
+        "SUCCEEDED",
+    )
+    assert counters["counters_left"] == 0
+    assert product_item(cloud, "p000000")["reserved"] == 1
+    assert (divergence(cloud), violations(cloud)) == ({}, {})
+
+
+def product_item(cloud: LocalCloud, product_id: str) -> dict[str, Any]:
+    key = to_item({"pk": f"PRODUCT#{product_id}", "sk": "PRODUCT"})
+    found = cloud.clients.dynamodb.get_item(TableName=cloud.table_name("InventoryTable"), Key=key, ConsistentRead=True)
+    return from_item(found["Item"])
 
 
 def test_a_first_deploy_next_to_full_tables_converges(cloud: LocalCloud) -> None:

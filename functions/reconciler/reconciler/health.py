@@ -61,6 +61,8 @@ class SweepHeader(_SweepItem):
     execution_arn: str | None = None
     projection: str | None = None  # a backfill of one declared projection or saga pair; None: every one
     error: str | None = None  # why its last execution failed (it resumes from its checkpoints)
+    # Counters it could not confirm (their products written during every re-tally): a counters sweep is due for them.
+    counters_left: NonNegativeInt = 0
 
     @property
     def running(self) -> bool:

@@ -129,6 +129,8 @@ class Plan:
 
 
 TOO_MANY_SUSPECTS = "the last pass left more than MAX_SUSPECTS lagging entities"
+# Why a pass starts a sweep of the counters alone: the last sweep's products moved through every re-tally.
+COUNTERS_LEFT = "counters left by the last sweep"
 
 
 def plan_pass(requested: Mode, state: ReconcilerState, overlap: timedelta, now: datetime) -> Plan:

@@ -35,8 +35,9 @@ from converge.settings import settings
 from reconciler import health, store, sweep_store
 from reconciler.compare import compare, confirmed_corrections, to_confirm
 from reconciler.dead_letters import DeadLetterKind, judge_dead_letter
-from reconciler.findings import Correction, Findings
+from reconciler.findings import RESERVED_COUNTER, Correction, Findings
 from reconciler.passes import (
+    COUNTERS_LEFT,
     MAX_SUSPECTS,
     Mode,
     Position,
@@ -425,6 +426,10 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     header = sweep_header(cfg)
     if plan.sweep is not None:
         report.sweep_started = start_sweep(cfg, header, plan.sweep, backfill)
+    elif backfill is None and header is not None and header.counters_left and not header.unfinished:
+        # The last sweep could not confirm some counters (their products busy through every re-tally): a sweep of
+        # the counters alone, which tallies the reservations again and re-tallies what is still moving.
+        report.sweep_started = start_sweep(cfg, header, COUNTERS_LEFT, RESERVED_COUNTER)
     if backfill is not None:  # a backfill is the sweep of one projection; the scheduled passes go on as they are
         return report
     if plan.since is None:

@@ -3,8 +3,9 @@
 `ReconcilerSweepStateMachine` (template.yaml) runs `start`, then a Map over every (table, segment) running
 `segment` until it reports done, then a Map over the inventory table's segments running `counters` (products'
 `reserved` against the sweep's tally of their RESERVED reservations), then `confirm` (the counters the tally could
-not confirm, re-tallied by a Map over the reservations' segments running `retally`, until their products hold still
-or `MAX_RETALLIES` rounds are spent), then `finish`. Each worker invocation:
+not confirm, re-tallied after a wait by a Map over the reservations' segments running `retally`, until their
+products hold still or `MAX_RETALLIES` rounds are spent; the rest are left to a counters sweep, `RESERVED_COUNTER`,
+that the next incremental pass starts), then `finish`. Each worker invocation:
 
 - reads pages of its segment (Scan `Segment`/`TotalSegments`, `ExclusiveStartKey`), a bounded page at a time;
 - compares each page's entities with their whole neighbourhood read by key (BatchGetItem), in both directions: a
@@ -49,8 +50,9 @@ from reconciler.sweep_store import SegmentState
 
 COMPARE, COUNTERS, CONFIRM = "SEGMENT", "COUNTERS", "CONFIRM"
 RETALLY = "RETALLY"  # + the round: "RETALLY1", ...
-# Re-tallies of the counters a sweep could not confirm; a product written during every one is left to the next sweep.
-MAX_RETALLIES = 3
+# Re-tallies of the counters a sweep could not confirm, each after a wait that doubles (`retally_wait`); a product
+# written during every one is left to a counters sweep that the next incremental pass starts (passes.COUNTERS_LEFT).
+MAX_RETALLIES = 4
 SWEEP_TASK = "a task of the sweep's state machine"  # what the worker expects, as UnexpectedEventError names it
 # The first source layout of each id space holds its entity's primary item (the order, the product).
 PRIMARY = {layout.kind: layout for layout in reversed(SOURCES)}
@@ -62,6 +64,7 @@ class SweepSettings:
     page_items: int  # Scan Limit: the most items one page (and its neighbourhood) brings into memory
     reserve_ms: int  # stop this long (plus two pages' time) before the invocation's deadline
     max_concurrency: int  # segment workers each Map runs at once
+    retally_wait_seconds: int  # the wait before the first re-tally (doubling each round): the sweep's repairs settle
 
 
 def sweep_settings() -> SweepSettings:
@@ -71,7 +74,17 @@ def sweep_settings() -> SweepSettings:
         page_items=max(1, int(env.get("SWEEP_PAGE_ITEMS", "500"))),
         reserve_ms=max(0, int(env.get("SWEEP_RESERVE_MS", "20000"))),
         max_concurrency=max(1, int(env.get("SWEEP_MAX_CONCURRENCY", "16"))),
+        retally_wait_seconds=max(0, int(env.get("SWEEP_RETALLY_WAIT_SECONDS", "30"))),
     )
+
+
+def retally_wait(first_seconds: int, round_: int) -> int:
+    """Seconds the state machine waits before re-tally `round_` (1, 2, ...): `first_seconds`, doubling each round.
+
+    A counter left unconfirmed is mostly one the sweep's own repairs are still moving (its republished events reach
+    their consumers seconds later); waiting lets them land, so that the re-tally reads a product at rest.
+    """
+    return first_seconds << max(0, round_ - 1)
 
 
 class SweepNotReady(RuntimeError):
@@ -137,8 +150,9 @@ def parse_task(event: Any) -> SweepTask:
         task = _TASK.validate_python(event)
     except ValidationError as exc:
         raise InvalidInvocation(f"not a sweep task: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}") from exc
-    if isinstance(task, StartTask) and task.request.projection not in (None, *BACKFILLABLE):
-        raise InvalidInvocation(f"a backfill sweeps one of {sorted(BACKFILLABLE)}")
+    if isinstance(task, StartTask) and task.request.projection not in (None, RESERVED_COUNTER, *BACKFILLABLE):
+        one_of = sorted({RESERVED_COUNTER, *BACKFILLABLE})
+        raise InvalidInvocation(f"a sweep covers every projection, or one of {one_of}")
     if isinstance(task, SegmentTask) and task.table not in {s.name for s in with_tables()}:
         raise InvalidInvocation(f"no table {task.table!r}")
     if isinstance(task, SegmentTask) and (task.action == "retally") != (task.round > 0):
@@ -148,9 +162,12 @@ def parse_task(event: Any) -> SweepTask:
 
 # ---------------------------------------------------------------- start, finish, fail
 def tables_of(projection: str | None) -> list[str]:
-    """The tables a sweep scans: every table, or the two a backfilled projection or saga pair lives in."""
+    """The tables a sweep scans: every table, the two a backfilled projection or saga pair lives in, or for the
+    counters alone (`RESERVED_COUNTER`) the table of the products and their reservations."""
     if projection is None:
         return [s.name for s in with_tables()]
+    if projection == RESERVED_COUNTER:
+        return sorted({PRODUCT.table, RESERVATION.table})
     if projection in PROJECTIONS_BY_NAME:
         declared = PROJECTIONS_BY_NAME[projection]
         return sorted({declared.table, declared.source.table})
@@ -202,7 +219,8 @@ def start(task: StartTask, now: datetime) -> dict[str, Any]:
         for table in tables_of(projection)
         for n in range(tuning.segments)
     ]
-    if projection is None and cfg.corrections:  # a backfill recounts nothing; counters need every reservation
+    # A backfill recounts nothing; the counters need every reservation tallied (by the compare phase).
+    if projection in (None, RESERVED_COUNTER) and cfg.corrections:
         states += [SegmentState(sweep_id, COUNTERS, PRODUCT.table, n, tuning.segments) for n in range(tuning.segments)]
     sweep_store.create_header(
         cfg.state_table,
@@ -401,6 +419,12 @@ def _compare_page(
     page: _Page,
     sender: EventSender,
 ) -> None:
+    if header.projection in (None, RESERVED_COUNTER) and task.table == RESERVATION.table:
+        page_reservations = [i for i in items if RESERVATION.id_of(str(i["pk"]), str(i["sk"])) is not None]
+        held = reserved_by_product(page_reservations)
+        sweep_store.write_tally(cfg.state_table, task.sweep_id, sweep_store.page_id(task.segment, state.cursor), held)
+    if header.projection == RESERVED_COUNTER:  # a counters sweep only tallies: its recounts are the counters phase's
+        return
     snapshot = Snapshot()
     snapshot.add(task.table, items)
     scope = page_scope(task.table, items)
@@ -416,10 +440,6 @@ def _compare_page(
         snapshot.add(role, store.batch_get(cfg.table_of(role), keys, page.cost, role))
     for role, keys in projection_keys(mine, snapshot).items():
         snapshot.add(role, store.batch_get(cfg.table_of(role), keys, page.cost, role))
-    if header.projection is None and task.table == RESERVATION.table:
-        page_reservations = [i for i in items if RESERVATION.id_of(str(i["pk"]), str(i["sk"])) is not None]
-        held = reserved_by_product(page_reservations)
-        sweep_store.write_tally(cfg.state_table, task.sweep_id, sweep_store.page_id(task.segment, state.cursor), held)
     page.report.checked = len(mine)
     findings, corrections, unconfirmed = decide(cfg, snapshot, mine, page.cost, header.projection)
     _repair(cfg, findings, corrections, unconfirmed, sender, page.report, header.projection)
@@ -455,7 +475,10 @@ def _recount_page(
         if (case := recount_needs_a_person(suspect)) is not None:
             findings.parked.append(case)
     if pending and not sweep_store.add_pending_recounts(cfg.state_table, header.sweep_id, pending):
-        logger.warning("pending recounts full; left to the next sweep", extra={"products": len(pending)})
+        logger.warning("pending recounts full; left to a counters sweep", extra={"products": len(pending)})
+        sweep_store.add_to_header(
+            cfg.state_table, header.sweep_id, datetime.now(UTC).isoformat(), counters_left=len(pending)
+        )
         unconfirmed += len(pending)
     _repair(cfg, findings, corrections, unconfirmed, sender, page.report, None)
 
@@ -477,7 +500,8 @@ def retally_id(sweep_id: str, round_: int) -> str:
 
 def confirm(task: ConfirmTask) -> dict[str, Any]:
     """The counters the tally could not confirm: recount those whose product held still through a whole re-tally,
-    and start another re-tally for the rest, up to `MAX_RETALLIES`.
+    and start another re-tally for the rest (after `wait_seconds`), up to `MAX_RETALLIES`; what is left then is
+    recorded on the header (`counters_left`) for the counters sweep the next incremental pass starts.
 
     A reservation that changes writes its products in the same transaction, so a product whose version is the same
     after a re-tally as before it began had no reservation change while the re-tally read: that tally is its
@@ -492,8 +516,8 @@ def confirm(task: ConfirmTask) -> dict[str, Any]:
     if any(s.phase == COUNTERS and not s.done for s in states):
         raise SweepNotReady(f"sweep {task.sweep_id}: the counters are not done yet")
     retally = [s for s in states if s.phase == f"{RETALLY}{pending.round}"]
-    if any(not s.done for s in retally):  # resumed mid-round: that round's segments first
-        return {"more": True, "retally": _segment_items(retally)}
+    if any(not s.done for s in retally):  # resumed mid-round: that round's segments first, without another wait
+        return {"more": True, "retally": _segment_items(retally), "wait_seconds": 0}
     cost, findings, corrections, confirmed = store.ReadCost(), Findings(), [], set()
     keys = [PRODUCT.key(p) for p in sorted(pending.products)]
     now = {
@@ -553,12 +577,20 @@ def confirm(task: ConfirmTask) -> dict[str, Any]:
             cfg.state_table, task.sweep_id, datetime.now(UTC).isoformat(), segments_total=len(segments)
         )
     elif left:
-        logger.warning("counters left to the next sweep: written during every re-tally", extra={"products": len(left)})
+        # Never silent: counted in the report (`corrections_unconfirmed`), on the header, and as a metric; the next
+        # incremental pass starts a counters sweep for them (reconciler.service).
+        at = datetime.now(UTC).isoformat()
+        sweep_store.add_to_header(cfg.state_table, task.sweep_id, at, counters_left=len(left))
+        metrics.add_metric(name="SweepCountersLeft", unit=MetricUnit.Count, value=len(left))
+        logger.warning(
+            "counters left to a counters sweep: written during every re-tally", extra={"products": sorted(left)[:20]}
+        )
     logger.info(
         "sweep counters confirmed",
         extra={"sweep_id": task.sweep_id, "round": pending.round, "recounted": len(corrections), "left": len(left)},
     )
-    return {"more": more, "retally": _segment_items(segments)}
+    wait = retally_wait(tuning.retally_wait_seconds, following.round) if more else 0
+    return {"more": more, "retally": _segment_items(segments), "wait_seconds": wait}
 
 
 def _repair(
