@@ -195,6 +195,8 @@ def lines(report: dict[str, Any]) -> Iterator[str]:
             yield f"sweep last advanced: {sweep['progress_age_seconds']} s ago"
         if sweep.get("counters_left"):
             yield f"sweep counters left: {sweep['counters_left']} (the next pass starts a counters sweep)"
+        if sweep.get("recounts"):
+            yield f"sweep recounts sent: {sweep['recounts']} (the next pass starts a counters sweep to check them)"
         for s in sweep["segments"]:
             age = "never" if s["progress_age_seconds"] is None else f"{s['progress_age_seconds']} s ago"
             yield (

@@ -240,14 +240,9 @@ def test_a_counter_busy_through_every_retally_is_left_to_a_counters_sweep_the_ne
     cloud: LocalCloud,
 ) -> None:
     # GIVEN a system with a watermark (its first pass, and the sweep that pass started), holding 40 entities
-    cloud.advance(300)
-    cloud.run_until_quiet()
-    seed(source_tables(cloud), 40, datetime.now(UTC) - timedelta(hours=1))
     # AND one product whose `reserved` drifted off its reservations (5 more), written just now
-    product = product_item(cloud, "p000000")
-    assert product["reserved"] == 1
-    drifted = {**product, "reserved": 6, "available": product["on_hand"] - 6, "version": product["version"] + 1}
-    put_item(cloud, "InventoryTable", {**drifted, "updated_at": datetime.now(UTC).isoformat()})
+    drifted = counter_drifted(cloud)
+    put_item(cloud, "InventoryTable", {**drifted, "version": drifted["version"] + 1, "updated_at": _now()})
     assert violations(cloud) == {"reserved_equals_reservations": ["p000000"]}
 
     # AND that product written again while every re-tally reads (a product busy through the whole sweep)
@@ -273,12 +268,61 @@ def test_a_counter_busy_through_every_retally_is_left_to_a_counters_sweep_the_ne
     counters = header(cloud)
     assert (counters["projection"], counters["reason"], counters["status"]) == (
         "reserved",
-        "counters left by the last sweep",
+        "counters the last sweep recounted or left",
         "SUCCEEDED",
     )
     assert counters["counters_left"] == 0
     assert product_item(cloud, "p000000")["reserved"] == 1
     assert (divergence(cloud), violations(cloud)) == ({}, {})
+
+
+def test_a_recount_skipped_because_its_product_moved_on_is_checked_again_by_a_counters_sweep(
+    cloud: LocalCloud,
+) -> None:
+    # GIVEN a system with a watermark, holding 40 entities written an hour ago
+    # AND one product whose `reserved` drifted off its reservations (5 more), at rest since then
+    put_item(cloud, "InventoryTable", counter_drifted(cloud))
+    # WHEN the sweep runs, and the product moves on (written again) before its recount reaches inventory
+    report = cloud.sweep(reason="test")
+    moved = product_item(cloud, "p000000")
+    put_item(cloud, "InventoryTable", {**moved, "version": moved["version"] + 1})
+    cloud.run_until_quiet()
+    # THEN the sweep sent the recount, inventory skipped it (not at the version it observed), and the counter is off
+    assert (report["recounts"], header(cloud)["recounts"]) == (1, 1)
+    assert violations(cloud) == {"reserved_equals_reservations": ["p000000"]}
+    # WHEN the next scheduled pass runs
+    [scheduled] = cloud.advance(300)
+    cloud.run_until_quiet()
+    # THEN it started a counters sweep, which recounted the product at its new version: the counter is right
+    assert scheduled.response["sweep_started"]
+    assert (header(cloud)["projection"], header(cloud)["recounts"]) == ("reserved", 1)
+    assert product_item(cloud, "p000000")["reserved"] == 1
+    assert (divergence(cloud), violations(cloud)) == ({}, {})
+    # AND the pass after starts one more counters sweep to check that recount, which finds every counter right,
+    #     and the pass after that starts none
+    [checking] = cloud.advance(300)
+    cloud.run_until_quiet()
+    assert checking.response["sweep_started"]
+    checked = header(cloud)
+    assert (checked["projection"], checked["recounts"], checked["counters_left"]) == ("reserved", 0, 0)
+    [quiet] = cloud.advance(300)
+    cloud.run_until_quiet()
+    assert quiet.response["sweep_started"] is None
+
+
+def counter_drifted(cloud: LocalCloud) -> dict[str, Any]:
+    """After the first pass (and its sweep), 40 entities written an hour ago; returns product p000000 (reserved 1,
+    one RESERVED reservation) with `reserved` 5 more than its reservations hold, for the caller to write."""
+    cloud.advance(300)
+    cloud.run_until_quiet()
+    seed(source_tables(cloud), 40, datetime.now(UTC) - timedelta(hours=1))
+    product = product_item(cloud, "p000000")
+    assert product["reserved"] == 1
+    return {**product, "reserved": 6, "available": product["on_hand"] - 6}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def product_item(cloud: LocalCloud, product_id: str) -> dict[str, Any]:

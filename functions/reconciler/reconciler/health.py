@@ -61,8 +61,15 @@ class SweepHeader(_SweepItem):
     execution_arn: str | None = None
     projection: str | None = None  # a backfill of one declared projection or saga pair; None: every one
     error: str | None = None  # why its last execution failed (it resumes from its checkpoints)
-    # Counters it could not confirm (their products written during every re-tally): a counters sweep is due for them.
+    # Counters it could not confirm (their products written during every re-tally), and the recounts it sent (each
+    # applied only at the version it observed): either makes a counters sweep due, which checks them again.
     counters_left: NonNegativeInt = 0
+    recounts: NonNegativeInt = 0
+
+    @property
+    def counters_to_verify(self) -> bool:
+        """Whether this finished sweep leaves counters for a counters sweep to check again."""
+        return not self.unfinished and (self.counters_left > 0 or self.recounts > 0)
 
     @property
     def running(self) -> bool:

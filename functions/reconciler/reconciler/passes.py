@@ -129,8 +129,9 @@ class Plan:
 
 
 TOO_MANY_SUSPECTS = "the last pass left more than MAX_SUSPECTS lagging entities"
-# Why a pass starts a sweep of the counters alone: the last sweep's products moved through every re-tally.
-COUNTERS_LEFT = "counters left by the last sweep"
+# Why a pass starts a sweep of the counters alone: the last sweep left counters it could not confirm (their products
+# moved through every re-tally), or sent recounts, which inventory skips if the product moved on before they arrive.
+COUNTERS_LEFT = "counters the last sweep recounted or left"
 
 
 def plan_pass(requested: Mode, state: ReconcilerState, overlap: timedelta, now: datetime) -> Plan:

@@ -426,9 +426,10 @@ def reconcile(mode: Mode = Mode.INCREMENTAL, backfill: str | None = None) -> Rep
     header = sweep_header(cfg)
     if plan.sweep is not None:
         report.sweep_started = start_sweep(cfg, header, plan.sweep, backfill)
-    elif backfill is None and header is not None and header.counters_left and not header.unfinished:
-        # The last sweep could not confirm some counters (their products busy through every re-tally): a sweep of
-        # the counters alone, which tallies the reservations again and re-tallies what is still moving.
+    elif backfill is None and header is not None and header.counters_to_verify:
+        # The last sweep could not confirm some counters (their products busy through every re-tally), or sent
+        # recounts that inventory skips if the product moved on first: a sweep of the counters alone checks them
+        # again (it tallies the reservations afresh); one that finds every counter right makes none due.
         report.sweep_started = start_sweep(cfg, header, COUNTERS_LEFT, RESERVED_COUNTER)
     if backfill is not None:  # a backfill is the sweep of one projection; the scheduled passes go on as they are
         return report

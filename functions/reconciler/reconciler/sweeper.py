@@ -275,7 +275,9 @@ def finish(task: FinishTask, now: datetime) -> dict[str, Any]:
     if left:
         logger.warning("sweep not finished; resumed by the next execution", extra={"left": left[:20]})
         return {**summary, "status": "RUNNING", "left": len(left)}
-    sweep_store.update_header(cfg.state_table, task.sweep_id, status="SUCCEEDED", finished_at=now.isoformat())
+    sweep_store.update_header(
+        cfg.state_table, task.sweep_id, status="SUCCEEDED", finished_at=now.isoformat(), recounts=report.recounts
+    )
     metrics.add_metric(name="ReconcilerRepairs", unit=MetricUnit.Count, value=report.republished + report.corrections)
     metrics.add_metric(name="ReconcilerCorrections", unit=MetricUnit.Count, value=report.corrections)
     metrics.add_metric(name="AnomaliesParked", unit=MetricUnit.Count, value=report.parked_for_a_person)
