@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.10
 # SAM CLI and checkov live in venvs of their own: their pins conflict with the project's.
 TOOLS := .tools
 SAM := $(TOOLS)/sam/bin/sam
@@ -45,12 +47,12 @@ help:
 	@echo "make rebuild-local PROJECTION=availability  the same in localcloud, both sources, traffic and faults on"
 	@echo "make venv      the project venv;  make deploy-localstack  sam deploy to LocalStack;  make clean  remove it all"
 
+# uv (from PyPI, pinned) installs the requirements several times faster than pip: pip installs only uv, into the venv.
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
-	@echo "first run: installing requirements-dev.txt into $(VENV) (about a minute and a half; once)"
+	@echo "first run: installing requirements-dev.txt into $(VENV) with uv (about 30 seconds; once)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# One line per package, so that the first run shows where it is.
-	$(PY) -m pip install --progress-bar off -r requirements-dev.txt | { grep --line-buffered -E '^(Collecting|Successfully)' || true; }; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --python $(PY) -r requirements-dev.txt
 	# The layer on the venv's path, as /opt/python is in Lambda: localcloud, tools and bench import converge.
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "converge-layer.pth").write_text("$(CURDIR)/layers/common/python\n")'
 	touch $(STAMP)
@@ -76,13 +78,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy layers/common/python/converge $(dir $(wildcard functions/*/*/__init__.py)) localcloud tests bench tools
 
-$(SAM):
+# Installed by the project venv's uv (order-only: a changed requirements-dev.txt leaves them be).
+$(SAM): | $(STAMP)
 	$(PYTHON) -m venv $(TOOLS)/sam
-	$(TOOLS)/sam/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	$(UV) pip install --quiet --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
 
-$(CHECKOV):
+$(CHECKOV): | $(STAMP)
 	$(PYTHON) -m venv $(TOOLS)/checkov
-	$(TOOLS)/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	$(UV) pip install --quiet --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
 
 # cfn-lint (also inside `sam validate --lint`), checkov with skips justified in the template, and a real build.
 template-check: $(STAMP) $(SAM) $(CHECKOV)
