@@ -49,7 +49,7 @@ help:
 
 # uv (from PyPI, pinned) installs the requirements several times faster than pip: pip installs only uv, into the venv.
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt
-	@echo "first run: installing requirements-dev.txt into $(VENV) with uv (about 30 seconds; once)"
+	@echo "first run: installing requirements-dev.txt into $(VENV) with uv (about 35 seconds; once)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(UV) pip install --python $(PY) -r requirements-dev.txt
