@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.__main__ import main
+from localcloud.demo import DemoReport, summary
 from tests.localcloud.helpers import refused
 from tests.localcloud.real import EVENTS_DIR
 
@@ -113,3 +114,35 @@ def test_every_option_of_every_command_explains_itself() -> None:
                 assert action.help, (name, action.option_strings)
                 if action.default not in (None, False, True):
                     assert f"(default:{action.default})" in text, (name, action.dest)
+
+
+def test_the_demo_summary_says_what_a_dispatch_404_and_a_dead_letter_are() -> None:
+    # GIVEN a demo report with dispatches that found no shipment and a message left in a DLQ
+    report = DemoReport(products=10, orders=80, seed=7)
+    report.responses = {"dispatch 200": 10, "dispatch 404": 19, "cross_dispatch 404": 1, "place_order 201": 80}
+    report.dead_letter_queues = {"OrdersDLQ": 0, "ShippingDLQ": 1}
+    # WHEN the summary is printed
+    lines = summary(report).splitlines()
+    # THEN one line counts the dispatches answered 404 and says why they found no shipment
+    (dispatch,) = [line for line in lines if line.strip().startswith("dispatch 404")]
+    assert dispatch.split()[2] == "20"
+    assert "no shipment" in dispatch
+    assert "OrderConfirmed" in dispatch
+    assert "rejected for lack of stock" in dispatch
+    assert "cancelled before it was confirmed" in dispatch
+    # AND the line after the DLQ depths says how a message gets there and that the reconciler judges and parks it
+    depths = next(n for n, line in enumerate(lines) if line.strip().startswith("DLQ depths"))
+    assert "'ShippingDLQ': 1" in lines[depths]
+    why = lines[depths + 1]
+    assert "received 5 times" in why
+    assert "the reconciler judges each" in why
+    assert "parks poison" in why
+
+
+def test_the_demo_summary_has_no_dispatch_404_line_when_every_dispatch_found_its_shipment() -> None:
+    # GIVEN a demo report whose dispatches all succeeded
+    report = DemoReport(products=1, orders=1, seed=1, responses={"dispatch 200": 1})
+    # WHEN the summary is printed
+    text = summary(report)
+    # THEN it explains no 404 that did not happen
+    assert "dispatch 404" not in text
