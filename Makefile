@@ -36,7 +36,8 @@ help:
 	@echo "make test-localstack  deploy template.yaml to LocalStack on 127.0.0.1 and run tests/e2e against it"
 	@echo "make sam-local  the real sam local invoke/start-api in Docker against a moto server: every fixture asserted"
 	@echo "make unit      tests/unit (no AWS);  make integration  tests/integration (handlers under moto)"
-	@echo "make invoke FUNCTION=F EVENT=events/F.case.json  one fixture in-process;  make serve  HTTP API on :3000"
+	@echo "make invoke FUNCTION=F EVENT=events/F.case.json  one event in-process (EVENT=- stdin; ENV_VARS=env.json,"
+	@echo "               PARAMETER_OVERRIDES=\"Key=Value ...\" as sam local invoke takes them);  make serve  HTTP API on :3000"
 	@echo "make openapi   regenerate docs/openapi.json from the HTTP handlers (docs/api.md)"
 	@echo "make deploydoc regenerate docs/deploy.md's IAM and alarm tables from template.yaml"
 	@echo "make asyncapi  regenerate docs/asyncapi.yaml from the event contract and template.yaml (docs/events.md)"
@@ -172,8 +173,11 @@ rebuild: $(STAMP)
 rebuild-local: $(STAMP)
 	$(PY) -m localcloud rebuild --projection $(PROJECTION) --out out
 
+# sam local invoke's inputs: EVENT=- reads the event from stdin, ENV_VARS=env.json is --env-vars, and
+# PARAMETER_OVERRIDES="Key=Value ..." is --parameter-overrides (passed from the environment, its spaces and quotes intact).
 invoke: $(STAMP)
-	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT)
+	$(PY) -m localcloud invoke $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) \
+		$(if $(PARAMETER_OVERRIDES),--parameter-overrides "$$PARAMETER_OVERRIDES")
 
 serve: $(STAMP)
 	$(PY) -m localcloud serve
