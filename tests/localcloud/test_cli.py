@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from localcloud.__main__ import main
 from localcloud.demo import DemoReport, summary
 from localcloud.template import ROOT
-from tests.localcloud.helpers import refused
+from tests.localcloud.helpers import FRESH_SHELL, refused
 from tests.localcloud.real import EVENTS_DIR
 
 API_FIXTURES = sorted(p for p in EVENTS_DIR.glob("*.json") if "routeKey" in json.loads(p.read_text()))
@@ -257,7 +256,7 @@ def test_make_invoke_takes_the_event_on_stdin_env_vars_and_parameter_overrides_a
         ],
         cwd=ROOT,
         input=event,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")},
+        env=FRESH_SHELL,
         capture_output=True,
         text=True,
         timeout=300,
