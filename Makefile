@@ -79,12 +79,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy layers/common/python/converge $(dir $(wildcard functions/*/*/__init__.py)) localcloud tests bench tools
 
-# Installed by the project venv's uv (order-only: a changed requirements-dev.txt leaves them be).
-$(SAM): | $(STAMP)
+# uv alone, when SAM CLI or checkov is installed before the project's requirements, or into a venv older than uv here.
+$(UV):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Installed by the project venv's uv (order-only: a newer uv leaves them be).
+$(SAM): | $(UV)
 	$(PYTHON) -m venv $(TOOLS)/sam
 	$(UV) pip install --quiet --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
 
-$(CHECKOV): | $(STAMP)
+$(CHECKOV): | $(UV)
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(UV) pip install --quiet --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
 
