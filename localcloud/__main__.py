@@ -14,7 +14,8 @@ from typing import Any
 
 from localcloud.cli import Parser, port, rate, refuse, whole
 from localcloud.faults import DRIFT_RATE, FaultPlan
-from localcloud.template import TEMPLATE_PATH
+from localcloud.overrides import env_vars_file, parameter_overrides, parameter_problem, unknown_functions
+from localcloud.template import TEMPLATE_PATH, load_template, resources_of_type
 
 FAULT_FLAGS = {
     "handler_exception": "fraction of event-driven invocations that raise",
@@ -151,29 +152,42 @@ def invoke_file(cloud: Any, function: str, event_path: Path) -> Any:
     return cloud.invoke(function, event)
 
 
-def _read_event(path: Path) -> str | None:
-    """Why the event file cannot be used (one line), or None if it is a JSON document."""
+def _read_event(source: str) -> tuple[Any, str | None]:
+    """The event of `--event` (a file, or `-`: stdin, as `sam local invoke --event -` reads it), or why it cannot be
+    used (one line)."""
+    where = "the event on stdin" if source == "-" else f"the event file {source}"
     try:
-        json.loads(path.read_text())
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as exc:
-        return f"cannot read the event file {path}: {exc.strerror or exc}"
+        return None, f"cannot read {where}: {exc.strerror or exc}"
+    try:
+        return json.loads(text), None
     except ValueError as exc:
-        return f"the event file {path} is not JSON: {exc}"
-    return None
+        return None, f"{where} is not JSON: {exc}"
 
 
 def _invoke(args: argparse.Namespace) -> int:
     from localcloud.cloud import LocalCloud
 
-    problem = _read_event(Path(args.event))
+    prog = "python -m localcloud invoke"
+    template = load_template(args.template)
+    functions = sorted(resources_of_type(template, "AWS::Serverless::Function"))
+    if args.function not in functions:
+        return refuse(prog, f"no function {args.function!r}; the template has {', '.join(functions)}")
+    parameters = {key: value for overrides in args.parameter_overrides or [] for key, value in overrides.items()}
+    problem = parameter_problem(parameters, template.get("Parameters") or {})
+    unknown = unknown_functions(args.env_vars, functions) if args.env_vars is not None else []
+    if problem is None and unknown:
+        problem = f"the env-vars file names {', '.join(unknown)}, not a function of the template"
     if problem is not None:
-        print(f"localcloud invoke: {problem}", file=sys.stderr)
-        return 2
-    with LocalCloud(args.template, endpoint=args.endpoint) as cloud:
-        if args.function not in cloud.runtime.functions:
-            print(f"no function {args.function!r}; the template has {sorted(cloud.runtime.functions)}", file=sys.stderr)
-            return 2
-        invocation = invoke_file(cloud, args.function, Path(args.event))
+        return refuse(prog, problem)
+    event, problem = _read_event(args.event)
+    if problem is not None:
+        return refuse(prog, problem)
+    with LocalCloud(args.template, endpoint=args.endpoint, parameters=parameters) as cloud:
+        if args.env_vars is not None:
+            _override_environment(cloud, args.function, args.env_vars.for_function(args.function))
+        invocation = cloud.invoke(args.function, event)
     # Like `sam local invoke`: logs on stderr, the response (or Lambda's error payload) on stdout.
     sys.stderr.write(invocation.logs)
     sys.stderr.write(
@@ -181,10 +195,24 @@ def _invoke(args: argparse.Namespace) -> int:
         f"Duration: {invocation.duration_ms:.2f} ms\n"
     )
     sys.stderr.flush()
-    payload = invocation.response if invocation.ok else invocation.error.payload()
+    payload = invocation.response if invocation.error is None else invocation.error.payload()
     print(json.dumps(payload, indent=2, default=str))
     # As `sam local invoke` does: a function that raised is a failed command.
     return 0 if invocation.ok else 1
+
+
+def _override_environment(cloud: Any, function: str, variables: dict[str, str]) -> None:
+    """The env-vars file's values for the variables the template gives `function`; the others are ignored, as
+    `sam local invoke` ignores them (said on stderr)."""
+    declared = cloud.runtime.functions[function].environment
+    cloud.set_environment(function, **{name: value for name, value in variables.items() if name in declared})
+    ignored = sorted(name for name in variables if name not in declared)
+    if ignored:
+        print(
+            f"python -m localcloud invoke: {', '.join(ignored)} not in {function}'s environment in the template: "
+            "ignored, as sam local invoke ignores it",
+            file=sys.stderr,
+        )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -323,7 +351,26 @@ def parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("function", help="logical id of the function, e.g. OrdersApiFunction")
     invoke.add_argument(
-        "--event", "-e", required=True, help="event JSON file, e.g. events/OrdersApiFunction.get-order.json"
+        "--event",
+        "-e",
+        required=True,
+        help="event JSON file, e.g. events/OrdersApiFunction.get-order.json; '-' reads it from stdin",
+    )
+    invoke.add_argument(
+        "--env-vars",
+        "-n",
+        type=env_vars_file,
+        help='JSON file of environment variables, as sam local invoke takes it: {"FunctionLogicalId": {"VAR": '
+        '"value"}} and/or {"Parameters": {"VAR": "value"}} for every function; only variables the template gives '
+        "the function are overridden",
+    )
+    invoke.add_argument(
+        "--parameter-overrides",
+        type=parameter_overrides,
+        action="append",
+        metavar="'KEY=VALUE ...'",
+        help="template parameters, as sam local invoke takes them: 'Key=Value Key2=Value2' or "
+        "'ParameterKey=Key,ParameterValue=Value ...'",
     )
     invoke.set_defaults(run=_invoke)
 

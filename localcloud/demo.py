@@ -277,17 +277,38 @@ def plot(report: DemoReport, path: Path) -> None:
     plt.close(figure)
 
 
+# What the summary's figures mean, where a figure alone would puzzle: one line each.
+DISPATCH_404 = (
+    "dispatches that found no shipment: the scenario dispatches placed orders at random, and shipping creates an "
+    "order's shipment only on its OrderConfirmed (never for an order rejected for lack of stock or cancelled before "
+    "it was confirmed; not yet for one whose confirmation is still in the pipeline)"
+)
+DLQ_DEPTHS = (
+    "messages that failed past their retries (an inbox message received 5 times, a stream batch out of retries, an "
+    "event EventBridge could not deliver); the reconciler judges each on its pass: redrives a valid event, "
+    "acknowledges a stream failure, parks poison (left in its DLQ, alarmed; on AWS `python -m tools.dlq` lists it)"
+)
+
+
+def dispatches_not_found(responses: dict[str, int]) -> int:
+    """Dispatches answered 404 (plain and crossing ones)."""
+    return sum(n for key, n in responses.items() if key.endswith("dispatch 404"))
+
+
 def summary(report: DemoReport) -> str:
+    not_found = dispatches_not_found(report.responses)
     lines = [
         f"localcloud demo: {report.products} products, {report.orders} orders (seed {report.seed})",
         f"  operations      {report.operations}",
         f"  crossings       {report.crossings} (cancel and dispatch of one order, both accepted: dispatch wins)",
         f"  responses       {report.responses}",
+        *([f"  dispatch 404    {not_found} {DISPATCH_404}"] if not_found else []),
         f"  events          {report.events}",
         f"  pipeline        {report.pipeline}",
         f"  function errors {report.function_errors or 'none'}",
         f"  reconciler runs {report.reconciler_runs}",
         f"  DLQ depths      {report.dead_letter_queues}",
+        f"                  {DLQ_DEPTHS}",
         f"  checked         {report.checked}",
         f"  divergent       {report.divergent} -> {report.total_divergent} in total",
         f"  time            scenario {report.seconds_scenario:.1f}s, "

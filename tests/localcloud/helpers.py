@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Any
 from localcloud.cloud import LocalCloud
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# A new shell with no venv activated: the PATH of a fresh login, and a HOME (documented commands run in it).
+FRESH_SHELL = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
 FIXTURE_TEMPLATE = FIXTURES / "template.yaml"
 
 
@@ -84,3 +88,19 @@ def refused(responses: dict[str, int]) -> dict[str, int]:
 def customer_token(cloud: LocalCloud, customer_id: str) -> str:
     """A token of customer `customer_id`: places orders as that customer, reads and cancels only its own."""
     return cloud.token(customer_id)
+
+
+def fenced_blocks(path: Path) -> list[tuple[str, str]]:
+    """Every fenced code block of a Markdown file: (its language, or "" for none; its text), in order."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def bash_blocks(path: Path) -> list[str]:
+    return [text for language, text in fenced_blocks(path) if language == "bash"]
+
+
+def commands(block: str) -> list[str]:
+    """The block's commands: comments (whole lines, or after two spaces) dropped, backslash continuations joined."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    lines = (line.split("  # ")[0].strip() for line in joined.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcloud.__main__ import main
-from tests.localcloud.helpers import refused
+from localcloud.demo import DemoReport, summary
+from localcloud.template import ROOT
+from tests.localcloud.helpers import FRESH_SHELL, refused
 from tests.localcloud.real import EVENTS_DIR
 
 API_FIXTURES = sorted(p for p in EVENTS_DIR.glob("*.json") if "routeKey" in json.loads(p.read_text()))
@@ -113,3 +118,159 @@ def test_every_option_of_every_command_explains_itself() -> None:
                 assert action.help, (name, action.option_strings)
                 if action.default not in (None, False, True):
                     assert f"(default:{action.default})" in text, (name, action.dest)
+
+
+def test_the_demo_summary_says_what_a_dispatch_404_and_a_dead_letter_are() -> None:
+    # GIVEN a demo report with dispatches that found no shipment and a message left in a DLQ
+    report = DemoReport(products=10, orders=80, seed=7)
+    report.responses = {"dispatch 200": 10, "dispatch 404": 19, "cross_dispatch 404": 1, "place_order 201": 80}
+    report.dead_letter_queues = {"OrdersDLQ": 0, "ShippingDLQ": 1}
+    # WHEN the summary is printed
+    lines = summary(report).splitlines()
+    # THEN one line counts the dispatches answered 404 and says why they found no shipment
+    (dispatch,) = [line for line in lines if line.strip().startswith("dispatch 404")]
+    assert dispatch.split()[2] == "20"
+    assert "no shipment" in dispatch
+    assert "OrderConfirmed" in dispatch
+    assert "rejected for lack of stock" in dispatch
+    assert "cancelled before it was confirmed" in dispatch
+    # AND the line after the DLQ depths says how a message gets there and that the reconciler judges and parks it
+    depths = next(n for n, line in enumerate(lines) if line.strip().startswith("DLQ depths"))
+    assert "'ShippingDLQ': 1" in lines[depths]
+    why = lines[depths + 1]
+    assert "received 5 times" in why
+    assert "the reconciler judges each" in why
+    assert "parks poison" in why
+
+
+def test_the_demo_summary_has_no_dispatch_404_line_when_every_dispatch_found_its_shipment() -> None:
+    # GIVEN a demo report whose dispatches all succeeded
+    report = DemoReport(products=1, orders=1, seed=1, responses={"dispatch 200": 1})
+    # WHEN the summary is printed
+    text = summary(report)
+    # THEN it explains no 404 that did not happen
+    assert "dispatch 404" not in text
+
+
+def test_the_invoke_command_reads_the_event_from_stdin_with_event_dash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the place-order fixture on stdin
+    path = EVENTS_DIR / "OrdersApiFunction.place-order.json"
+    monkeypatch.setattr("sys.stdin", io.StringIO(path.read_text()))
+    # WHEN `python -m localcloud invoke OrdersApiFunction --event -` runs
+    code = main(["invoke", "OrdersApiFunction", "--event", "-"])
+    # THEN the function got that event: the order is placed
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["statusCode"] == 201
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "env_vars", "says"),
+    [
+        (["--parameter-overrides", "Nope=1"], "{}", None, "the template declares no parameter 'Nope'"),
+        (["--parameter-overrides", "LogLevel=LOUD"], "{}", None, "LogLevel='LOUD' is not one of its AllowedValues"),
+        (["--parameter-overrides", "InboxMaximumConcurrency=1"], "{}", None, "below its MinValue 2"),
+        (["--parameter-overrides", "SweepSegments=many"], "{}", None, "SweepSegments='many' is not a number"),
+        ([], "{}", {"NoSuchFunction": {"A": "1"}}, "names NoSuchFunction, not a function of the template"),
+        ([], "{not json", None, "the event on stdin is not JSON"),
+    ],
+)
+def test_the_invoke_command_refuses_what_the_template_or_sam_would_refuse_in_one_line_before_deploying(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    stdin: str,
+    env_vars: dict[str, Any] | None,
+    says: str,
+) -> None:
+    # GIVEN an override the template cannot take, an env-vars file naming no function of it, or stdin not JSON
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    if env_vars is not None:
+        (tmp_path / "env.json").write_text(json.dumps(env_vars))
+        argv = [*argv, "--env-vars", str(tmp_path / "env.json")]
+    # WHEN invoke runs with it
+    code = main(["invoke", "OrdersApiFunction", "--event", "-", *argv])
+    # THEN it exits 2 with one line naming the problem, and deployed nothing (a deployment would log a line first)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("python -m localcloud invoke: ")
+    assert says in err
+
+
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        ('{"OrdersApiFunction": "TABLE_NAME=x"}', "OrdersApiFunction: Input should be a valid dictionary"),
+        ('{"Parameters": {"LIST": [1, 2]}}', "Parameters.LIST"),
+        ("[1]", "Input should be a valid dictionary"),
+        ("{nope", "is not JSON"),
+    ],
+)
+def test_the_invoke_command_refuses_an_env_vars_file_not_in_sams_format_when_parsing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: str, says: str
+) -> None:
+    # GIVEN an env-vars file that is not {"FunctionLogicalId": {"VAR": value}, "Parameters": {"VAR": value}}
+    path = tmp_path / "env.json"
+    path.write_text(document)
+    # WHEN invoke parses its command line
+    with pytest.raises(SystemExit) as exited:
+        main(["invoke", "OrdersApiFunction", "--event", "-", "--env-vars", str(path)])
+    # THEN it exits 2 with one line naming the file and where it is wrong
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert len(err.splitlines()) == 1, err
+    assert f"argument --env-vars/-n: {path} is not" in err
+    assert says in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("log_level", "levels_logged"), [("INFO", {"INFO"}), ("ERROR", set())])
+def test_make_invoke_takes_the_event_on_stdin_env_vars_and_parameter_overrides_as_sam_local_invoke_does(
+    tmp_path: Path, log_level: str, levels_logged: set[str]
+) -> None:
+    # GIVEN an env-vars file whose function entry wins over its "Parameters", and names a variable the template
+    # does not give the function
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(
+        json.dumps(
+            {
+                "Parameters": {"POWERTOOLS_SERVICE_NAME": "every-function"},
+                "OrdersApiFunction": {"POWERTOOLS_SERVICE_NAME": "orders-local", "NOT_IN_THE_TEMPLATE": "x"},
+            }
+        )
+    )
+    event = (EVENTS_DIR / "OrdersApiFunction.place-order.json").read_text()
+    # WHEN `make invoke` runs in a fresh shell with the event on stdin, the file and a LogLevel parameter override
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "invoke",
+            "FUNCTION=OrdersApiFunction",
+            "EVENT=-",
+            f"ENV_VARS={env_vars}",
+            f"PARAMETER_OVERRIDES=LogLevel={log_level} JwtAudience='an audience'",
+        ],
+        cwd=ROOT,
+        input=event,
+        env=FRESH_SHELL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # THEN the order is placed from the event read on stdin
+    assert done.returncode == 0, done.stderr
+    response = json.loads(done.stdout[done.stdout.index("\n{") :])
+    assert response["statusCode"] == 201
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    # AND the function ran with the function entry's POWERTOOLS_SERVICE_NAME (its metrics carry it)
+    metrics = [line for line in lines if "_aws" in line]
+    assert metrics
+    assert {line["service"] for line in metrics} == {"orders-local"}
+    # AND the LogLevel parameter reached the function's POWERTOOLS_LOG_LEVEL: it logged what that level lets through
+    assert {line["level"] for line in lines if "level" in line} == levels_logged
+    # AND the variable the template does not give the function was ignored, in one line that says so
+    assert "NOT_IN_THE_TEMPLATE not in OrdersApiFunction's environment in the template: ignored" in done.stderr

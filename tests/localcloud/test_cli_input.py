@@ -36,6 +36,21 @@ BAD_INPUT: list[tuple[Main, list[str], str]] = [
     (localcloud_main, ["token", "--admin", "--expires-in", "0"], "--expires-in: must be 1 or more, not 0"),
     (localcloud_main, ["chaos", "--out", "x.md", "--update-docs"], "not allowed with argument --out"),
     (localcloud_main, ["sideways"], "invalid choice: 'sideways'"),
+    (
+        localcloud_main,
+        ["invoke", "OrdersApiFunction", "-e", "-", "--parameter-overrides", "LogLevel"],
+        "--parameter-overrides: 'LogLevel' is neither Key=Value nor ParameterKey=Key,ParameterValue=Value",
+    ),
+    (
+        localcloud_main,
+        ["invoke", "OrdersApiFunction", "-e", "-", "--parameter-overrides", "JwtAudience='a"],
+        "--parameter-overrides: No closing quotation",
+    ),
+    (
+        localcloud_main,
+        ["invoke", "OrdersApiFunction", "-e", "-", "--env-vars", "no/such/env.json"],
+        "--env-vars/-n: cannot read no/such/env.json: No such file or directory",
+    ),
     (bench_main, ["--sweep-pages", "0"], "--sweep-pages: must be 1 or more, not 0"),
     (bench_main, ["--only", "coldstart,nope"], "unknown sections nope"),
     (bench_main, ["--quick", "--update-docs"], "only a full run may"),

@@ -6,28 +6,17 @@ the `<order_id>` placeholder (the id the documented POST /orders answered in its
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from localcloud.template import ROOT
+from tests.localcloud.helpers import FRESH_SHELL, bash_blocks, commands
 
 API_DOC = ROOT / "docs" / "api.md"
 BASE = "http://127.0.0.1:3000"
 MARK = ">>> command "
-
-
-def bash_blocks(path: Path) -> list[str]:
-    return re.findall(r"^```bash\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL)
-
-
-def commands(block: str) -> list[str]:
-    """The block's commands: comments dropped, backslash continuations joined."""
-    joined = re.sub(r"\\\n\s*", " ", block)
-    return [line.split("  # ")[0].strip() for line in joined.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def script(all_commands: list[str], base: str) -> str:
@@ -48,10 +37,9 @@ def test_every_command_of_the_api_doc_runs_as_written_in_a_fresh_shell(served_ap
     # GIVEN the bash blocks of docs/api.md, in order, and a shell with nothing but PATH (no venv activated)
     all_commands = [command for block in bash_blocks(API_DOC) for command in commands(block)]
     assert any(c.startswith("TOKEN=$(.venv/bin/python -m localcloud token") for c in all_commands)
-    fresh = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
     # WHEN they run one after the other against the served API
     done = subprocess.run(
-        ["bash", "-c", script(all_commands, served_api)], env=fresh, capture_output=True, text=True, timeout=300
+        ["bash", "-c", script(all_commands, served_api)], env=FRESH_SHELL, capture_output=True, text=True, timeout=300
     )
     # THEN every command succeeded
     assert done.returncode == 0, done.stderr
