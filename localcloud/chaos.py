@@ -68,7 +68,10 @@ class PassResult:
     sweep: dict[str, Any] | None = None
 
 
-SWEEP_FIGURES = ("status", "recounts", "corrections_unconfirmed", "republished", "corrections", "items_read")
+# `projection`: None for a full sweep, "reserved" for the counters sweep a pass starts after a sweep that recounted.
+SWEEP_FIGURES = (
+    "status", "recounts", "corrections_unconfirmed", "republished", "corrections", "items_read", "projection",
+)  # fmt: skip
 
 
 @dataclass
@@ -402,7 +405,11 @@ def markdown(report: ChaosReport, command: str) -> str:
             for p in report.passes
         ),
         "",
-        *(f"Pass {p.number}'s full sweep: {p.sweep}." for p in report.passes if p.sweep is not None),
+        *(
+            f"Pass {p.number}'s {'counters' if p.sweep.get('projection') else 'full'} sweep: {p.sweep}."
+            for p in report.passes
+            if p.sweep is not None
+        ),
         "",
         f"Divergent right after faults stopped, by projection: {report.divergent_after_faults_by_projection}; "
         f"invariant violations: {report.invariant_violations_after_faults}.",
