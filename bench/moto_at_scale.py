@@ -18,6 +18,10 @@ worker never holds. Items made inside `at_scale()` are not tracked. And moto 5's
 serializer walks every attribute against the service model (about 7 ms per item here); the data-plane results,
 already plain DynamoDB JSON, are written with `json.dumps` instead. tests/bench checks that both give the same
 pages and responses. The benchmark is about the worker; this keeps the emulator's cost per page flat, as DynamoDB's is.
+
+`served()` runs all of it as moto's server in a process of its own (`python -m bench.moto_at_scale PORT`, bound to
+127.0.0.1), so that what the database keeps is not in the measuring process: a worker's tracemalloc then sees the
+worker, its SDK clients and the HTTP responses it reads, as in a Lambda container.
 """
 
 from __future__ import annotations
@@ -27,9 +31,17 @@ import bisect
 import contextvars
 import copy
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 from moto.core import serialize
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
@@ -202,3 +214,59 @@ def at_scale() -> Iterator[None]:
             serializers.pop("dynamodb", None)
         else:
             serializers["dynamodb"] = had
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(timeout_s: float = 60.0) -> Iterator[str]:
+    """moto's server with `at_scale()`, in a child process on a free loopback port, for the duration of the block:
+    AWS_ENDPOINT_URL points every boto3 client made meanwhile at it. Yields its URL; the process is stopped after."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.moto_at_scale", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    credentials = {k: os.environ.get(k) or "testing" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server on {url} did not start (exit {server.poll()})") from None
+                time.sleep(0.2)
+        with mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL": url, **credentials}):
+            yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.moto_at_scale PORT`: moto's server with `at_scale()` on 127.0.0.1:PORT until stopped."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit() or not 0 < int(args[0]) < 65536:
+        print("usage: python -m bench.moto_at_scale PORT (a TCP port, 1-65535)", file=sys.stderr)
+        return 2
+    from moto import server
+
+    with at_scale():
+        server.main(["--host", "127.0.0.1", "--port", args[0]])  # until SIGTERM
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -491,9 +491,10 @@ def sweep_section(r: dict[str, Any]) -> list[str]:
     return [
         "## 7. The full sweep at any size",
         "",
-        f"bench/sweep.py: tools/reconcile_cost.py's data set (no drift) in tables built from template.yaml, under moto "
-        "in this process (bench/moto_at_scale.py: moto's Scan and Query without sorting the whole table per page, "
-        "and its DynamoDB responses dumped as plain JSON). ReconcilerSweepFunction's tasks in the state machine's "
+        f"bench/sweep.py: tools/reconcile_cost.py's data set (no drift) in tables built from template.yaml, in moto's "
+        "server run as a process of its own (bench/moto_at_scale.py: moto's Scan and Query without sorting the whole "
+        "table per page, and its DynamoDB responses dumped as plain JSON), so no database memory is traced. "
+        "ReconcilerSweepFunction's tasks in the state machine's "
         "order, one worker at a time: start, every compare segment until done, every counter segment until done, "
         f"finish. Each worker invocation's deadline comes after {r['pages_per_invocation']} pages of "
         f"{r['page_items']} items (the same budget at every size), and tracemalloc runs from its start to its end. "

@@ -1,19 +1,20 @@
 """The full sweep at two sizes ten times apart, with 1 and 4 segments: per-worker peak memory, items read per
 second, worker invocations (docs/CONSISTENCY.md, "The full sweep at any size").
 
-Each size is seeded by `tools.reconcile_cost.seed` (no drift) into tables built from template.yaml, under moto
-(`mock_aws`, in this process) with `bench.moto_at_scale`, so that a Scan page costs moto what a page costs, not a sort
-of the whole table. Then, for each segment count (the template's `SweepSegments`), ReconcilerSweepFunction's
-tasks run in the order ReconcilerSweepStateMachine runs them: start; every compare segment until it reports done;
-every counter segment until done; finish. The Maps' workers run one at a time here.
+Each size is seeded by `tools.reconcile_cost.seed` (no drift) into tables built from template.yaml, in moto's server
+run as a process of its own with `bench.moto_at_scale` (`served()`), so that a Scan page costs moto what a page costs,
+not a sort of the whole table, and what moto keeps is not in the measuring process. Then, for each segment count (the
+template's `SweepSegments`), ReconcilerSweepFunction's tasks run in the order ReconcilerSweepStateMachine runs them:
+start; every compare segment until it reports done; every counter segment until done; finish.
+The Maps' workers run one at a time here.
 
 - Time budget: each worker invocation's `get_remaining_time_in_millis` reports its deadline reached after
   PAGES_PER_INVOCATION pages (the worker asks after every page). The budget is the same at every size, so a segment
   ten times larger needs ten times the invocations, as it would under Lambda's timeout.
 - Memory: tracemalloc is started when a worker invocation begins and stopped when it returns: its peak is what
-  that invocation allocated (clients and modules already loaded, as in a warm container). moto runs in this
-  process: what it keeps while answering (the items written, its bookkeeping) is booked to it and left out
-  (`WorkerMemory`); the response bodies stay the worker's.
+  that invocation allocated (clients and modules already loaded, as in a warm container), the HTTP responses it
+  reads included. moto answers from its own process, over loopback HTTP, as DynamoDB answers a Lambda worker: none
+  of the database's memory is in the figure.
 - Baseline: a bare paginated Scan (same Limit, ConsistentRead, TotalSegments) of the same tables, in the same run
   and under the same tracing, counted and dropped page by page: the SDK's floor for reading the tables.
 """
@@ -85,78 +86,18 @@ def _silenced() -> Iterator[None]:
             logger.setLevel(level)
 
 
-class WorkerMemory:
-    """tracemalloc's peak of the worker alone. moto answers in this process: what it allocates and keeps while
-    answering a request (the items the worker writes, such as the counters' tallies; its own bookkeeping) is the
-    database's memory, not the worker's. Around each request the meter books what moto kept, less the response body
-    (which the worker's client then holds, as it would hold one read from the network), and restarts the peak; the
-    worker's peak is the largest traced memory between requests less what moto kept by then."""
-
-    active: WorkerMemory | None = None
-
-    def __init__(self) -> None:
-        self.kept = 0
-        self.peak = 0
-        self._entered = 0
-
-    def before_request(self) -> None:
-        current, peak = tracemalloc.get_traced_memory()
-        self.peak = max(self.peak, peak - self.kept)
-        self._entered = current
-
-    def after_request(self, body: Any) -> None:
-        current, _ = tracemalloc.get_traced_memory()
-        self.kept += current - self._entered - sys.getsizeof(body)
-        tracemalloc.reset_peak()
-
-    def finish(self) -> int:
-        self.before_request()
-        return self.peak
-
-
-@contextmanager
-def _metered_moto() -> Iterator[None]:
-    """moto's request handling, reported to the active WorkerMemory."""
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    original = BotocoreStubber.process_request
-
-    def process_request(stubber: BotocoreStubber, request: Any) -> Any:
-        meter = WorkerMemory.active
-        if meter is None:
-            return original(stubber, request)
-        # The young garbage collected on each side of the ledger: the worker's before the request, moto's after it
-        # (a collection inside moto, or moto's garbage left to the worker's time, would blur the two).
-        gc.collect(0)
-        meter.before_request()
-        gc.disable()
-        try:
-            response = original(stubber, request)
-            gc.collect(0)
-        finally:
-            gc.enable()
-        meter.after_request(response[2] if response is not None else b"")
-        return response
-
-    BotocoreStubber.process_request = process_request  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        BotocoreStubber.process_request = original  # type: ignore[method-assign]
-
-
 def _traced(call: Any) -> tuple[Any, float, int]:
-    """Run `call()` with tracemalloc on from its start: (result, seconds, the worker's peak bytes meanwhile)."""
-    meter = WorkerMemory.active = WorkerMemory()
+    """Run `call()` with tracemalloc on from its start: (result, seconds, peak bytes traced meanwhile). The
+    collector runs first, so that one invocation's garbage is not the next one's."""
+    gc.collect()
     tracemalloc.start()
     started = time.perf_counter()
     try:
         result = call()
         seconds = time.perf_counter() - started
-        peak = meter.finish()
+        _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-        WorkerMemory.active = None
     return result, seconds, peak
 
 
@@ -274,15 +215,13 @@ def summarise(run: SweepRun, entities: int, items: int, segments: int, baseline:
 
 def measure_size(entities: int, pages: int = PAGES_PER_INVOCATION) -> list[dict[str, Any]]:
     """Seed `entities` (no drift) in a fresh moto backend and sweep it with each segment count."""
-    from moto import mock_aws
-
-    from bench.moto_at_scale import at_scale
+    from bench.moto_at_scale import served
     from converge import aws
     from tests.support.stack import FunctionRunner, create_stack, reset_caches
     from tools.reconcile_cost import seed
 
     rows = []
-    with mock_aws(), at_scale(), _metered_moto(), _silenced():
+    with served(), _silenced():
         reset_caches()
         stack = create_stack()
         service_tables = {role: stack.tables[role] for role in SERVICE_TABLES}
