@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import auth, deploy, destinations, faults, motopatch
+from localcloud import auth, convergence, deploy, destinations, faults, motopatch
 from localcloud.archive import ArchiveEmulator
 from localcloud.clock import Clock, iso
 from localcloud.deploy import Translated
@@ -493,6 +494,15 @@ class LocalCloud:
     def queues_of_type(self) -> list[str]:
         return [k for k, v in self.deployment.types.items() if v == "AWS::SQS::Queue"]
 
+    def function(self, logical_id: str) -> Function:
+        """The deployed function `logical_id`: its name, ARN, handler, timeout and environment as they are now."""
+        return self.runtime.functions[logical_id]
+
+    def alarms(self, *logical_ids: str) -> list[dict[str, Any]]:
+        """The CloudWatch alarms of the template's `logical_ids`, as DescribeAlarms returns them (MetricAlarms)."""
+        names = [self.physical(logical_id) for logical_id in logical_ids]
+        return list(self.clients.cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"])
+
     def set_environment(self, logical_id: str, **variables: str) -> None:
         """Change a function's environment, as `aws lambda update-function-configuration` does (the next
         invocations see it)."""
@@ -500,6 +510,74 @@ class LocalCloud:
         self.runtime.functions[logical_id] = dataclasses.replace(
             function, environment={**function.environment, **variables}
         )
+
+    # ------------------------------------------------------------------------------------------------ tables
+    # By the table's logical id; keys and items in DynamoDB JSON ({"pk": {"S": "..."}}), as DynamoDB's API has them.
+    def get_item(self, table: str, key: dict[str, Any], *, consistent: bool = False) -> dict[str, Any] | None:
+        """The item of `table` at `key`, or None; `consistent`: a strongly consistent read."""
+        found = self.clients.dynamodb.get_item(TableName=self.table_name(table), Key=key, ConsistentRead=consistent)
+        return dict(found["Item"]) if "Item" in found else None
+
+    def put_item(self, table: str, item: dict[str, Any]) -> None:
+        """Write `item` straight into `table`, bypassing every service (as a restore, a bug or a person would)."""
+        self.clients.dynamodb.put_item(TableName=self.table_name(table), Item=item)
+
+    def delete_item(self, table: str, key: dict[str, Any]) -> None:
+        """Delete the item of `table` at `key`, behind every service's back."""
+        self.clients.dynamodb.delete_item(TableName=self.table_name(table), Key=key)
+
+    def scan_items(self, table: str) -> list[dict[str, Any]]:
+        """Every item of `table` (a Scan, all its pages), in the order DynamoDB returns them."""
+        pages = self.clients.dynamodb.get_paginator("scan").paginate(TableName=self.table_name(table))
+        return [item for page in pages for item in page["Items"]]
+
+    def query_items(self, table: str, key_condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """The items of `table` a Query finds (all its pages): `key_condition` with its `values`."""
+        pages = self.clients.dynamodb.get_paginator("query").paginate(
+            TableName=self.table_name(table), KeyConditionExpression=key_condition, ExpressionAttributeValues=values
+        )
+        return [item for page in pages for item in page["Items"]]
+
+    # ------------------------------------------------------------------------------------------------ checking
+    # The independent checker (localcloud/convergence.py) on this cloud's tables: plain values, by (pk, sk).
+    def table_items(self, table: str) -> convergence.Items:
+        """Every item of `table` as the checker reads it (consistent, plain values), by (pk, sk)."""
+        return convergence.scan(self.clients.dynamodb, self.table_name(table))
+
+    def service_items(self) -> dict[str, convergence.Items]:
+        """Every service's table as the checker reads it, by service name (orders, inventory, notifications, ...)."""
+        tables = convergence.service_tables(self)
+        return {service: convergence.scan(self.clients.dynamodb, table) for service, table in tables.items()}
+
+    def check_convergence(self, state_table: str | None = None) -> convergence.Divergence:
+        """Every projection compared with its source of truth, now; with the reconciler's `state_table` (logical
+        id), the orders it parked for a person count as parked, not divergent."""
+        state = self.table_name(state_table) if state_table is not None else None
+        return convergence.check(self.clients.dynamodb, convergence.service_tables(self), state)
+
+    # ------------------------------------------------------------------------------------------------ queues, bus
+    def send_message(self, queue: str, body: str) -> str:
+        """SendMessage of `body` to `queue` (logical id), as a producer or a rule's delivery would; its message id."""
+        sent = self.clients.sqs.send_message(QueueUrl=self.queue_url(queue), MessageBody=body)
+        return str(sent["MessageId"])
+
+    def receive_messages(self, queue: str, max_messages: int = 10) -> list[dict[str, Any]]:
+        """One ReceiveMessage of `queue`: its messages (Body, ReceiptHandle, ...), in flight until deleted."""
+        received = self.clients.sqs.receive_message(QueueUrl=self.queue_url(queue), MaxNumberOfMessages=max_messages)
+        return list(received.get("Messages", []))
+
+    def delete_message(self, queue: str, receipt_handle: str) -> None:
+        """DeleteMessage: the message of `queue` received with `receipt_handle` is done."""
+        self.clients.sqs.delete_message(QueueUrl=self.queue_url(queue), ReceiptHandle=receipt_handle)
+
+    def put_events(self, *entries: dict[str, Any]) -> dict[str, Any]:
+        """PutEvents of `entries` (each names its EventBusName), as a producer puts them; the response
+        (FailedEntryCount, Entries)."""
+        return dict(self.clients.events.put_events(Entries=list(entries)))
+
+    def rules(self, bus: str = "Bus") -> list[dict[str, Any]]:
+        """The rules of the bus `bus` (logical id), as ListRules returns them."""
+        return list(self.clients.events.list_rules(EventBusName=self.bus_name(bus))["Rules"])
 
     # ------------------------------------------------------------------------------------------------ invoking
     def invoke(self, logical_id: str, event: Any) -> Invocation:
@@ -580,6 +658,30 @@ class LocalCloud:
         invocation = self.runtime.invoke(route.function, event)
         return to_http_response(invocation.response, invocation.error is not None)
 
+    # ------------------------------------------------------------------------------------------------ observing
+    def invocations(self, function: str | None = None, *, since: int = 0) -> list[Invocation]:
+        """The invocations the runtime kept, in order: of `function` only, if given; from position `since` of the
+        whole history on (a `len(cloud.invocations())` taken earlier: what ran since then)."""
+        return [i for i in self.runtime.history[since:] if function is None or i.function == function]
+
+    def invocation_count(self, function: str) -> int:
+        """How many times `function` was invoked (counted whether or not the history is kept)."""
+        return self.runtime.invocations[function]
+
+    def metric(self, name: str) -> float:
+        """The sum of the values the functions emitted for the EMF metric `name` (0 if none did)."""
+        return self.runtime.metrics.get(name, 0.0)
+
+    @contextmanager
+    def listening(self, listener: Callable[[Invocation], None]) -> Iterator[None]:
+        """`listener` is called with every invocation that ends while the block runs, before its caller sees it
+        (what the listener changes in it, the caller gets)."""
+        self.runtime.listeners.append(listener)
+        try:
+            yield
+        finally:
+            self.runtime.listeners.remove(listener)
+
     def token(self, subject: str, *, admin: bool = False, **claims: Any) -> str:
         """A token from localcloud's issuer for `subject` (an admin's with `admin`); keyword arguments go to
         localcloud.auth.issue (expires_in, audience, issuer, extra_claims)."""
@@ -639,15 +741,25 @@ class LocalCloud:
         """Whether executions run here: on moto's interpreter in this process (mock_aws or the "server" thread)."""
         return self._execute_state_machines and (self._mock is not None or self._server is not None)
 
-    def running_executions(self) -> list[str]:
-        """The ARNs of the executions still running, of every state machine of the stack."""
+    def running_executions(self, logical_id: str | None = None) -> list[str]:
+        """The ARNs of the executions still running, of the state machine `logical_id`, or of every one of the
+        stack."""
         if self.state_machines is None:
             return []
+        arns = [self.physical(logical_id)] if logical_id is not None else list(self.state_machines.arns.values())
         running = []
-        for arn in self.state_machines.arns.values():
+        for arn in arns:
             listed = self.clients.stepfunctions.list_executions(stateMachineArn=arn, statusFilter="RUNNING")
             running += [e["executionArn"] for e in listed.get("executions", [])]
         return running
+
+    def describe_execution(self, execution_arn: str) -> dict[str, Any]:
+        """A state machine execution as DescribeExecution returns it (status, stateMachineArn, input, output...)."""
+        return dict(self.clients.stepfunctions.describe_execution(executionArn=execution_arn))
+
+    def stop_execution(self, execution_arn: str) -> None:
+        """StopExecution, as an operator stops one: the execution ends ABORTED."""
+        self.clients.stepfunctions.stop_execution(executionArn=execution_arn)
 
     def advance(self, seconds: float) -> list[Invocation]:
         """Move localcloud's clock: fire the schedules that came due and release SQS messages whose visibility

@@ -128,13 +128,13 @@ class LocalcloudTarget:
         return self.cloud.run_state_machine(logical_id, payload)
 
     def running_executions(self, logical_id: str) -> list[str]:
-        return _running(self.cloud.clients.stepfunctions, self.cloud.physical(logical_id))
+        return self.cloud.running_executions(logical_id)
 
     def get_item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
-        return _get_item(self.cloud.clients.dynamodb, self.cloud.table_name(table), key)
+        return _plain(self.cloud.get_item(table, _typed(key), consistent=True))
 
     def put_item(self, table: str, item: dict[str, Any]) -> None:
-        _put_item(self.cloud.clients.dynamodb, self.cloud.table_name(table), item)
+        self.cloud.put_item(table, _typed(item))
 
     def close(self) -> None:
         self.cloud.stop()
@@ -317,20 +317,27 @@ def _running(stepfunctions: Any, state_machine_arn: str) -> list[str]:
 
 
 def _get_item(dynamodb: Any, table_name: str, key: dict[str, Any]) -> dict[str, Any] | None:
-    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-    serializer, deserializer = TypeSerializer(), TypeDeserializer()
-    found = dynamodb.get_item(
-        TableName=table_name, Key={k: serializer.serialize(v) for k, v in key.items()}, ConsistentRead=True
-    ).get("Item")
-    return {k: deserializer.deserialize(v) for k, v in found.items()} if found else None
+    return _plain(dynamodb.get_item(TableName=table_name, Key=_typed(key), ConsistentRead=True).get("Item"))
 
 
 def _put_item(dynamodb: Any, table_name: str, item: dict[str, Any]) -> None:
+    dynamodb.put_item(TableName=table_name, Item=_typed(item))
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain values as DynamoDB JSON (boto3's TypeSerializer)."""
     from boto3.dynamodb.types import TypeSerializer
 
     serializer = TypeSerializer()
-    dynamodb.put_item(TableName=table_name, Item={k: serializer.serialize(v) for k, v in item.items()})
+    return {k: serializer.serialize(v) for k, v in values.items()}
+
+
+def _plain(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A DynamoDB JSON item as plain values (boto3's TypeDeserializer: numbers are Decimals); None stays None."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in item.items()} if item else None
 
 
 def _named_principals(unique: str) -> Principals:

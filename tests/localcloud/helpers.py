@@ -21,10 +21,7 @@ FIXTURE_TEMPLATE = FIXTURES / "template.yaml"
 def put_records(cloud: LocalCloud, table: str, behaviours: list[str], prefix: str = "k") -> None:
     """One stream record per behaviour ("ok", "fail" = reported failure, "crash" = function error), in order."""
     for index, behaviour in enumerate(behaviours):
-        cloud.clients.dynamodb.put_item(
-            TableName=cloud.table_name(table),
-            Item={"pk": {"S": f"{prefix}{index}"}, "behaviour": {"S": behaviour}},
-        )
+        cloud.put_item(table, {"pk": {"S": f"{prefix}{index}"}, "behaviour": {"S": behaviour}})
 
 
 def put_item(cloud: LocalCloud, table: str, item: dict[str, Any]) -> None:
@@ -32,32 +29,25 @@ def put_item(cloud: LocalCloud, table: str, item: dict[str, Any]) -> None:
     from boto3.dynamodb.types import TypeSerializer
 
     serializer = TypeSerializer()
-    cloud.clients.dynamodb.put_item(
-        TableName=cloud.table_name(table), Item={k: serializer.serialize(v) for k, v in item.items()}
-    )
+    cloud.put_item(table, {k: serializer.serialize(v) for k, v in item.items()})
 
 
 def batches(cloud: LocalCloud, function: str) -> list[list[str]]:
     """The keys of the stream records of each invocation of `function`, in order."""
     return [
         [r["dynamodb"]["Keys"]["pk"]["S"] for r in invocation.event["Records"]]
-        for invocation in cloud.runtime.history
-        if invocation.function == function
+        for invocation in cloud.invocations(function)
     ]
 
 
 def drain(cloud: LocalCloud, queue: str) -> list[Any]:
     """Every message body on `queue` (JSON-decoded), deleting them."""
     bodies: list[Any] = []
-    while True:
-        messages = cloud.clients.sqs.receive_message(QueueUrl=cloud.queue_url(queue), MaxNumberOfMessages=10).get(
-            "Messages", []
-        )
-        if not messages:
-            return bodies
+    while messages := cloud.receive_messages(queue):
         for message in messages:
             bodies.append(json.loads(message["Body"]))
-            cloud.clients.sqs.delete_message(QueueUrl=cloud.queue_url(queue), ReceiptHandle=message["ReceiptHandle"])
+            cloud.delete_message(queue, message["ReceiptHandle"])
+    return bodies
 
 
 def request(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from localcloud import convergence
 from localcloud.archive import ARCHIVE_LAG_SECONDS, SLICE_SECONDS
 from localcloud.cloud import LocalCloud
 from tests.localcloud.helpers import admin_token, customer_token
@@ -21,15 +20,14 @@ def cloud() -> Iterator[LocalCloud]:
 
 
 def rule_arn(cloud: LocalCloud, logical_id: str) -> str:
-    rules = cloud.clients.events.list_rules(EventBusName=cloud.bus_name())["Rules"]
-    return str(next(r["Arn"] for r in rules if logical_id in r["Name"]))
+    return str(next(r["Arn"] for r in cloud.rules() if logical_id in r["Name"]))
 
 
 def replayed_bodies(cloud: LocalCloud, function: str) -> list[dict[str, object]]:
     bodies = [
         json.loads(record["body"])
-        for invocation in cloud.runtime.history
-        if invocation.function == function and isinstance(invocation.event, dict)
+        for invocation in cloud.invocations(function)
+        if isinstance(invocation.event, dict)
         for record in invocation.event.get("Records", [])
         if "body" in record
     ]
@@ -47,9 +45,7 @@ def run_storefront(cloud: LocalCloud) -> None:
 
 
 def notification_items(cloud: LocalCloud) -> list[dict[str, object]]:
-    table = cloud.table_name("NotificationsTable")
-    items = cloud.clients.dynamodb.scan(TableName=table)["Items"]
-    return [i for i in items if i["sk"]["S"].startswith("NOTIFICATION#")]
+    return [i for i in cloud.scan_items("NotificationsTable") if i["sk"]["S"].startswith("NOTIFICATION#")]
 
 
 def test_a_replay_filtered_to_one_rule_reaches_only_that_rules_inbox(cloud: LocalCloud) -> None:
@@ -70,7 +66,7 @@ def test_a_replay_filtered_to_one_rule_reaches_only_that_rules_inbox(cloud: Loca
         assert replayed_bodies(cloud, other) == []
     # AND no customer was notified twice, and every projection still equals its source
     assert notification_items(cloud) == notifications_before
-    assert convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud)).total == 0
+    assert cloud.check_convergence().total == 0
 
 
 def test_events_newer_than_the_archiving_lag_are_not_replayed(cloud: LocalCloud) -> None:
@@ -89,17 +85,18 @@ def test_out_of_order_replay_into_a_dropped_projection_rebuilds_it_at_the_newest
     #       writes of a few seconds, even on a busy machine, land in one slice)
     cloud.clock.advance(SLICE_SECONDS - cloud.clock.now() % SLICE_SECONDS)
     run_storefront(cloud)
-    table = cloud.table_name("NotificationsTable")
     key = {"pk": {"S": "AVAILABILITY#p-1"}, "sk": {"S": "AVAILABILITY"}}
-    wanted = cloud.clients.dynamodb.get_item(TableName=table, Key=key)["Item"]
-    cloud.clients.dynamodb.delete_item(TableName=table, Key=key)
+    wanted = cloud.get_item("NotificationsTable", key)
+    assert wanted is not None
+    cloud.delete_item("NotificationsTable", key)
     cloud.clock.advance(ARCHIVE_LAG_SECONDS + 1)
     # WHEN the archive is replayed to notifications (one slice: its events arrive shuffled)
     replay = cloud.archive.start_replay("rebuild", filter_arns=[rule_arn(cloud, "NotificationsInboxRule")])
     assert len(replay.slices) == 1
     cloud.run_until_quiet()
     # THEN the version-conditional write kept the newest version, whatever the order of delivery
-    rebuilt = cloud.clients.dynamodb.get_item(TableName=table, Key=key)["Item"]
+    rebuilt = cloud.get_item("NotificationsTable", key)
+    assert rebuilt is not None
     assert rebuilt["version"] == wanted["version"]
     assert rebuilt["available"] == wanted["available"]
 

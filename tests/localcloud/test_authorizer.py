@@ -96,7 +96,7 @@ def cloud(template: Path) -> Iterator[LocalCloud]:
 
 
 def invocations(cloud: LocalCloud) -> int:
-    return sum(1 for i in cloud.runtime.history if i.function == "WhoAmIFunction")
+    return len(cloud.invocations("WhoAmIFunction"))
 
 
 def assert_refused(cloud: LocalCloud, headers: dict[str, str] | None = None, token: str | None = None) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from localcloud import convergence
 from localcloud.archive import ARCHIVE_LAG_SECONDS
 from localcloud.cloud import LocalCloud
 from tests.localcloud.helpers import admin_token, customer_token
@@ -21,7 +20,7 @@ def cloud() -> Iterator[LocalCloud]:
 
 
 def items(cloud: LocalCloud, table: str, sk: str) -> dict[str, dict[str, str]]:
-    scanned = cloud.clients.dynamodb.scan(TableName=cloud.table_name(table))["Items"]
+    scanned = cloud.scan_items(table)
     return {
         i["pk"]["S"].split("#", 1)[1]: {k: v.get("S", "") for k, v in i.items()} for i in scanned if i["sk"]["S"] == sk
     }
@@ -41,9 +40,8 @@ def storefront(cloud: LocalCloud) -> None:
     for n, order_id in enumerate(placed[:2]):
         assert cloud.http("POST", f"/orders/{order_id}/cancel", token=customer_token(cloud, f"c-{n}")).status == 200
     cloud.run_until_quiet()
-    table = cloud.table_name("ShipmentsTable")
-    for item in cloud.clients.dynamodb.scan(TableName=table)["Items"]:
-        cloud.clients.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    for item in cloud.scan_items("ShipmentsTable"):
+        cloud.delete_item("ShipmentsTable", {"pk": item["pk"], "sk": item["sk"]})
 
 
 def confirmed_uncancelled(cloud: LocalCloud) -> set[str]:
@@ -74,4 +72,4 @@ def test_a_late_shipping_is_bootstrapped_with_a_shipment_per_confirmed_uncancell
     # and every projection agrees with its source
     assert pending_shipments(cloud) == confirmed_uncancelled(cloud)
     assert notification_items(cloud) == notified
-    assert convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud)).total == 0
+    assert cloud.check_convergence().total == 0

@@ -12,7 +12,7 @@ from localcloud.cloud import LocalCloud
 from localcloud.demo import dead_letter_queues
 from localcloud.faults import FaultPlan
 from localcloud.template import load_template
-from tests.localcloud.helpers import admin_token, customer_token
+from tests.localcloud.helpers import admin_token, customer_token, put_item
 from tests.localcloud.real import REAL_TEMPLATE
 
 DLQS = dead_letter_queues(load_template(REAL_TEMPLATE))
@@ -29,15 +29,6 @@ def _order(cloud: LocalCloud, product: str, quantity: int, customer: str = "c-1"
     response = cloud.http("POST", "/orders", body=body, token=customer_token(cloud, customer))
     assert response.status == 201, response.body
     return str(response.json()["order_id"])
-
-
-def _put(cloud: LocalCloud, table: str, item: dict[str, Any]) -> None:
-    from boto3.dynamodb.types import TypeSerializer
-
-    serializer = TypeSerializer()
-    cloud.clients.dynamodb.put_item(
-        TableName=cloud.table_name(table), Item={k: serializer.serialize(v) for k, v in item.items()}
-    )
 
 
 def _reconcile(cloud: LocalCloud) -> None:
@@ -71,10 +62,10 @@ def test_broken_invariants_are_counted_per_rule(real: LocalCloud) -> None:
     real.run_until_quiet()
     order_id = _order(real, "p1", 2)
     real.run_until_quiet()
-    inventory = convergence.scan(real.clients.dynamodb, real.table_name("InventoryTable"))
+    inventory = real.table_items("InventoryTable")
     product = inventory[("PRODUCT#p1", "PRODUCT")]
-    _put(real, "InventoryTable", product | {"reserved": 5, "available": -2})  # reserved > on_hand
-    _put(
+    put_item(real, "InventoryTable", product | {"reserved": 5, "available": -2})  # reserved > on_hand
+    put_item(
         real,
         "OrdersTable",
         {
@@ -87,9 +78,8 @@ def test_broken_invariants_are_counted_per_rule(real: LocalCloud) -> None:
             "version": 1,
         },
     )
-    real.clients.dynamodb.delete_item(
-        TableName=real.table_name("NotificationsTable"),
-        Key={"pk": {"S": "CUSTOMER#c-1"}, "sk": {"S": f"NOTIFICATION#ORDER_CONFIRMED#{order_id}"}},
+    real.delete_item(
+        "NotificationsTable", {"pk": {"S": "CUSTOMER#c-1"}, "sk": {"S": f"NOTIFICATION#ORDER_CONFIRMED#{order_id}"}}
     )
     # WHEN the checker runs
     report = convergence.verify(real, DLQS)
@@ -152,13 +142,13 @@ def test_an_order_parked_for_a_person_is_counted_as_parked_not_divergent(real: L
     real.run_until_quiet()
     order_id = _order(real, "p1", 2)
     real.run_until_quiet()
-    inventory = convergence.scan(real.clients.dynamodb, real.table_name("InventoryTable"))
+    inventory = real.table_items("InventoryTable")
     reservation = inventory[(f"RESERVATION#{order_id}", "RESERVATION")]
-    _put(real, "InventoryTable", reservation | {"status": "FAILED", "reinstate_failed": True})
+    put_item(real, "InventoryTable", reservation | {"status": "FAILED", "reinstate_failed": True})
     for table, key in (("InventoryTable", ("PRODUCT#p1", "PRODUCT")), ("NotificationsTable", AVAILABILITY_P1)):
-        item = convergence.scan(real.clients.dynamodb, real.table_name(table))[key]
-        _put(real, table, item | {"reserved": 0, "available": 3})
-    _put(real, "ReconcilerStateTable", _anomaly(order_id))
+        item = real.table_items(table)[key]
+        put_item(real, table, item | {"reserved": 0, "available": 3})
+    put_item(real, "ReconcilerStateTable", _anomaly(order_id))
     # WHEN the checker runs
     report = convergence.verify(real, DLQS)
     # THEN the order is parked for a person, in the report, and nothing diverges

@@ -109,9 +109,7 @@ def _stop_shared_cloud() -> Iterator[None]:
 def _item(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | None:
     from boto3.dynamodb.types import TypeDeserializer
 
-    raw = cloud.clients.dynamodb.get_item(
-        TableName=cloud.table_name(table), Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
-    ).get("Item")
+    raw = cloud.get_item(table, {"pk": {"S": pk}, "sk": {"S": sk}}, consistent=True)
     if raw is None:
         return None
     deserializer = TypeDeserializer()

@@ -66,7 +66,7 @@ def _settled_world(cloud: LocalCloud) -> list[str]:
 def _send(cloud: LocalCloud, inbox: str, event_type: str, data: dict[str, Any], version: int) -> None:
     """A valid event of the contract sent straight into an inbox (SQS SendMessage), as its rule would deliver it."""
     envelope = eventbridge_event(domain_event(event_type, data, version=version, correlation_id="forged"))
-    cloud.clients.sqs.send_message(QueueUrl=cloud.queue_url(inbox), MessageBody=json.dumps(envelope))
+    cloud.send_message(inbox, json.dumps(envelope))
 
 
 def _full_pass(cloud: LocalCloud) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def _full_pass(cloud: LocalCloud) -> dict[str, Any]:
 
 
 def _item(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | None:
-    return convergence.scan(cloud.clients.dynamodb, cloud.table_name(table)).get((pk, sk))
+    return cloud.table_items(table).get((pk, sk))
 
 
 def test_a_forged_stock_event_is_corrected_and_the_next_real_change_propagates(real: LocalCloud) -> None:

@@ -30,15 +30,14 @@ from tests.localcloud.real import REAL_TEMPLATE
 
 def _send(cloud: LocalCloud, bodies: list[dict[str, Any]]) -> None:
     for body in bodies:
-        cloud.clients.sqs.send_message(QueueUrl=cloud.queue_url("WorkQueue"), MessageBody=json.dumps(body))
+        cloud.send_message("WorkQueue", json.dumps(body))
 
 
 def _received(cloud: LocalCloud) -> list[list[int]]:
     """The `n` of every message of every QueueFunction invocation, per invocation."""
     return [
         [json.loads(r["body"])["n"] for r in invocation.event["Records"] if "n" in json.loads(r["body"])]
-        for invocation in cloud.runtime.history
-        if invocation.function == "QueueFunction"
+        for invocation in cloud.invocations("QueueFunction")
     ]
 
 
@@ -104,8 +103,8 @@ def test_a_poison_message_ends_in_the_dead_letter_queue(faulty: Any) -> None:
     _settle(cloud)
     # THEN SQS moved it to the DLQ
     assert cloud.faults.stats["poison_injected"] == 1
-    dead = cloud.clients.sqs.receive_message(QueueUrl=cloud.queue_url("WorkDLQ"), MaxNumberOfMessages=10)
-    assert [m["Body"] for m in dead["Messages"]] == list(cloud.faults.poison_bodies)
+    dead = cloud.receive_messages("WorkDLQ")
+    assert [m["Body"] for m in dead] == list(cloud.faults.poison_bodies)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +123,7 @@ def test_an_injected_handler_failure_is_a_function_error_and_the_batch_is_retrie
     # WHEN the mapping delivers it
     cloud.run_until_quiet()
     # THEN the invocation failed as Lambda reports it, and the message stays on the queue
-    first = next(i for i in cloud.runtime.history if i.function == "QueueFunction")
+    first = cloud.invocations("QueueFunction")[0]
     assert first.error is not None
     assert first.error.error_type == error_type
     assert first.response is None
@@ -133,7 +132,7 @@ def test_an_injected_handler_failure_is_a_function_error_and_the_batch_is_retrie
     cloud.faults.stop()
     _settle(cloud)
     assert cloud.queue_depth("WorkQueue") == 0
-    assert cloud.runtime.history[-1].ok
+    assert cloud.invocations()[-1].ok
 
 
 def test_synchronous_invocations_are_not_faulted_by_default(faulty: Any) -> None:
@@ -232,9 +231,7 @@ def drifting() -> Iterator[LocalCloud]:
 
 
 def _stored(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | None:
-    raw = cloud.clients.dynamodb.get_item(
-        TableName=cloud.table_name(table), Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
-    ).get("Item")
+    raw = cloud.get_item(table, {"pk": {"S": pk}, "sk": {"S": sk}}, consistent=True)
     return None if raw is None else from_item(raw)
 
 

@@ -164,11 +164,11 @@ def _passes_until_converged(cloud: LocalCloud) -> tuple[int, convergence.Converg
 
 
 def _item(cloud: LocalCloud, table: str, pk: str, sk: str) -> dict[str, Any] | None:
-    return convergence.scan(cloud.clients.dynamodb, cloud.table_name(table)).get((pk, sk))
+    return cloud.table_items(table).get((pk, sk))
 
 
 def _state(cloud: LocalCloud) -> convergence.Items:
-    return convergence.scan(cloud.clients.dynamodb, cloud.table_name("ReconcilerStateTable"))
+    return cloud.table_items("ReconcilerStateTable")
 
 
 def test_a_dispatch_lost_on_its_way_to_orders_ships_the_order_within_two_passes(cloud: LocalCloud) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 
 from converge.upcast import PREVIOUS
-from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan
 from tests.localcloud.helpers import admin_token, customer_token
@@ -30,7 +29,7 @@ def cloud() -> Iterator[LocalCloud]:
 def delivered_order_events(cloud: LocalCloud) -> Counter[tuple[str, int]]:
     """(producer, schema version) of every order event the consumers were handed."""
     seen: Counter[tuple[str, int]] = Counter()
-    for invocation in cloud.runtime.history:
+    for invocation in cloud.invocations():
         if invocation.function not in CONSUMERS or not isinstance(invocation.event, dict):
             continue
         for record in invocation.event.get("Records", []):
@@ -44,7 +43,7 @@ def delivered_order_events(cloud: LocalCloud) -> Counter[tuple[str, int]]:
 def test_an_orders_publisher_on_v1_and_a_reconciler_on_v2_converge(cloud: LocalCloud) -> None:
     # GIVEN the orders publisher pinned to v1 of every order event, the rest of the fleet on v2
     pinned = ",".join(f"{event_type}={previous.version}" for event_type, previous in sorted(PREVIOUS.items()))
-    cloud.runtime.functions["OrdersPublisherFunction"].environment["EMIT_SCHEMA_VERSIONS"] = pinned
+    cloud.set_environment("OrdersPublisherFunction", EMIT_SCHEMA_VERSIONS=pinned)
     # WHEN priced orders are placed, some cancelled, with 30% of deliveries lost, and the reconciler repairs
     for product in ("p-1", "p-2"):
         assert (
@@ -73,5 +72,5 @@ def test_an_orders_publisher_on_v1_and_a_reconciler_on_v2_converge(cloud: LocalC
     assert seen[("EUR", 2)] > 0, seen
     assert {version for _, version in seen} == {1, 2}
     # AND every projection agrees with its source
-    divergence = convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud))
+    divergence = cloud.check_convergence()
     assert divergence.total == 0, divergence.counts

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from localcloud import convergence
 from localcloud.cloud import LocalCloud
 from localcloud.template import ROOT, load_template
 from tests.localcloud.helpers import admin_token, customer_token
@@ -85,8 +84,8 @@ def test_a_rule_pattern_broken_in_a_copy_of_the_template_stops_the_event(tmp_pat
         _ok(cloud.http("PUT", "/products/sku-1/stock", body={"on_hand": 3}, token=admin_token(cloud)))
         cloud.run_until_quiet()
         # THEN the event was published but never reached the notifications inbox
-        assert cloud.runtime.metrics["EventsPublished"] >= 1
-        assert cloud.runtime.invocations["NotificationsConsumerFunction"] == 0
+        assert cloud.metric("EventsPublished") >= 1
+        assert cloud.invocation_count("NotificationsConsumerFunction") == 0
         assert cloud.http("GET", "/availability/sku-1", token=admin_token(cloud)).status == 404
 
 
@@ -95,9 +94,8 @@ def test_a_poison_stream_record_ends_in_the_dlq_after_the_configured_retries_and
 ) -> None:
     # GIVEN a valid stock change and, after it in the same stream batch, an item that is not a valid event
     _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 4}, token=admin_token(real)))
-    real.clients.dynamodb.put_item(
-        TableName=real.table_name("InventoryTable"),
-        Item={"pk": {"S": "PRODUCT#poison"}, "sk": {"S": "PRODUCT"}, "event_type": {"S": "StockUpdated"}},
+    real.put_item(
+        "InventoryTable", {"pk": {"S": "PRODUCT#poison"}, "sk": {"S": "PRODUCT"}, "event_type": {"S": "StockUpdated"}}
     )
     # WHEN the pipeline settles
     real.run_until_quiet()
@@ -106,8 +104,7 @@ def test_a_poison_stream_record_ends_in_the_dlq_after_the_configured_retries_and
     assert _ok(real.http("GET", "/availability/sku-1", token=admin_token(real)))["on_hand"] == 4
     stream = load_template(REAL_TEMPLATE)["Resources"]["InventoryPublisherFunction"]["Properties"]["Events"]["Stream"]
     retries = stream["Properties"]["MaximumRetryAttempts"]
-    messages = real.clients.sqs.receive_message(QueueUrl=real.queue_url("InventoryDLQ"), MaxNumberOfMessages=10)
-    [failure] = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    [failure] = [json.loads(m["Body"]) for m in real.receive_messages("InventoryDLQ")]
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert failure["requestContext"]["approximateInvokeCount"] == 1 + retries
     assert failure["DDBStreamBatchInfo"]["batchSize"] == 1
@@ -117,10 +114,7 @@ def test_the_schedule_fires_the_reconciler_which_repairs_a_lost_projection(real:
     # GIVEN availability projected for a product, then lost (as if its event never arrived)
     _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 9}, token=admin_token(real)))
     real.run_until_quiet()
-    real.clients.dynamodb.delete_item(
-        TableName=real.table_name("NotificationsTable"),
-        Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
-    )
+    real.delete_item("NotificationsTable", {"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}})
     assert real.http("GET", "/availability/sku-1", token=admin_token(real)).status == 404
     # WHEN the clock reaches the reconciler's schedule and the pipeline settles
     assert real.advance(60) == []
@@ -133,7 +127,7 @@ def test_the_schedule_fires_the_reconciler_which_repairs_a_lost_projection(real:
 
 
 def _divergence(cloud: LocalCloud) -> dict[str, int]:
-    return convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud)).counts
+    return cloud.check_convergence().counts
 
 
 def test_the_convergence_check_counts_divergent_entities_per_projection(real: LocalCloud) -> None:
@@ -149,10 +143,7 @@ def test_the_convergence_check_counts_divergent_entities_per_projection(real: Lo
     }
     # WHEN a new order is placed but not propagated, and the product's availability is lost
     _place(real, "cust-2", "sku-1", 1)
-    real.clients.dynamodb.delete_item(
-        TableName=real.table_name("NotificationsTable"),
-        Key={"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}},
-    )
+    real.delete_item("NotificationsTable", {"pk": {"S": "AVAILABILITY#sku-1"}, "sk": {"S": "AVAILABILITY"}})
     # THEN the PENDING order and the product count as divergent, each in its projection
     assert _divergence(real) == {
         "availability": 1,
@@ -169,21 +160,20 @@ def test_each_functions_log_lines_carry_its_own_service(real: LocalCloud) -> Non
     real.run_until_quiet()
     # THEN every JSON log line of each invocation names that function's POWERTOOLS_SERVICE_NAME
     seen: dict[str, set[str]] = {}
-    for invocation in real.runtime.history:
+    for invocation in real.invocations():
         for line in invocation.logs.splitlines():
             if line.startswith("{") and '"service"' in line:
                 seen.setdefault(invocation.function, set()).add(json.loads(line)["service"])
-    services = {name: f.environment.get("POWERTOOLS_SERVICE_NAME") for name, f in real.runtime.functions.items()}
     assert seen, "no log lines captured"
     for function, names in seen.items():
-        assert names == {services[function]}, (function, names)
+        assert names == {real.function(function).environment.get("POWERTOOLS_SERVICE_NAME")}, (function, names)
 
 
 def test_with_logs_echoed_a_function_that_raises_prints_its_traceback(capfd: pytest.CaptureFixture[str]) -> None:
     # GIVEN a LocalCloud echoing function logs (what `serve --logs` runs)
     with LocalCloud(REAL_TEMPLATE, echo_logs=True) as cloud:
         # WHEN a function raises (the reconciler handed an HTTP request)
-        invocation = cloud.runtime.invoke("ReconcilerFunction", {"requestContext": {"http": {"method": "GET"}}})
+        invocation = cloud.invoke("ReconcilerFunction", {"requestContext": {"http": {"method": "GET"}}})
     # THEN the invocation failed, and its traceback was printed, naming the function and the one-line error
     assert invocation.error is not None
     err = capfd.readouterr().err

@@ -86,14 +86,13 @@ def test_duplicate_back_in_stock_notifications_are_counted_against_the_rejected_
     cloud.run_until_quiet()
     total, beyond = duplicate_notifications(cloud)
     assert beyond == 0
-    table = cloud.table_name("NotificationsTable")
-    items = cloud.clients.dynamodb.scan(TableName=table)["Items"]
+    items = cloud.scan_items("NotificationsTable")
     sent = next(i for i in items if i["sk"]["S"].startswith("NOTIFICATION#BACK_IN_STOCK#"))
     # WHEN the same watch notifies again at another version, and a notification names an order never rejected
     again = sent | {"sk": {"S": sent["sk"]["S"] + "0"}}
     unfounded = sent | {"sk": {"S": sent["sk"]["S"] + "1"}, "order_id": {"S": "never-rejected"}}
     for item in (again, unfounded):
-        cloud.clients.dynamodb.put_item(TableName=table, Item=item)
+        cloud.put_item("NotificationsTable", item)
     # THEN both are counted beyond what the rejected orders allow
     assert duplicate_notifications(cloud) == (total + 2, 2)
 

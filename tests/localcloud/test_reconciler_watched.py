@@ -31,8 +31,7 @@ def real() -> Iterator[LocalCloud]:
 
 def deployed_alarm(cloud: LocalCloud, logical_id: str) -> Alarm:
     """The alarm as localcloud created it in CloudWatch from the translated template (intrinsics resolved)."""
-    name = f"{cloud.stack_name}-{logical_id}"
-    (alarm,) = cloud.clients.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    (alarm,) = cloud.alarms(logical_id)
     return Alarm.from_properties(alarm)
 
 
@@ -43,7 +42,7 @@ def period_value(alarm: Alarm, invocations: list[Invocation]) -> float | None:
 
 
 def reconciler_invocations_since(cloud: LocalCloud, start: int) -> list[Invocation]:
-    return [i for i in cloud.runtime.history[start:] if i.function == "ReconcilerFunction"]
+    return cloud.invocations("ReconcilerFunction", since=start)
 
 
 def test_passes_that_stop_succeeding_fire_the_heartbeat_and_the_errors_alarm(real: LocalCloud) -> None:
@@ -53,7 +52,7 @@ def test_passes_that_stop_succeeding_fire_the_heartbeat_and_the_errors_alarm(rea
     errors = deployed_alarm(real, "ReconcilerErrorsAlarm")
     healthy: list[float | None] = []
     for _ in range(2):
-        start = len(real.runtime.history)
+        start = len(real.invocations())
         real.advance(PERIOD)
         healthy.append(period_value(heartbeat, reconciler_invocations_since(real, start)))
     assert healthy == [1, 1]
@@ -65,7 +64,7 @@ def test_passes_that_stop_succeeding_fire_the_heartbeat_and_the_errors_alarm(rea
     failing: list[float | None] = []
     failed = []
     for _ in range(2):
-        start = len(real.runtime.history)
+        start = len(real.invocations())
         real.advance(PERIOD)
         invocations = reconciler_invocations_since(real, start)
         failing.append(period_value(heartbeat, invocations))
@@ -78,7 +77,7 @@ def test_passes_that_stop_succeeding_fire_the_heartbeat_and_the_errors_alarm(rea
     assert all(count >= 1 for count in failed), failed
     assert all(errors.state([float(count)]) == "ALARM" for count in failed)
     # AND once the reads come back, the next pass completes and the heartbeat clears
-    start = len(real.runtime.history)
+    start = len(real.invocations())
     real.advance(PERIOD)
     recovered = period_value(heartbeat, reconciler_invocations_since(real, start))
     assert recovered == 1
@@ -98,11 +97,11 @@ def put_sweep_header(cloud: LocalCloud, status: str, progress_at: datetime) -> N
         "segments_done": 3,
         "items_read": 9000,
     }
-    cloud.clients.dynamodb.put_item(TableName=cloud.table_name("ReconcilerStateTable"), Item=to_item(item))
+    cloud.put_item("ReconcilerStateTable", to_item(item))
 
 
 def scheduled_pass(cloud: LocalCloud) -> dict[str, Any]:
-    start = len(cloud.runtime.history)
+    start = len(cloud.invocations())
     cloud.advance(PERIOD)
     (invocation,) = reconciler_invocations_since(cloud, start)
     assert invocation.ok, invocation.error

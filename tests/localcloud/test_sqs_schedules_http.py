@@ -20,16 +20,13 @@ from tests.localcloud.helpers import FIXTURE_TEMPLATE, batches, put_records, req
 
 def _send(cloud: LocalCloud, *behaviours: str) -> None:
     for behaviour in behaviours:
-        cloud.clients.sqs.send_message(
-            QueueUrl=cloud.queue_url("WorkQueue"), MessageBody=json.dumps({"behaviour": behaviour})
-        )
+        cloud.send_message("WorkQueue", json.dumps({"behaviour": behaviour}))
 
 
 def _queue_batches(cloud: LocalCloud) -> list[list[tuple[str, str]]]:
     return [
         [(json.loads(r["body"])["behaviour"], r["attributes"]["ApproximateReceiveCount"]) for r in i.event["Records"]]
-        for i in cloud.runtime.history
-        if i.function == "QueueFunction"
+        for i in cloud.invocations("QueueFunction")
     ]
 
 
@@ -95,15 +92,13 @@ def test_cron_expressions_follow_aws_fields() -> None:
 def test_a_pattern_rule_with_a_function_target_invokes_it_asynchronously(cloud: LocalCloud) -> None:
     # GIVEN a rule on the bus whose target is a function
     # WHEN a matching and a non-matching event are put on the bus and the mappings pumped
-    cloud.clients.events.put_events(
-        Entries=[
-            {"EventBusName": cloud.bus_name(), "Source": "fixture.pinger", "DetailType": "Ping", "Detail": "{}"},
-            {"EventBusName": cloud.bus_name(), "Source": "fixture.other", "DetailType": "Ping", "Detail": "{}"},
-        ]
+    cloud.put_events(
+        {"EventBusName": cloud.bus_name(), "Source": "fixture.pinger", "DetailType": "Ping", "Detail": "{}"},
+        {"EventBusName": cloud.bus_name(), "Source": "fixture.other", "DetailType": "Ping", "Detail": "{}"},
     )
     cloud.run_until_quiet()
     # THEN the function received the matching EventBridge event only
-    received = [i.response["received"] for i in cloud.runtime.history if i.function == "BusFunction"]
+    received = [i.response["received"] for i in cloud.invocations("BusFunction")]
     assert [(e["source"], e["detail-type"]) for e in received] == [("fixture.pinger", "Ping")]
 
 

@@ -17,7 +17,7 @@ def test_a_sweep_a_pass_starts_stays_running_where_no_state_machine_runs() -> No
         # THEN the pass started an execution of the sweep's state machine, which nothing runs
         assert invocation.ok, invocation.error
         arn = invocation.response["sweep_started"]
-        described = cloud.clients.stepfunctions.describe_execution(executionArn=arn)
+        described = cloud.describe_execution(arn)
         state_machine = cloud.physical("ReconcilerSweepStateMachine")
         assert (described["stateMachineArn"], described["status"]) == (state_machine, "RUNNING")
         # AND pumping does not wait for it, and running one is refused with the reason

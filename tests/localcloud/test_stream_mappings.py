@@ -72,7 +72,7 @@ def test_exhausted_retries_send_aws_shaped_metadata_to_on_failure_and_processing
     assert batches(cloud, "WholeStreamFunction") == [["k0", "k1", "k2"], ["k0", "k1", "k2"], ["later0", "later1"]]
     [failure] = drain(cloud, "FailuresQueue")
     mapping = cloud.stream_mappings["WholeStreamFunctionStream"]
-    function = cloud.runtime.functions["WholeStreamFunction"]
+    function = cloud.function("WholeStreamFunction")
     assert set(failure) == {"requestContext", "responseContext", "version", "timestamp", "DDBStreamBatchInfo"}
     assert failure["version"] == "1.0"
     assert failure["requestContext"]["functionArn"] == function.arn

@@ -47,37 +47,32 @@ def drifted_tables(cloud: LocalCloud, entities: int, fraction: float) -> set[tup
 
 def divergence(cloud: LocalCloud) -> dict[str, int]:
     """What the independent checker finds different, by check (only the checks that found something)."""
-    state = cloud.table_name("ReconcilerStateTable")
-    counts = convergence.check(cloud.clients.dynamodb, convergence.service_tables(cloud), state).counts
+    counts = cloud.check_convergence("ReconcilerStateTable").counts
     return {check: count for check, count in counts.items() if count}
 
 
 def violations(cloud: LocalCloud) -> dict[str, list[str]]:
     """The invariants the independent checker finds broken, with the entities that break them."""
-    client = cloud.clients.dynamodb
-    scanned = {service: convergence.scan(client, table) for service, table in convergence.service_tables(cloud).items()}
+    scanned = cloud.service_items()
     found = convergence.check_invariants(scanned["orders"], scanned["inventory"], scanned["notifications"])
     return {invariant: ids for invariant, ids in found.violations.items() if ids}
 
 
 def segment_items(cloud: LocalCloud, sweep_id: str) -> list[dict[str, Any]]:
-    found = cloud.clients.dynamodb.query(
-        TableName=cloud.table_name("ReconcilerStateTable"),
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues=to_item({":pk": f"SWEEP#{sweep_id}"}),
-    )["Items"]
+    found = cloud.query_items("ReconcilerStateTable", "pk = :pk", to_item({":pk": f"SWEEP#{sweep_id}"}))
     return [from_item(item) for item in found]
 
 
 def header(cloud: LocalCloud) -> dict[str, Any]:
     """The sweep's header item (the sweep under way, or the last one)."""
     key = to_item({"pk": "SWEEP", "sk": "CURRENT"})
-    item = cloud.clients.dynamodb.get_item(TableName=cloud.table_name("ReconcilerStateTable"), Key=key)["Item"]
+    item = cloud.get_item("ReconcilerStateTable", key)
+    assert item is not None
     return from_item(item)
 
 
 def worker_invocations(cloud: LocalCloud) -> list[Any]:
-    return [i for i in cloud.runtime.history if i.function == SWEEP and i.event.get("action") == "segment"]
+    return [i for i in cloud.invocations(SWEEP) if i.event.get("action") == "segment"]
 
 
 def test_workers_out_of_time_hand_back_their_checkpoints_and_the_sweep_completes(cloud: LocalCloud) -> None:
@@ -115,7 +110,7 @@ def test_workers_that_raise_or_time_out_are_retried_and_the_sweep_completes(clou
     cloud.faults.stop()
     cloud.run_until_quiet()
     # THEN faults struck workers, the state machine retried them, and every segment finished in the last execution
-    failed = [i for i in cloud.runtime.history if i.function == SWEEP and not i.ok]
+    failed = [i for i in cloud.invocations(SWEEP) if not i.ok]
     assert failed
     assert all(e.error == "SweepFailed" for e in executions[:-1])
     report = executions[-1].output
@@ -129,7 +124,7 @@ def test_workers_that_raise_or_time_out_are_retried_and_the_sweep_completes(clou
 def test_a_segment_failing_past_its_retries_fails_the_execution_and_the_next_one_resumes(cloud: LocalCloud) -> None:
     # GIVEN drifted tables, and sweep workers that cannot read the shipments table (every scan of it raises)
     drifted = drifted_tables(cloud, 120, 0.05)
-    table = cloud.runtime.functions[SWEEP].environment["SHIPPING_TABLE_NAME"]
+    table = cloud.function(SWEEP).environment["SHIPPING_TABLE_NAME"]
     cloud.set_environment(SWEEP, SHIPPING_TABLE_NAME="no-such-table")
     # WHEN the sweep runs
     failed = cloud.run_state_machine("ReconcilerSweepStateMachine", {"reason": "test"})
@@ -161,7 +156,7 @@ def test_a_sweep_whose_execution_was_stopped_is_resumed_by_the_next_one(cloud: L
     execution = cloud.state_machines.start("ReconcilerSweepStateMachine", {"reason": "test"})
     while len(worker_invocations(cloud)) < 3:
         time.sleep(0.005)
-    cloud.clients.stepfunctions.stop_execution(executionArn=execution)
+    cloud.stop_execution(execution)
     stopped = cloud.state_machines.wait(execution)
     assert stopped.status == "ABORTED"
     running = header(cloud)
@@ -191,14 +186,14 @@ def test_a_stopped_sweep_ends_aborted_even_when_its_task_in_flight_then_fails(cl
         if stopped or invocation.function != SWEEP or invocation.event.get("action") != "segment":
             return
         [arn] = cloud.running_executions()
-        cloud.clients.stepfunctions.stop_execution(executionArn=arn)
+        cloud.stop_execution(arn)
         stopped.append(arn)
         invocation.response = None
         invocation.error = FunctionError("RuntimeError", "cut short by the stop")
 
-    cloud.runtime.listeners.append(stop_during_first_worker)
     # WHEN the execution runs to its end
-    execution = machines.wait(machines.start("ReconcilerSweepStateMachine", {"reason": "test"}))
+    with cloud.listening(stop_during_first_worker):
+        execution = machines.wait(machines.start("ReconcilerSweepStateMachine", {"reason": "test"}))
     # THEN it ended ABORTED, as StopExecution ends it on AWS, not FAILED by the task that failed after the stop
     assert stopped == [execution.arn]
     assert (execution.status, execution.error) == ("ABORTED", None)
@@ -251,12 +246,11 @@ def test_a_counter_busy_through_every_retally_is_left_to_a_counters_sweep_the_ne
             now = product_item(cloud, "p000000")
             put_item(cloud, "InventoryTable", {**now, "version": now["version"] + 1})
 
-    cloud.runtime.listeners.append(write_during_retally)
     # WHEN the sweep runs
-    report = cloud.sweep(reason="test")
-    cloud.runtime.listeners.remove(write_during_retally)
+    with cloud.listening(write_during_retally):
+        report = cloud.sweep(reason="test")
     # THEN every round was spent on it, nothing was recounted on a tally that is no ledger, and it is counted as left
-    rounds = {i.event["round"] for i in cloud.runtime.history if i.function == SWEEP and "round" in i.event}
+    rounds = {i.event["round"] for i in cloud.invocations(SWEEP) if "round" in i.event}
     assert rounds == {1, 2, 3, 4}
     assert (report["status"], report["recounts"], report["corrections_unconfirmed"]) == ("SUCCEEDED", 0, 1)
     assert header(cloud)["counters_left"] == 1
@@ -327,8 +321,9 @@ def _now() -> str:
 
 def product_item(cloud: LocalCloud, product_id: str) -> dict[str, Any]:
     key = to_item({"pk": f"PRODUCT#{product_id}", "sk": "PRODUCT"})
-    found = cloud.clients.dynamodb.get_item(TableName=cloud.table_name("InventoryTable"), Key=key, ConsistentRead=True)
-    return from_item(found["Item"])
+    found = cloud.get_item("InventoryTable", key, consistent=True)
+    assert found is not None
+    return from_item(found)
 
 
 def test_a_first_deploy_next_to_full_tables_converges(cloud: LocalCloud) -> None:

@@ -25,10 +25,8 @@ def cloud() -> Iterator[LocalCloud]:
 
 
 def availability(cloud: LocalCloud) -> dict[str, Any]:
-    item = cloud.clients.dynamodb.get_item(
-        TableName=cloud.table_name("NotificationsTable"),
-        Key={"pk": {"S": "AVAILABILITY#sec-p1"}, "sk": {"S": "AVAILABILITY"}},
-    )["Item"]
+    item = cloud.get_item("NotificationsTable", {"pk": {"S": "AVAILABILITY#sec-p1"}, "sk": {"S": "AVAILABILITY"}})
+    assert item is not None
     return from_item(item)
 
 
@@ -40,7 +38,7 @@ def forged_stock_update(cloud: LocalCloud) -> dict[str, Any]:
 
 
 def rejections(cloud: LocalCloud, function: str) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for i in cloud.runtime.history if i.function == function for line in i.logs.splitlines()]
+    lines = [json.loads(line) for i in cloud.invocations(function) for line in i.logs.splitlines()]
     return [line for line in lines if line.get("message") == "rejected inbox record"]
 
 
@@ -66,7 +64,7 @@ def test_a_direct_send_with_another_producers_provenance_is_refused_and_changes_
     # WHEN a StockUpdated claiming to come from orders is sent straight into the notifications inbox
     #      (moto does not enforce the queue policy's deny; the consumer is the second door)
     body = json.dumps(forge(forged_stock_update(cloud)))
-    cloud.clients.sqs.send_message(QueueUrl=cloud.queue_url("NotificationsInbox"), MessageBody=body)
+    cloud.send_message("NotificationsInbox", body)
     cloud.run_until_quiet()
     # THEN the consumer refused it as a batch item failure, with the reason logged naming the provenance
     (rejected,) = rejections(cloud, "NotificationsConsumerFunction")
@@ -84,12 +82,12 @@ def test_an_orders_publisher_cannot_put_a_stock_event_that_reaches_a_consumer(cl
     entry = {"EventBusName": cloud.bus_name(), "Source": "converge.orders", "DetailType": "StockUpdated",
              "Detail": json.dumps(event["detail"])}  # fmt: skip
     # WHEN it is put on the bus
-    assert cloud.clients.events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    assert cloud.put_events(entry)["FailedEntryCount"] == 0
     cloud.run_until_quiet()
     # THEN no inbox rule routes (converge.orders, StockUpdated): no consumer saw it, and nothing changed
     consumed = [
         record
-        for i in cloud.runtime.history
+        for i in cloud.invocations()
         if i.function.endswith("ConsumerFunction") and isinstance(i.event, dict)
         for record in i.event.get("Records", [])
         if "forged" in record.get("body", "") or '"attacker"' in record.get("body", "")
@@ -103,7 +101,7 @@ def test_a_valid_looking_forgery_sent_straight_in_is_undone_by_the_reconciler(cl
     #       into the notifications inbox (only a principal the queue policy would deny could do this on AWS)
     before = availability(cloud)
     body = json.dumps(forged_stock_update(cloud))
-    cloud.clients.sqs.send_message(QueueUrl=cloud.queue_url("NotificationsInbox"), MessageBody=body)
+    cloud.send_message("NotificationsInbox", body)
     cloud.run_until_quiet()
     assert availability(cloud)["available"] == 900  # the consumer cannot tell it from a real one
     # WHEN the reconciler's full sweep runs
