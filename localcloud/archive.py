@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from localcloud.ports import ArchiveHost
+
 ARCHIVE_LAG_SECONDS = 180.0  # "events can take a few minutes to arrive in the archive"
 SLICE_SECONDS = 60.0
 
@@ -58,7 +60,7 @@ class Replay:
 class ArchiveEmulator:
     """Recording (read from moto's archive with localcloud's clock as ingestion time) and replays."""
 
-    cloud: Any  # LocalCloud (not imported: cloud.py imports this module)
+    cloud: ArchiveHost  # the LocalCloud whose bus this archives
     seed: int = 0
     lag_seconds: float = ARCHIVE_LAG_SECONDS
     recorded: list[ArchivedEvent] = field(default_factory=list)
@@ -152,8 +154,7 @@ class ArchiveEmulator:
 
     # ------------------------------------------------------------------------------------------------ delivery
     def _rule_names(self) -> list[str]:
-        events = self.cloud.clients.events
-        rules = events.list_rules(EventBusName=self.cloud.bus_name())["Rules"]
+        rules = self.cloud.rules()
         return [r["Name"] for r in rules if r.get("EventPattern") and not r["Name"].startswith("Events-Archive-")]
 
     def _deliver(self, replay: Replay, event: dict[str, Any]) -> int:

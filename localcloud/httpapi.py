@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-if TYPE_CHECKING:
-    from localcloud.cloud import LocalCloud
+from localcloud.ports import ApiHost, Response
 
 ACCOUNT = "123456789012"
 # API Gateway HTTP APIs' payload quota: a larger request is refused with a 413 before any function sees it.
@@ -238,7 +237,7 @@ def docs_response(method: str, path: str, raw_query: str = "") -> HttpResponse |
 
 
 class _Handler(BaseHTTPRequestHandler):
-    cloud: LocalCloud
+    cloud: ApiHost
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
@@ -260,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(response)
 
-    def _send(self, response: HttpResponse) -> None:
+    def _send(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
             if name not in ("content-length", "connection"):
@@ -294,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
 class ApiServer:
     """The HTTP API on 127.0.0.1, like `sam local start-api`, served from a thread."""
 
-    def __init__(self, cloud: LocalCloud | None, host: str = "127.0.0.1", port: int = 3000) -> None:
+    def __init__(self, cloud: ApiHost | None, host: str = "127.0.0.1", port: int = 3000) -> None:
         """Listens at once (an OSError if the port is taken); with `cloud` None, give it to `start`."""
         self.handler: type[_Handler] = type("Handler", (_Handler,), {"cloud": cloud})
         self.server = ThreadingHTTPServer((host, port), self.handler)
@@ -305,7 +304,7 @@ class ApiServer:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
-    def start(self, cloud: LocalCloud | None = None) -> ApiServer:
+    def start(self, cloud: ApiHost | None = None) -> ApiServer:
         if cloud is not None:
             self.handler.cloud = cloud
         self.thread.start()
