@@ -169,6 +169,43 @@ def test_each_functions_log_lines_carry_its_own_service(real: LocalCloud) -> Non
         assert names == {real.function(function).environment.get("POWERTOOLS_SERVICE_NAME")}, (function, names)
 
 
+def test_one_correlation_id_follows_an_order_through_every_function_under_its_own_service(real: LocalCloud) -> None:
+    # GIVEN stock for a product
+    _ok(real.http("PUT", "/products/sku-1/stock", body={"on_hand": 5}, token=admin_token(real)))
+    real.run_until_quiet()
+    start = len(real.invocations())
+    # WHEN a customer places an order with a correlation id and the pipeline settles
+    body = {"lines": [{"product_id": "sku-1", "quantity": 2}]}
+    headers = {"X-Correlation-Id": "corr-follow-1"}
+    _ok(real.http("POST", "/orders", body=body, headers=headers, token=customer_token(real, "cust-1")))
+    real.run_until_quiet()
+    # THEN every function that handled the order's events logged a line naming that id, under its own service
+    handled = real.invocations(since=start)
+    naming: dict[str, set[str]] = {}
+    outcomes: set[tuple[str, str]] = set()
+    for invocation in handled:
+        for line in (json.loads(text) for text in invocation.logs.splitlines() if text.startswith("{")):
+            ids = {line.get("correlation_id")} | {e.get("correlation_id") for e in line.get("events", [])}
+            if "corr-follow-1" in ids:
+                naming.setdefault(invocation.function, set()).add(line["service"])
+                outcomes.add((invocation.function, line.get("outcome", "")))
+    assert set(naming) == {i.function for i in handled}
+    assert {
+        "OrdersApiFunction",
+        "OrdersPublisherFunction",
+        "InventoryConsumerFunction",
+        "InventoryPublisherFunction",
+        "OrdersConsumerFunction",
+        "NotificationsConsumerFunction",
+        "ShippingConsumerFunction",
+    } <= set(naming)
+    for function, services in naming.items():
+        assert services == {real.function(function).environment["POWERTOOLS_SERVICE_NAME"]}, function
+    # AND each consumer's line says what it did with the event, each publisher's what it published
+    assert ("InventoryConsumerFunction", "applied") in outcomes
+    assert ("OrdersPublisherFunction", "published") in outcomes
+
+
 def test_with_logs_echoed_a_function_that_raises_prints_its_traceback(capfd: pytest.CaptureFixture[str]) -> None:
     # GIVEN a LocalCloud echoing function logs (what `serve --logs` runs)
     with LocalCloud(REAL_TEMPLATE, echo_logs=True) as cloud:

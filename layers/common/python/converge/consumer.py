@@ -121,22 +121,34 @@ class InboxConsumer(Generic[DepsT]):
             )
             metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
             raise
-        logger.append_keys(correlation_id=event.metadata.correlation_id, event_id=event.metadata.event_id)
+        meta = event.metadata
+        # One line per event, applied, skipped or failed, with what an operator follows an entity by (tools.trace,
+        # Logs Insights): the entity, its version, the outcome and the correlation id carried from the first write.
+        logger.append_keys(
+            correlation_id=meta.correlation_id,
+            event_id=meta.event_id,
+            event_type=meta.event_type,
+            entity=meta.entity,
+            entity_id=meta.entity_id,
+            entity_version=meta.entity_version,
+        )
         try:
-            outcome = handler(event.data, event, deps)
-        except Exception as exc:
-            # Logged here with the event's identity; BatchProcessor turns it into a batch item failure.
-            logger.exception("failed to apply event", extra={"event_type": event.event_type, "reason": str(exc)})
-            raise
+            try:
+                outcome = handler(event.data, event, deps)
+            except Exception as exc:
+                # Logged here with the event's identity; BatchProcessor turns it into a batch item failure.
+                logger.exception("failed to apply event", extra={"outcome": "failed", "reason": str(exc)})
+                raise
+            if outcome is Outcome.APPLIED:
+                metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
+                lag_ms = (datetime.now(UTC) - meta.occurred_at).total_seconds() * 1000
+                metrics.add_metric(name="ConvergenceLag", unit=MetricUnit.Milliseconds, value=max(lag_ms, 0.0))
+                logger.info("applied event", extra={"outcome": "applied", "lag_ms": round(max(lag_ms, 0.0))})
+            else:
+                metrics.add_metric(name="EventsSkippedStale", unit=MetricUnit.Count, value=1)
+                logger.info("skipped stale event", extra={"outcome": "skipped"})
         finally:
-            logger.remove_keys(["correlation_id", "event_id"])
-        if outcome is Outcome.APPLIED:
-            metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
-            lag_ms = (datetime.now(UTC) - event.metadata.occurred_at).total_seconds() * 1000
-            metrics.add_metric(name="ConvergenceLag", unit=MetricUnit.Milliseconds, value=max(lag_ms, 0.0))
-        else:
-            metrics.add_metric(name="EventsSkippedStale", unit=MetricUnit.Count, value=1)
-            logger.info("skipped stale event", extra={"event_type": event.event_type})
+            logger.remove_keys(["correlation_id", "event_id", "event_type", "entity", "entity_id", "entity_version"])
         return outcome
 
     def handle(self, event: dict[str, Any], context: LambdaContext, deps: DepsT) -> PartialItemFailureResponse:

@@ -56,6 +56,9 @@ class Wiring(Generic[SettingsT, DepsT]):
 def _entry(wiring: Wiring[Any, Any] | None, correlation_id_path: str | None) -> Callable[[F], F]:
     def decorate(handler: F) -> F:
         def entry(event: Any, context: Any) -> Any:
+            # The logger's state was just cleared: its lines name this function's service, also where one
+            # interpreter runs several functions' handlers (localcloud), whose layer module loaded once.
+            logger.append_keys(service=settings().service)
             if wiring is not None:
                 wiring()  # settings validated before any work: a miswired environment fails here, by name
             return handler(event, context)
