@@ -11,8 +11,6 @@ really answers (ERRORS below), each with the `Error` schema (converge.http maps 
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import importlib
 import json
 import sys
@@ -23,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from converge.authz import ADMIN_GROUP, ADMIN_SCOPE, ANY_CALLER, SECURITY_SCHEME, roles_required
 from converge.contracts import SERVICES as CONTRACTS
-from localcloud.cli import Parser
+from tools import generated
 
 TITLE = "Converge HTTP API"
 VERSION = "0.1.0"
@@ -262,33 +260,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(
-        prog="python -m tools.openapi",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("output", type=Path, help="the document to write (docs/openapi.json)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generated one")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current == text:
-            print(f"{args.output} is up to date")
-            return 0
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            fromfile=f"{args.output} (committed)",
-            tofile=f"{args.output} (generated)",
-            n=2,
-        )
-        sys.stdout.writelines(list(diff)[:80])
-        print(f"\n{args.output} differs from the code: run `make openapi`", file=sys.stderr)
-        return 1
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return generated.main(argv, module="openapi", doc=__doc__, output="docs/openapi.json", render=render)
 
 
 if __name__ == "__main__":

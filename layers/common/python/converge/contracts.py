@@ -27,7 +27,6 @@ from converge.projections import (
     RESERVATION,
     SHIPMENT,
     EntityLayout,
-    Projection,
 )
 
 
@@ -67,11 +66,6 @@ class ServiceContract:
     def layouts(self) -> tuple[EntityLayout, ...]:
         """The layouts of the entities it owns: sources the reconciler reads (changed-since index)."""
         return tuple(entity.layout for entity in self.entities if entity.layout is not None)
-
-    @property
-    def projections(self) -> dict[str, Projection]:
-        """The declared projections its table holds (its consumer applies their corrections)."""
-        return {p.name: p for p in PROJECTIONS if p.service == self.name}
 
     @property
     def env_prefix(self) -> str:
