@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from converge import events as ev
 from converge.events import EventData, EventSpec
@@ -258,6 +258,29 @@ def function_kinds() -> dict[str, tuple[ServiceContract, str]]:
 
 def consumers_of(event_type: str) -> list[ServiceContract]:
     return [service for service in SERVICES if event_type in service.consumes]
+
+
+def status_of(model: type[EventData]) -> str | None:
+    """The status an event type pins (its payload's `status: Literal[<Status>.X]`), or None if it pins none."""
+    status = model.model_fields.get("status")
+    pinned = get_args(status.annotation) if status is not None and get_origin(status.annotation) is Literal else ()
+    return str(pinned[0].value) if len(pinned) == 1 else None
+
+
+def statuses_without_news() -> dict[EntityLayout, tuple[str, ...]]:
+    """Entity layout -> the statuses whose event no service consumes: republishing an item in one of them moves
+    nothing anywhere (the reconciler's NO_NEWS). Only the layouts with such a status are listed."""
+    found: dict[EntityLayout, tuple[str, ...]] = {}
+    for service in SERVICES:
+        for entity in service.entities:
+            unheard = tuple(
+                status
+                for event_type, model in entity.events.items()
+                if not consumers_of(event_type) and (status := status_of(model)) is not None
+            )
+            if entity.layout is not None and unheard:
+                found[entity.layout] = unheard
+    return found
 
 
 # ---------------------------------------------------------------- the bus rules, derived
