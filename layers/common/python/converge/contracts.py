@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
 from converge import events as ev
+from converge.errors import ConflictError, ConvergeError, NotFoundError, UnprocessableError
 from converge.events import EventData, EventSpec
 from converge.projections import (
     ORDER,
@@ -51,6 +52,10 @@ class ServiceContract:
     entities: tuple[Entity, ...] = ()
     consumes: Mapping[str, str] = field(default_factory=dict)  # event type -> what its consumer does with it
     api: bool = False  # it has an HTTP API function (routes: its Powertools resolver, docs/openapi.json)
+    # What its routes answer besides what converge.http answers for any route (400, 401, 403, 413, 415): route
+    # ("METHOD /path", as OpenAPI writes the path) -> the layer's error its handler raises (its `http_status`, a
+    # service's own error being a subclass) -> when. docs/openapi.json documents each (tools/openapi.py).
+    api_errors: Mapping[str, Mapping[type[ConvergeError], str]] = field(default_factory=dict)
     scheduled: bool = False  # it has a scheduled function, `<prefix>Function`
     sweeps: bool = False  # it has a state machine's worker, `<prefix>SweepFunction` (the reconciler's full sweep)
 
@@ -125,6 +130,17 @@ ORDERS = ServiceContract(
         "ShipmentDispatched": "CONFIRMED → SHIPPED; CANCELLED → SHIPPED with the cancellation too late (dispatch wins)",
     },
     api=True,
+    api_errors={
+        "POST /orders": {
+            UnprocessableError: "Idempotency-Key reused with a different body (orders.domain.IdempotencyKeyReusedError)"
+        },
+        "GET /orders/{order_id}": {NotFoundError: "No order with this id"},
+        "POST /orders/{order_id}/cancel": {
+            NotFoundError: "No order with this id",
+            ConflictError: "The order's status does not allow cancelling (`order_status` names it), or it changed "
+            "twice meanwhile",
+        },
+    },
 )
 INVENTORY = ServiceContract(
     name="inventory",
@@ -157,6 +173,17 @@ INVENTORY = ServiceContract(
         "if below), if still at `observed_version`",
     },
     api=True,
+    api_errors={
+        "PUT /products/{product_id}/stock": {
+            ConflictError: "on_hand would be below reserved, or the stock changed concurrently"
+        },
+        "POST /products/{product_id}/stock/adjustments": {
+            NotFoundError: "No product with this id",
+            ConflictError: "on_hand would be negative, below reserved or above the maximum, or the stock changed "
+            "concurrently",
+        },
+        "GET /products/{product_id}": {NotFoundError: "No product with this id"},
+    },
 )
 NOTIFICATIONS = ServiceContract(
     name="notifications",
@@ -174,6 +201,13 @@ NOTIFICATIONS = ServiceContract(
         "holds what was `observed`",
     },
     api=True,
+    api_errors={
+        "GET /availability/{product_id}": {NotFoundError: "No availability known for this product"},
+        "GET /customers/{customer_id}/notifications": {
+            NotFoundError: "Another customer's notifications: a customer reads only their own (the 404 reveals no "
+            "one's existence)"
+        },
+    },
 )
 SHIPPING = ServiceContract(
     name="shipping",
@@ -198,6 +232,13 @@ SHIPPING = ServiceContract(
         "does not exist yet)",
     },
     api=True,
+    api_errors={
+        "GET /shipments/{order_id}": {NotFoundError: "No shipment for this order (yet)"},
+        "POST /shipments/{order_id}/dispatch": {
+            NotFoundError: "No shipment for this order (yet)",
+            ConflictError: "The shipment was cancelled: its order was cancelled before the parcel left",
+        },
+    },
 )
 RECONCILER = ServiceContract(
     name="reconciler",
