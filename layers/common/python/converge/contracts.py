@@ -1,11 +1,15 @@
 """Service contracts: what each service owns, publishes and consumes, declared in one place. No AWS here.
 
 Everything that lists services derives from `SERVICES`: the event registry (`EVENT_TYPES`), the bus rule each
-inbox must have (`inbox_pattern`), the reconciler's tables and dead-letter queues, localcloud's checker and demo,
-the DLQ tool, the benchmarks, the template tests (tests/unit/test_service_contracts.py names any piece of a
-contract the template lacks) and the catalogue in docs/events.md. Adding a service is one `ServiceContract` here,
-its event models (`converge.events`), its projections (`converge.projections`), its package under `functions/`
-and its resources in template.yaml; docs/ARCHITECTURE.md lists the steps.
+inbox must have (`inbox_pattern`), the reconciler's tables, dead-letter queues and `NO_NEWS`
+(`statuses_without_news`), localcloud's checker, demo and drift faults, the DLQ tool, the OpenAPI document and its
+error table (`api_errors`), the reconcile-cost data set's tables, the template tests
+(tests/unit/test_service_contracts.py names any piece of a contract the template lacks) and the catalogue in
+docs/events.md. Outside its package, fixtures and tests, a new service touches six files: one `ServiceContract`
+here, its event models (`converge.events`), its layouts and pairs (`converge.projections`), its resources in
+template.yaml, the reconcile-cost data set's item of its entity (tools/reconcile_cost.py, if it pairs with the
+orders) and the sweep benchmark's tables (bench/sweep.py); docs/ARCHITECTURE.md lists the steps and
+tests/unit/test_adding_a_service.py keeps the count.
 
 Template logical ids follow from the contract: `<prefix>Inbox`, `<prefix>DLQ`, `<prefix>InboxRule`,
 `<prefix>ApiFunction`, `<prefix>ConsumerFunction`, `<prefix>PublisherFunction`, and the table the contract names.
