@@ -30,7 +30,7 @@ pytest_plugins = ["tests.support.fixtures"]
 
 def pytest_configure(config: pytest.Config) -> None:
     """pyproject's `pythonpath` names every CodeUri by a glob (`functions/*`), which pytest puts on sys.path as it
-    is: the folders it matches go there in its place, as Lambda's /var/task (a new service's is found)."""
+    is (a path that matches nothing): the folders it matches go there too, as Lambda's /var/task."""
     for entry in config.getini("pythonpath"):
         if any(c in str(entry) for c in "*?["):
             sys.path[:0] = sorted(glob.glob(str(entry)))
