@@ -80,7 +80,6 @@ NOTIFICATION_RULE: dict[tuple[str, str], str] = {
     ("SHIPPED", "ORDER_REJECTED"): ABSENT,
     ("SHIPPED", "ORDER_SHIPPED"): PRESENT,
 }  # any other (status, kind): absent
-NOTIFIED_STATUSES = {"CONFIRMED": "ORDER_CONFIRMED", "REJECTED": "ORDER_REJECTED", "SHIPPED": "ORDER_SHIPPED"}
 PARKED_ANOMALY_KIND = "confirmed_without_stock"  # the reconciler's ANOMALY kind for (CONFIRMED, FAILED)
 # (order, reservation) statuses no event can repair -> the kind the reconciler parks them as: counted as parked
 # (not divergent) when the reconciler parked that order as that kind.

@@ -1,8 +1,12 @@
-"""Test-wide setup: fake AWS credentials, moto-friendly settings, the layer on sys.path."""
+"""Test-wide setup: fake AWS credentials, moto-friendly settings, every CodeUri on sys.path."""
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
+
+import pytest
 
 # Set before boto3/botocore are imported anywhere, so no test can reach a real account.
 os.environ.update(
@@ -22,3 +26,11 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 pytest_plugins = ["tests.support.fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """pyproject's `pythonpath` names every CodeUri by a glob (`functions/*`), which pytest puts on sys.path as it
+    is (a path that matches nothing): the folders it matches go there too, as Lambda's /var/task."""
+    for entry in config.getini("pythonpath"):
+        if any(c in str(entry) for c in "*?["):
+            sys.path[:0] = sorted(glob.glob(str(entry)))

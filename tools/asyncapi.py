@@ -18,9 +18,6 @@ draft-07 lacks (checked below), so the schemas keep AsyncAPI's default schema fo
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,8 @@ import yaml
 from converge.contracts import EVENT_TYPES
 from converge.envelope import detail_json_schema
 from converge.upcast import accepted_versions, latest_version
-from localcloud.cli import Parser
 from localcloud.template import TEMPLATE_PATH, load_template, resources_of_type
+from tools import generated
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -331,33 +328,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(
-        prog="python -m tools.asyncapi",
-        description=(__doc__ or "").splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("output", type=Path, help="the document to write (docs/asyncapi.yaml)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generated one")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current == text:
-            print(f"{args.output} is up to date")
-            return 0
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            fromfile=f"{args.output} (committed)",
-            tofile=f"{args.output} (generated)",
-            n=2,
-        )
-        sys.stdout.writelines(list(diff)[:80])
-        print(f"\n{args.output} differs from the code: run `make asyncapi`", file=sys.stderr)
-        return 1
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return generated.main(argv, module="asyncapi", doc=__doc__, output="docs/asyncapi.yaml", render=render)
 
 
 if __name__ == "__main__":

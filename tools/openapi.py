@@ -6,16 +6,15 @@
 Each API module's `app` renders its own paths and components; they are merged into one document with a tag per
 service. Powertools documents a 422 `HTTPValidationError` for request validation, but converge.http maps
 validation errors to 400 with the project's error shape: that 422 is replaced by the errors each operation
-really answers (ERRORS below), each with the `Error` schema (converge.http maps Powertools' 404 and 415 to it).
+really answers (`errors` below), each with the `Error` schema (converge.http maps Powertools' 404 and 415 to it).
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import importlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from converge.authz import ADMIN_GROUP, ADMIN_SCOPE, ANY_CALLER, SECURITY_SCHEME, roles_required
 from converge.contracts import SERVICES as CONTRACTS
-from localcloud.cli import Parser
+from converge.contracts import SERVICES_BY_NAME
+from tools import generated
 
 TITLE = "Converge HTTP API"
 VERSION = "0.1.0"
@@ -79,48 +79,6 @@ REASONS = {
     413: "Body too large (converge.http.MAX_BODY_BYTES)",
     415: "Unsupported media type: the body is not sent as JSON",
     422: "Idempotency-Key reused with a different body",
-}
-
-# The error responses each operation answers: 400 from converge.http (every route validates its parameters),
-# 404/409/422 from the services' exception handlers, 413/415 from converge.http for a body too large or not JSON.
-ERRORS: dict[tuple[str, str], dict[int, str]] = {
-    ("post", "/orders"): {
-        400: REASONS[400],
-        413: REASONS[413],
-        415: REASONS[415],
-        422: "Idempotency-Key reused with a different body (orders.domain.IdempotencyKeyReusedError)",
-    },
-    ("get", "/orders/{order_id}"): {400: REASONS[400], 404: "No order with this id"},
-    ("post", "/orders/{order_id}/cancel"): {
-        400: REASONS[400],
-        404: "No order with this id",
-        409: "The order's status does not allow cancelling (`order_status` names it), or it changed twice meanwhile",
-    },
-    ("put", "/products/{product_id}/stock"): {
-        400: REASONS[400],
-        409: "on_hand would be below reserved, or the stock changed concurrently",
-        413: REASONS[413],
-        415: REASONS[415],
-    },
-    ("post", "/products/{product_id}/stock/adjustments"): {
-        400: REASONS[400],
-        404: "No product with this id",
-        409: "on_hand would be negative, below reserved or above the maximum, or the stock changed concurrently",
-        413: REASONS[413],
-        415: REASONS[415],
-    },
-    ("get", "/products/{product_id}"): {400: REASONS[400], 404: "No product with this id"},
-    ("get", "/availability/{product_id}"): {400: REASONS[400], 404: "No availability known for this product"},
-    ("get", "/customers/{customer_id}/notifications"): {
-        400: REASONS[400],
-        404: "Another customer's notifications: a customer reads only their own (the 404 reveals no one's existence)",
-    },
-    ("get", "/shipments/{order_id}"): {400: REASONS[400], 404: "No shipment for this order (yet)"},
-    ("post", "/shipments/{order_id}/dispatch"): {
-        400: REASONS[400],
-        404: "No shipment for this order (yet)",
-        409: "The shipment was cancelled: its order was cancelled before the parcel left",
-    },
 }
 
 # Success responses Powertools cannot see (handlers return Response objects with their own status and headers).
@@ -205,6 +163,45 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
+def _operations(tag: str, document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(method, path, operation) of every operation of one service's document; each of its contract's declared
+    errors (`api_errors`) must name one of them."""
+    found = [
+        (method, path, item[method])
+        for path, item in document.get("paths", {}).items()
+        for method in METHODS
+        if method in item
+    ]
+    undeclared = set(SERVICES_BY_NAME[tag].api_errors) - {f"{method.upper()} {path}" for method, path, _ in found}
+    if undeclared:
+        raise ValueError(f"the {tag} contract declares errors of routes its resolver lacks: {sorted(undeclared)}")
+    yield from found
+
+
+def _errors(tag: str, method: str, path: str, operation: dict[str, Any]) -> dict[int, str]:
+    """The error responses an operation answers besides 401 and 403: 400 from converge.http (every route validates
+    its parameters), 413 and 415 from converge.http where it takes a body (too large, not sent as JSON), and the
+    errors its service's contract declares for it (`ServiceContract.api_errors`: 404, 409, 422 by the layer's
+    error classes, converge.errors)."""
+    found = {400: REASONS[400]}
+    if "requestBody" in operation:
+        found |= {413: REASONS[413], 415: REASONS[415]}
+    for error, description in SERVICES_BY_NAME[tag].api_errors.get(f"{method.upper()} {path}", {}).items():
+        if error.http_status is None:
+            raise ValueError(f"{method.upper()} {path}: {error.__name__} is no HTTP answer (it has no http_status)")
+        found[error.http_status.value] = description
+    return found
+
+
+def errors() -> dict[tuple[str, str], dict[int, str]]:
+    """(method, path) -> the error responses its operation documents besides 401 and 403 (status -> why)."""
+    return {
+        (method, path): _errors(tag, method, path, operation)
+        for tag, module, _ in SERVICES
+        for method, path, operation in _operations(tag, _service_document(module))
+    }
+
+
 def build() -> dict[str, Any]:
     """The merged document (plain JSON data)."""
     paths: dict[str, Any] = {}
@@ -217,24 +214,21 @@ def build() -> dict[str, Any]:
             if name in schemas and schemas[name] != schema:
                 raise ValueError(f"schema {name!r} differs between services")
             schemas[name] = schema
-        for path, item in document.get("paths", {}).items():
-            for method in METHODS:
-                if method not in item:
-                    continue
-                if method in paths.get(path, {}):
-                    raise ValueError(f"{method.upper()} {path} is defined by two services")
-                operation = dict(item[method])
-                operation["tags"] = [tag]
-                responses = dict(operation.get("responses", {}))
-                responses.pop("422", None)  # Powertools' HTTPValidationError: converge.http answers 400 instead
-                responses.update(SUCCESS.get((method, path), {}))
-                for status, description in ERRORS.get((method, path), {}).items():
-                    responses[str(status)] = _error_response(description)
-                responses["401"] = _error_response(UNAUTHORIZED)
-                if ADMIN_GROUP in roles_required(operation.get("security")):
-                    responses["403"] = _error_response(FORBIDDEN)
-                operation["responses"] = responses
-                paths.setdefault(path, {})[method] = operation
+        for method, path, item in _operations(tag, document):
+            if method in paths.get(path, {}):
+                raise ValueError(f"{method.upper()} {path} is defined by two services")
+            operation = dict(item)
+            operation["tags"] = [tag]
+            responses = dict(operation.get("responses", {}))
+            responses.pop("422", None)  # Powertools' HTTPValidationError: converge.http answers 400 instead
+            responses.update(SUCCESS.get((method, path), {}))
+            for status, description in _errors(tag, method, path, item).items():
+                responses[str(status)] = _error_response(description)
+            responses["401"] = _error_response(UNAUTHORIZED)
+            if ADMIN_GROUP in roles_required(operation.get("security")):
+                responses["403"] = _error_response(FORBIDDEN)
+            operation["responses"] = responses
+            paths.setdefault(path, {})[method] = operation
     schemas.update(ERROR_SCHEMAS)
     document = {
         "openapi": "3.1.0",
@@ -262,33 +256,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(
-        prog="python -m tools.openapi",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("output", type=Path, help="the document to write (docs/openapi.json)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generated one")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current == text:
-            print(f"{args.output} is up to date")
-            return 0
-        diff = difflib.unified_diff(
-            current.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            fromfile=f"{args.output} (committed)",
-            tofile=f"{args.output} (generated)",
-            n=2,
-        )
-        sys.stdout.writelines(list(diff)[:80])
-        print(f"\n{args.output} differs from the code: run `make openapi`", file=sys.stderr)
-        return 1
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return generated.main(argv, module="openapi", doc=__doc__, output="docs/openapi.json", render=render)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ for _name, _value in {
 
 import boto3  # noqa: E402
 
+from converge.contracts import SERVICES_BY_NAME, with_tables  # noqa: E402
 from converge.dynamo import to_item  # noqa: E402
+from converge.projections import PROJECTIONS, SAGA, Either  # noqa: E402
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of  # noqa: E402
 from localcloud.cli import Parser, rate, whole  # noqa: E402
 
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
 
 BATCH_WRITE_MAX = 25
 RECONCILER = "ReconcilerFunction"
-SAGA = "order_reservation"  # the declared saga pair's name (converge.projections.SAGA)
+SAGA_NAME = SAGA.name  # the order <-> reservation pair's findings: the drift an order's cancellation makes
 
 
 @dataclass
@@ -77,6 +79,39 @@ def _write_all(table_name: str, items: Sequence[dict[str, Any]]) -> None:
         unprocessed: dict[str, Any] = {table_name: requests}
         while unprocessed:
             unprocessed = dict(client.batch_write_item(RequestItems=unprocessed).get("UnprocessedItems") or {})
+
+
+def _by_table(items: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Source items by the template's logical id of their table: the table of the contract that owns their layout."""
+    layouts = [(layout, str(service.table)) for service in with_tables() for layout in service.layouts]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        table = next(table for layout, table in layouts if layout.id_of(item["pk"], item["sk"]) is not None)
+        found.setdefault(table, []).append(item)
+    return found
+
+
+def projected(sources: Sequence[dict[str, Any]], *, versioned_only: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The items the declared projections (converge.projections) expect of `sources`, by table: what their
+    consumers leave. `versioned_only`: the projections that follow each version (an order's customer
+    notification is written once, not again at its next version)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for projection in PROJECTIONS:
+        if versioned_only and not projection.versioned:
+            continue
+        table = found.setdefault(str(SERVICES_BY_NAME[projection.table].table), [])
+        for source in sources:
+            if projection.source.id_of(source["pk"], source["sk"]) is None:
+                continue
+            for (pk, sk), expected in projection.expected(source).items():
+                attributes = expected.attributes if isinstance(expected, Either) else expected
+                table.append({"pk": pk, "sk": sk, **{k: v for k, v in attributes.items() if v is not None}})
+    return found
+
+
+def _write_tables(tables: dict[str, str], items: dict[str, list[dict[str, Any]]]) -> None:
+    for table, written in items.items():
+        _write_all(tables[table], written)
 
 
 def _entity(pk: str, sk: str, at: str, event_type: str, version: int, **state: Any) -> dict[str, Any]:
@@ -117,52 +152,17 @@ def reservation_item(oid: str, at: str) -> dict[str, Any]:
 def seed(tables: dict[str, str], entities: int, at: datetime) -> Dataset:
     """Write `entities` source entities, every projection up to date, all last written at `at`."""
     stamp = at.isoformat()
-    orders = entities // 4
+    count = entities // 4
     data = Dataset(
-        products=[f"p{i:06d}" for i in range(entities - 2 * orders)], orders=[f"o{i:06d}" for i in range(orders)]
+        products=[f"p{i:06d}" for i in range(entities - 2 * count)], orders=[f"o{i:06d}" for i in range(count)]
     )
     reserving = {product_of(o) for o in data.orders}
-    _write_all(tables["InventoryTable"], [product_item(p, stamp, reserved=int(p in reserving)) for p in data.products])
-    _write_all(tables["InventoryTable"], [reservation_item(o, stamp) for o in data.orders])
-    _write_all(tables["OrdersTable"], [order_item(o, stamp) for o in data.orders])
-    _write_all(tables["ShipmentsTable"], [shipment_item(o, stamp) for o in data.orders])
-    _write_all(
-        tables["NotificationsTable"],
-        [
-            {
-                "pk": f"AVAILABILITY#{p}",
-                "sk": "AVAILABILITY",
-                "product_id": p,
-                "on_hand": 10,
-                "reserved": int(p in reserving),
-                "available": 10 - int(p in reserving),
-                "version": 2,
-                "updated_at": stamp,
-            }
-            for p in data.products
-        ]
-        + [
-            {
-                "pk": f"ORDER#{o}",
-                "sk": "ORDER",
-                "order_id": o,
-                "customer_id": f"c{o[-3:]}",
-                "status": "CONFIRMED",
-                "version": 2,
-            }
-            for o in data.orders
-        ]
-        + [
-            {
-                "pk": f"CUSTOMER#c{o[-3:]}",
-                "sk": f"NOTIFICATION#ORDER_CONFIRMED#{o}",
-                "kind": "ORDER_CONFIRMED",
-                "order_id": o,
-                "created_at": stamp,
-            }
-            for o in data.orders
-        ],
-    )
+    products = [product_item(p, stamp, reserved=int(p in reserving)) for p in data.products]
+    orders = [order_item(o, stamp) for o in data.orders]
+    # Each confirmed order's other side in each saga pair (its reservation, its shipment), in agreement with it.
+    partners = [item(o, stamp) for o in data.orders for item in (reservation_item, shipment_item)]
+    _write_tables(tables, _by_table(products + orders + partners))
+    _write_tables(tables, projected(products + orders))
     return data
 
 
@@ -176,16 +176,16 @@ def make_drift(
     """
     count = round(fraction * data.entities)
     rng = random.Random(seed)
-    chosen = rng.sample([("availability", p) for p in data.products] + [(SAGA, o) for o in data.orders], count)
+    chosen = rng.sample([("availability", p) for p in data.products] + [(SAGA_NAME, o) for o in data.orders], count)
     stamp = at.isoformat()
     reserving = {product_of(o) for o in data.orders}
-    _write_all(
-        tables["InventoryTable"],
-        [product_item(i, stamp, 3, 7, int(i in reserving)) for kind, i in chosen if kind == "availability"],
-    )
-    _write_all(
-        tables["OrdersTable"], [order_item(i, stamp, "CANCELLED", 3) for kind, i in chosen if kind != "availability"]
-    )
+    changed = [
+        product_item(i, stamp, 3, 7, int(i in reserving))
+        if kind == "availability"
+        else order_item(i, stamp, "CANCELLED", 3)
+        for kind, i in chosen
+    ]
+    _write_tables(tables, _by_table(changed))
     return set(chosen)
 
 
@@ -243,7 +243,7 @@ def measure(entities: int, drift: float) -> dict[str, Any]:
         stack.events_on_bus()  # drain the tap queue (republished events) before the backend goes
     expected_counts = {
         "availability": sum(1 for kind, _ in expected if kind == "availability"),
-        SAGA: sum(1 for kind, _ in expected if kind == SAGA),
+        SAGA_NAME: sum(1 for kind, _ in expected if kind == SAGA_NAME),
     }
 
     def found(report: dict[str, Any]) -> dict[str, int]:
@@ -307,25 +307,16 @@ def write_traffic(
         raise ValueError(f"{writes} writes need as many distinct entities; the data set has {len(products + orders)}")
     reserving = {product_of(o) for o in data.orders}
     step = window / max(writes, 1)
-    sources: dict[str, list[dict[str, Any]]] = {"InventoryTable": [], "OrdersTable": []}
-    projections: list[dict[str, Any]] = []
+    sources: list[dict[str, Any]] = []
     for i in range(writes):
         stamp = (start + step * i).isoformat()
         if (i % 2 == 0 and products) or not orders:
             pid = products.pop()
-            reserved = int(pid in reserving)
-            sources["InventoryTable"].append(product_item(pid, stamp, 3, 12, reserved))
-            projections.append({"pk": f"AVAILABILITY#{pid}", "sk": "AVAILABILITY", "product_id": pid, "on_hand": 12,
-                                "reserved": reserved, "available": 12 - reserved, "version": 3,
-                                "updated_at": stamp})  # fmt: skip
+            sources.append(product_item(pid, stamp, 3, 12, int(pid in reserving)))
         else:
-            oid = orders.pop()
-            sources["OrdersTable"].append(order_item(oid, stamp, "CONFIRMED", 3))
-            projections.append({"pk": f"ORDER#{oid}", "sk": "ORDER", "order_id": oid, "customer_id": f"c{oid[-3:]}",
-                                "status": "CONFIRMED", "version": 3})  # fmt: skip
-    for table, items in sources.items():
-        _write_all(tables[table], items)
-    _write_all(tables["NotificationsTable"], projections)
+            sources.append(order_item(orders.pop(), stamp, "CONFIRMED", 3))
+    _write_tables(tables, _by_table(sources))
+    _write_tables(tables, projected(sources, versioned_only=True))
     return writes
 
 

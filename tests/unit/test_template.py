@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -117,8 +118,12 @@ def test_inboxes_feed_consumers_in_batches_of_ten_and_redrive_to_a_dlq() -> None
         assert inbox["VisibilityTimeout"] >= 6 * spec.timeout, logical_id
 
 
-# pytest's pythonpath (the layer and every CodeUri), as pyproject.toml declares it
-PYTHONPATH = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["pythonpath"]
+# pytest's pythonpath (the layer and every CodeUri), as pyproject.toml declares it, its globs expanded (conftest.py)
+PYTHONPATH = [
+    path
+    for entry in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["pythonpath"]
+    for path in sorted(glob.glob(str(ROOT / entry)))
+]
 PURE_TESTS = [
     *sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_*_domain.py")),
     "test_projections",
@@ -130,7 +135,7 @@ PURE_TESTS = [
 def test_pure_domain_tests_load_without_the_sam_translator(module: str) -> None:
     # GIVEN a unit test of pure domain rules WHEN it is imported alone in a fresh interpreter
     code = f"import sys, tests.unit.{module}; print('samtranslator' in sys.modules, 'boto3' in sys.modules)"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in PYTHONPATH)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(PYTHONPATH)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     # THEN neither the SAM translator nor the AWS SDK came with it (domain code and its tests need neither)
     assert out.stdout.split() == ["False", "False"], (module, out.stdout, out.stderr)

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from converge.contracts import statuses_without_news
 from converge.projections import (
     PRODUCT,
     PROJECTIONS,
     REPUBLISHED_BY,
     RESERVATION,
     SAGAS,
-    SHIPMENT,
     Difference,
     EntityLayout,
     Projection,
@@ -44,8 +44,9 @@ from reconciler.repairs import projection_correction, saga_correction
 from reconciler.snapshot import Scope, Snapshot, version_of
 
 SAGA_NAMES = frozenset(saga.name for saga in SAGAS)
-# Statuses whose event moves nothing in the other services: republishing them repairs nothing.
-NO_NEWS: Mapping[EntityLayout, tuple[str, ...]] = {SHIPMENT: ("PENDING",), RESERVATION: ("RELEASED", "SHIPPED")}
+# Statuses whose event moves nothing in the other services (no contract consumes it): republishing them repairs
+# nothing. Derived from the contracts: a shipment's PENDING, a reservation's RELEASED and SHIPPED.
+NO_NEWS: Mapping[EntityLayout, tuple[str, ...]] = statuses_without_news()
 
 
 # ---------------------------------------------------------------- projections

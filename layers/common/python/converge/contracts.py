@@ -1,11 +1,15 @@
 """Service contracts: what each service owns, publishes and consumes, declared in one place. No AWS here.
 
 Everything that lists services derives from `SERVICES`: the event registry (`EVENT_TYPES`), the bus rule each
-inbox must have (`inbox_pattern`), the reconciler's tables and dead-letter queues, localcloud's checker and demo,
-the DLQ tool, the benchmarks, the template tests (tests/unit/test_service_contracts.py names any piece of a
-contract the template lacks) and the catalogue in docs/events.md. Adding a service is one `ServiceContract` here,
-its event models (`converge.events`), its projections (`converge.projections`), its package under `functions/`
-and its resources in template.yaml; docs/ARCHITECTURE.md lists the steps.
+inbox must have (`inbox_pattern`), the reconciler's tables, dead-letter queues and `NO_NEWS`
+(`statuses_without_news`), localcloud's checker, demo and drift faults, the DLQ tool, the OpenAPI document and its
+error table (`api_errors`), the reconcile-cost data set's tables, the template tests
+(tests/unit/test_service_contracts.py names any piece of a contract the template lacks) and the catalogue in
+docs/events.md. Outside its package, fixtures and tests, a new service touches six files: one `ServiceContract`
+here, its event models (`converge.events`), its layouts and pairs (`converge.projections`), its resources in
+template.yaml, the reconcile-cost data set's item of its entity (tools/reconcile_cost.py, if it pairs with the
+orders) and the sweep benchmark's tables (bench/sweep.py); docs/ARCHITECTURE.md lists the steps and
+tests/unit/test_adding_a_service.py keeps the count.
 
 Template logical ids follow from the contract: `<prefix>Inbox`, `<prefix>DLQ`, `<prefix>InboxRule`,
 `<prefix>ApiFunction`, `<prefix>ConsumerFunction`, `<prefix>PublisherFunction`, and the table the contract names.
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from converge import events as ev
+from converge.errors import ConflictError, ConvergeError, NotFoundError, UnprocessableError
 from converge.events import EventData, EventSpec
 from converge.projections import (
     ORDER,
@@ -27,7 +32,6 @@ from converge.projections import (
     RESERVATION,
     SHIPMENT,
     EntityLayout,
-    Projection,
 )
 
 
@@ -52,6 +56,10 @@ class ServiceContract:
     entities: tuple[Entity, ...] = ()
     consumes: Mapping[str, str] = field(default_factory=dict)  # event type -> what its consumer does with it
     api: bool = False  # it has an HTTP API function (routes: its Powertools resolver, docs/openapi.json)
+    # What its routes answer besides what converge.http answers for any route (400, 401, 403, 413, 415): route
+    # ("METHOD /path", as OpenAPI writes the path) -> the layer's error its handler raises (its `http_status`, a
+    # service's own error being a subclass) -> when. docs/openapi.json documents each (tools/openapi.py).
+    api_errors: Mapping[str, Mapping[type[ConvergeError], str]] = field(default_factory=dict)
     scheduled: bool = False  # it has a scheduled function, `<prefix>Function`
     sweeps: bool = False  # it has a state machine's worker, `<prefix>SweepFunction` (the reconciler's full sweep)
 
@@ -67,11 +75,6 @@ class ServiceContract:
     def layouts(self) -> tuple[EntityLayout, ...]:
         """The layouts of the entities it owns: sources the reconciler reads (changed-since index)."""
         return tuple(entity.layout for entity in self.entities if entity.layout is not None)
-
-    @property
-    def projections(self) -> dict[str, Projection]:
-        """The declared projections its table holds (its consumer applies their corrections)."""
-        return {p.name: p for p in PROJECTIONS if p.service == self.name}
 
     @property
     def env_prefix(self) -> str:
@@ -131,6 +134,17 @@ ORDERS = ServiceContract(
         "ShipmentDispatched": "CONFIRMED → SHIPPED; CANCELLED → SHIPPED with the cancellation too late (dispatch wins)",
     },
     api=True,
+    api_errors={
+        "POST /orders": {
+            UnprocessableError: "Idempotency-Key reused with a different body (orders.domain.IdempotencyKeyReusedError)"
+        },
+        "GET /orders/{order_id}": {NotFoundError: "No order with this id"},
+        "POST /orders/{order_id}/cancel": {
+            NotFoundError: "No order with this id",
+            ConflictError: "The order's status does not allow cancelling (`order_status` names it), or it changed "
+            "twice meanwhile",
+        },
+    },
 )
 INVENTORY = ServiceContract(
     name="inventory",
@@ -163,6 +177,17 @@ INVENTORY = ServiceContract(
         "if below), if still at `observed_version`",
     },
     api=True,
+    api_errors={
+        "PUT /products/{product_id}/stock": {
+            ConflictError: "on_hand would be below reserved, or the stock changed concurrently"
+        },
+        "POST /products/{product_id}/stock/adjustments": {
+            NotFoundError: "No product with this id",
+            ConflictError: "on_hand would be negative, below reserved or above the maximum, or the stock changed "
+            "concurrently",
+        },
+        "GET /products/{product_id}": {NotFoundError: "No product with this id"},
+    },
 )
 NOTIFICATIONS = ServiceContract(
     name="notifications",
@@ -180,6 +205,13 @@ NOTIFICATIONS = ServiceContract(
         "holds what was `observed`",
     },
     api=True,
+    api_errors={
+        "GET /availability/{product_id}": {NotFoundError: "No availability known for this product"},
+        "GET /customers/{customer_id}/notifications": {
+            NotFoundError: "Another customer's notifications: a customer reads only their own (the 404 reveals no "
+            "one's existence)"
+        },
+    },
 )
 SHIPPING = ServiceContract(
     name="shipping",
@@ -204,6 +236,13 @@ SHIPPING = ServiceContract(
         "does not exist yet)",
     },
     api=True,
+    api_errors={
+        "GET /shipments/{order_id}": {NotFoundError: "No shipment for this order (yet)"},
+        "POST /shipments/{order_id}/dispatch": {
+            NotFoundError: "No shipment for this order (yet)",
+            ConflictError: "The shipment was cancelled: its order was cancelled before the parcel left",
+        },
+    },
 )
 RECONCILER = ServiceContract(
     name="reconciler",
@@ -264,6 +303,29 @@ def function_kinds() -> dict[str, tuple[ServiceContract, str]]:
 
 def consumers_of(event_type: str) -> list[ServiceContract]:
     return [service for service in SERVICES if event_type in service.consumes]
+
+
+def status_of(model: type[EventData]) -> str | None:
+    """The status an event type pins (its payload's `status: Literal[<Status>.X]`), or None if it pins none."""
+    status = model.model_fields.get("status")
+    pinned = get_args(status.annotation) if status is not None and get_origin(status.annotation) is Literal else ()
+    return str(pinned[0].value) if len(pinned) == 1 else None
+
+
+def statuses_without_news() -> dict[EntityLayout, tuple[str, ...]]:
+    """Entity layout -> the statuses whose event no service consumes: republishing an item in one of them moves
+    nothing anywhere (the reconciler's NO_NEWS). Only the layouts with such a status are listed."""
+    found: dict[EntityLayout, tuple[str, ...]] = {}
+    for service in SERVICES:
+        for entity in service.entities:
+            unheard = tuple(
+                status
+                for event_type, model in entity.events.items()
+                if not consumers_of(event_type) and (status := status_of(model)) is not None
+            )
+            if entity.layout is not None and unheard:
+                found[entity.layout] = unheard
+    return found
 
 
 # ---------------------------------------------------------------- the bus rules, derived

@@ -277,12 +277,12 @@ def projections_of(service: str) -> dict[str, Projection]:
     return {p.name: p for p in PROJECTIONS if p.service == service}
 
 
-# ---------------------------------------------------------------- the saga pairs: order <-> reservation, shipment
+# ------------------------------------------------------- the saga pairs: order <-> reservation, order <-> shipment
 class Resolution(StrEnum):
-    """What the reconciler does about one (order status, other side's status) pair of a saga."""
+    """What the reconciler does about one (order status, other side's status) of a saga pair (`SAGAS`)."""
 
     AGREES = "agrees"
-    REPUBLISH_ORDER = "republish_order"  # the reservation is behind the order: send the order's event again
+    REPUBLISH_ORDER = "republish_order"  # the other side is behind the order: send the order's event again
     REPUBLISH_RESERVATION = "republish_reservation"  # the order is behind the reservation
     RELEASE = "release"  # stock held for an order that must not hold it: give it back, keep RELEASED
     REMOVE = "remove"  # a reservation without an order: give back any stock, delete it
@@ -292,7 +292,8 @@ class Resolution(StrEnum):
     PARK = "park"  # what no event can repair (a parcel left without held stock, ...): a person decides
 
 
-# (order status, reservation status) -> resolution; None = the item does not exist. Why each: CONSISTENCY.md.
+# The order <-> reservation pair: (order status, reservation status) -> resolution; None = the item does not exist.
+# Why each: CONSISTENCY.md.
 SAGA_RESOLUTIONS: Mapping[tuple[str | None, str | None], Resolution] = {
     (None, None): Resolution.AGREES,
     (None, "RESERVED"): Resolution.REMOVE,
@@ -386,12 +387,14 @@ def _reservation_parked_kind(order_status: str | None, reservation_status: str |
     return "stock_shipped_for_an_unconfirmed_order"
 
 
+# The order <-> reservation pair (`SAGA`, the first of `SAGAS`; order <-> shipment is `SHIPMENT_SAGA`).
 SAGA = SagaPair(
     "order_reservation", ORDER, RESERVATION, SAGA_RESOLUTIONS, _refine_reservation, _reservation_parked_kind
 )
 
-# (order status, shipment status) -> resolution. Shipping is the arbiter of a confirmed order's stock: the
-# shipment is created by OrderConfirmed, cancelled by OrderCancelled unless dispatched, and a dispatch wins.
+# The order <-> shipment pair: (order status, shipment status) -> resolution. Shipping is the arbiter of a
+# confirmed order's stock: the shipment is created by OrderConfirmed, cancelled by OrderCancelled unless
+# dispatched, and a dispatch wins.
 SHIPMENT_RESOLUTIONS: Mapping[tuple[str | None, str | None], Resolution] = {
     (None, None): Resolution.AGREES,
     (None, "PENDING"): Resolution.PARK,  # a shipment for no order: the warehouse must not send it
