@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from converge.contracts import with_tables
 from localcloud.context import LambdaContext
 
 SEGMENTS = (1, 4)
 PAGES_PER_INVOCATION = 20
 PAGE_ITEMS = 500  # the template's SWEEP_PAGE_ITEMS; the bare scan uses the same Limit
 SWEEP = "ReconcilerSweepFunction"
-SERVICE_TABLES = ("OrdersTable", "InventoryTable", "NotificationsTable", "ShipmentsTable")
+SERVICE_TABLES = tuple(service.table for service in with_tables() if service.table)  # the contracts' tables
 MEMORY_GOAL = 1.2  # per-worker peak, larger size over smaller
 
 

@@ -30,7 +30,6 @@ TOUCHED = {
     "layers/common/python/converge/contracts.py": "its ServiceContract, in SERVICES",
     "template.yaml": "its resources (tests/unit/test_service_contracts.py names each one missing)",
     "tools/reconcile_cost.py": "the data set's item of its entity, if that entity is a saga side of the orders",
-    "bench/sweep.py": "SERVICE_TABLES, the tables the sweep benchmark's bare scan reads (not yet derived)",
 }
 # Files that spell services for another reason than listing them, so a new service does not touch them.
 NOT_LISTS = {

@@ -3,13 +3,12 @@
 Everything that lists services derives from `SERVICES`: the event registry (`EVENT_TYPES`), the bus rule each
 inbox must have (`inbox_pattern`), the reconciler's tables, dead-letter queues and `NO_NEWS`
 (`statuses_without_news`), localcloud's checker, demo and drift faults, the DLQ tool, the OpenAPI document and its
-error table (`api_errors`), the reconcile-cost data set's tables, the template tests
+error table (`api_errors`), the reconcile-cost data set's tables, the sweep benchmark's tables, the template tests
 (tests/unit/test_service_contracts.py names any piece of a contract the template lacks) and the catalogue in
-docs/events.md. Outside its package, fixtures and tests, a new service touches six files: one `ServiceContract`
+docs/events.md. Outside its package, fixtures and tests, a new service touches five files: one `ServiceContract`
 here, its event models (`converge.events`), its layouts and pairs (`converge.projections`), its resources in
-template.yaml, the reconcile-cost data set's item of its entity (tools/reconcile_cost.py, if it pairs with the
-orders) and the sweep benchmark's tables (bench/sweep.py); docs/ARCHITECTURE.md lists the steps and
-tests/unit/test_adding_a_service.py keeps the count.
+template.yaml, and the reconcile-cost data set's item of its entity (tools/reconcile_cost.py, if it pairs with the
+orders); docs/ARCHITECTURE.md lists the steps and tests/unit/test_adding_a_service.py keeps the count.
 
 Template logical ids follow from the contract: `<prefix>Inbox`, `<prefix>DLQ`, `<prefix>InboxRule`,
 `<prefix>ApiFunction`, `<prefix>ConsumerFunction`, `<prefix>PublisherFunction`, and the table the contract names.
