@@ -23,6 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from converge.bus import MAX_BYTES_PER_CALL, MAX_ENTRIES_PER_CALL, EventSender, entry_size
 from converge.observability import metrics
+from converge.projections import ORDER
 from converge.publisher import publish_records
 
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/bench-OrdersTable/stream/2026-11-28T00:00:00.000"
@@ -59,8 +60,7 @@ def order_item(n: int, *, lines: int = 2, reason_bytes: int = 0) -> dict[str, An
     """
     at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).isoformat()
     return {
-        "pk": f"ORDER#o-{n}",
-        "sk": "ORDER",
+        **dict(zip(("pk", "sk"), ORDER.key(f"o-{n}"), strict=True)),
         "order_id": f"o-{n}",
         "customer_id": f"c-{n % 97}",
         "lines": [{"product_id": f"p-{(n + i) % 50}", "quantity": 1 + i} for i in range(lines)],

@@ -50,7 +50,7 @@ import boto3  # noqa: E402
 
 from converge.contracts import SERVICES_BY_NAME, with_tables  # noqa: E402
 from converge.dynamo import to_item  # noqa: E402
-from converge.projections import PROJECTIONS, SAGA, Either  # noqa: E402
+from converge.projections import ORDER, PRODUCT, PROJECTIONS, RESERVATION, SAGA, SHIPMENT, Either  # noqa: E402
 from converge.reconcile_index import BUCKET_ATTRIBUTE, bucket_of  # noqa: E402
 from localcloud.cli import Parser, rate, whole  # noqa: E402
 
@@ -121,7 +121,7 @@ def _entity(pk: str, sk: str, at: str, event_type: str, version: int, **state: A
 
 
 def product_item(pid: str, at: str, version: int = 2, on_hand: int = 10, reserved: int = 1) -> dict[str, Any]:
-    return _entity(f"PRODUCT#{pid}", "PRODUCT", at, "StockUpdated", version, product_id=pid, on_hand=on_hand,
+    return _entity(*PRODUCT.key(pid), at, "StockUpdated", version, product_id=pid, on_hand=on_hand,
                    reserved=reserved, available=on_hand - reserved)  # fmt: skip
 
 
@@ -132,20 +132,20 @@ def product_of(oid: str) -> str:
 
 def order_item(oid: str, at: str, status: str = "CONFIRMED", version: int = 2) -> dict[str, Any]:
     event_type = {"CONFIRMED": "OrderConfirmed", "CANCELLED": "OrderCancelled"}[status]
-    return _entity(f"ORDER#{oid}", "ORDER", at, event_type, version, order_id=oid, customer_id=f"c{oid[-3:]}",
+    return _entity(*ORDER.key(oid), at, event_type, version, order_id=oid, customer_id=f"c{oid[-3:]}",
                    lines=[{"product_id": product_of(oid), "quantity": 1}], status=status, created_at=at,
                    confirmed=True)  # fmt: skip
 
 
 def shipment_item(oid: str, at: str) -> dict[str, Any]:
     """The shipment a confirmed order has, waiting for the warehouse."""
-    return _entity(f"SHIPMENT#{oid}", "SHIPMENT", at, "ShipmentCreated", 1, order_id=oid, customer_id=f"c{oid[-3:]}",
+    return _entity(*SHIPMENT.key(oid), at, "ShipmentCreated", 1, order_id=oid, customer_id=f"c{oid[-3:]}",
                    lines=[{"product_id": product_of(oid), "quantity": 1}], status="PENDING",
                    order_version=2, created_at=at)  # fmt: skip
 
 
 def reservation_item(oid: str, at: str) -> dict[str, Any]:
-    return _entity(f"RESERVATION#{oid}", "RESERVATION", at, "StockReserved", 1, order_id=oid,
+    return _entity(*RESERVATION.key(oid), at, "StockReserved", 1, order_id=oid,
                    lines=[{"product_id": product_of(oid), "quantity": 1}], status="RESERVED")  # fmt: skip
 
 
