@@ -8,16 +8,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from converge.entry import scheduled_entry, task_entry
 from converge.errors import UnexpectedEventError
-from converge.observability import logger, metrics, traced
 from reconciler import sweeper
 from reconciler.passes import parse_invocation
 from reconciler.service import reconcile
 
 
-@traced
-@logger.inject_lambda_context
-@metrics.log_metrics
+@scheduled_entry()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Its schedule sends a scheduled event (or the operator `{"mode": "full"}`); anything else is miswired.
     if not isinstance(event, dict) or {"Records", "requestContext", "action"} & set(event):
@@ -26,9 +24,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return asdict(reconcile(invocation.mode, invocation.projection))
 
 
-@traced
-@logger.inject_lambda_context
-@metrics.log_metrics
+@task_entry()
 def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """A task of ReconcilerSweepStateMachine: start, one segment's pages, the counters' pages, finish or fail."""
     # The state machine sends an object with an `action`; anything else is miswired.

@@ -89,3 +89,8 @@ def publisher_entry(wiring: Wiring[Any, Any]) -> Callable[[F], F]:
 def scheduled_entry(wiring: Wiring[Any, Any] | None = None) -> Callable[[F], F]:
     """The entry point of a scheduled function (the correlation id: the scheduled event's id)."""
     return _entry(wiring, SCHEDULED_CORRELATION_PATH)
+
+
+def task_entry(wiring: Wiring[Any, Any] | None = None) -> Callable[[F], F]:
+    """The entry point of a state machine's task (no correlation id: its execution names the run)."""
+    return _entry(wiring, None)
