@@ -1,14 +1,20 @@
-"""Inspect and redrive the dead-letter queues of a deployed stack by hand.
+"""Inspect, park and redrive the dead-letter queues of a stack by hand: a deployed one, or localcloud.
 
     python -m tools.dlq --stack converge list
     python -m tools.dlq --stack converge show OrdersDLQ
+    python -m tools.dlq --stack converge park OrdersDLQ MESSAGE_ID --reason TEXT
     python -m tools.dlq --stack converge redrive OrdersDLQ [--message-id ID ...]
     python -m tools.dlq --stack converge anomalies
+    python -m tools.dlq --local list                     localcloud in a moto server (see below)
 
 `anomalies` lists what the reconciler parked for a person (a confirmed order without stock, a stock count after a
-restore; docs/CONSISTENCY.md), with its reason.
+restore; docs/CONSISTENCY.md), with its reason. `park` records a message of a DLQ as parked for a person, in the
+reconciler's own record (once: a message already parked keeps its first reason, and the tool says so); `show` and
+`list` then report it as parked, and `redrive` forgets the record.
 
-`--endpoint-url http://127.0.0.1:4566` targets LocalStack. Queues, inboxes, the bus and the reconciler's state table
+`--endpoint-url http://127.0.0.1:4566` targets LocalStack. `--local [URL]` targets localcloud deployed into a moto
+server, by default http://127.0.0.1:5000 (`python -m localcloud --endpoint http://127.0.0.1:5000 serve`; its stack is
+named converge). Queues, inboxes, the bus and the reconciler's state table
 come from the stack's outputs. Redriving sends a service DLQ's messages back to the service's inbox (the delivery DLQ's
 back onto the bus), deletes them from the DLQ and forgets their parked record; the reconciler's redrive counter is
 reset, so a message fixed by a deployment gets its full number of tries again.
@@ -18,17 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from converge.contracts import with_inboxes
-from localcloud.cli import Parser, whole
+from converge.dynamo import is_conditional_check_failure, to_item
+from localcloud.cli import Parser, refuse, whole
+from tools.target import BadInput, add_target_options, local_default, resolve, session
 
 # Each consuming service's DLQ -> its inbox (converge.contracts): where a redriven message goes back to.
 SERVICE_QUEUES = {service.dlq: service.inbox for service in with_inboxes()}
@@ -36,8 +43,10 @@ DELIVERY_DLQ = "DeliveryDLQ"
 PARKED_PK = "PARKED"
 ANOMALY_PK = "ANOMALY"
 REDRIVE_PK = "REDRIVE"  # the reconciler's redrive count of an event, by DLQ and event id
+PARKED_BODY_CHARS = 64 * 1024  # as the reconciler's parked record: enough to recognise, the DLQ keeps all of it
 VISIBILITY_SECONDS = 60  # how long a received letter stays hidden while the tool works
 HEARTBEAT_SECONDS = 30  # the letters held back are hidden again before their visibility can lapse
+COMMANDS = ("list", "show", "park", "redrive", "anomalies")
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,41 @@ class DeadLetterQueues:
                 found.append(replace(letter, parked_reason=record["reason"] if record else None))
         self._set_visibility(url, found, 0)
         return found
+
+    def find(self, dlq: str, message_id: str) -> Letter | None:
+        """The DLQ's message with this id, or None: received ten at a time until found, all visible again after."""
+        url = self.urls[dlq]
+        seen: list[Letter] = []
+        found: Letter | None = None
+        while found is None and (batch := self._receive(url, 10)):
+            seen.extend(batch)
+            found = next((letter for letter in batch if letter.message_id == message_id), None)
+        self._set_visibility(url, seen, 0)
+        return found
+
+    def park(self, dlq: str, letter: Letter, reason: str, parked_at: str) -> dict[str, Any] | None:
+        """Record the letter as parked for a person, in the record the reconciler writes, only if it is not yet.
+
+        Returns None when it is now parked, else the record it already had (left as it was)."""
+        queue_name = self.urls[dlq].rsplit("/", 1)[-1]
+        record = {
+            "pk": PARKED_PK,
+            "sk": f"{queue_name}#{letter.message_id}",
+            "queue_url": self.urls[dlq],
+            "message_id": letter.message_id,
+            "reason": reason,
+            "body": letter.body[:PARKED_BODY_CHARS],
+            "parked_at": parked_at,
+        }
+        try:
+            self.dynamodb.put_item(
+                TableName=self.state_table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if not is_conditional_check_failure(exc):
+                raise
+            return self.parked().get(record["sk"], {})
+        return None
 
     def redrive(self, dlq: str, message_ids: set[str] | None = None) -> RedriveResult:
         """Send messages (all, or those named) back where they came from, ten at a time: each batch is sent before
@@ -197,35 +241,43 @@ class RedriveResult:
     refused: dict[str, str] = field(default_factory=dict)  # message id -> why it was left in the DLQ
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser(
+def parser() -> Parser:
+    root = Parser(
         prog="python -m tools.dlq",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--stack", required=True, help="CloudFormation stack name")
-    parser.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:4566 for LocalStack")
-    parser.add_argument("--region", default=None, help="the stack's region (default: the AWS configuration's)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_target_options(root)
+    queues = [*SERVICE_QUEUES, DELIVERY_DLQ]
+    sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="depth of every DLQ and how many of its messages are parked")
     show = sub.add_parser("show", help="the messages of one DLQ with their parked reason")
-    show.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ], help="the DLQ's logical id")
+    show.add_argument("queue", choices=queues, help="the DLQ's logical id")
     show.add_argument("--limit", type=whole(1), default=20, help="messages shown at most")
+    park = sub.add_parser("park", help="record a DLQ message as parked for a person (the reconciler's record)")
+    park.add_argument("queue", choices=queues, help="the DLQ's logical id")
+    park.add_argument("message_id", help="the message's id, as `show` prints it")
+    park.add_argument("--reason", required=True, help="why it is parked, for whoever reads `show` next")
     redrive = sub.add_parser("redrive", help="send a DLQ's messages back to their inbox (or the bus)")
-    redrive.add_argument("queue", choices=[*SERVICE_QUEUES, DELIVERY_DLQ], help="the DLQ's logical id")
+    redrive.add_argument("queue", choices=queues, help="the DLQ's logical id")
     redrive.add_argument("--message-id", action="append", help="only these messages (repeatable)")
     sub.add_parser("anomalies", help="what the reconciler parked for a person, with the reason")
-    args = parser.parse_args(argv)
+    return root
 
-    if args.endpoint_url:
-        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # read by every client boto3 creates
-    session = boto3.session.Session(region_name=args.region)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(local_default(argv, COMMANDS))
     try:
-        queues = DeadLetterQueues.from_stack(args.stack, session)
+        stack = resolve(args)
+        if args.command == "park" and not args.reason.strip():
+            raise BadInput("park: --reason must say why, not be empty")
+    except BadInput as exc:
+        return refuse("tools.dlq", str(exc))
+    try:
+        queues = DeadLetterQueues.from_stack(stack, session(args))
     except (BotoCoreError, ClientError) as exc:
         # No region, no credentials, no such stack: one line that says which, not a traceback.
-        print(f"tools.dlq: cannot read stack {args.stack!r}: {exc}", file=sys.stderr)
-        return 2
+        return refuse("tools.dlq", f"cannot read stack {stack!r}: {exc}")
     if args.command == "list":
         parked = queues.parked()
         for dlq in [*SERVICE_QUEUES, DELIVERY_DLQ]:
@@ -236,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         for letter in queues.letters(args.queue, args.limit):
             reason = letter.parked_reason or "(not parked: transient, the reconciler redrives it)"
             print(f"{letter.message_id}  received {letter.receive_count}x  {reason}\n    {letter.body[:300]}")
+    elif args.command == "park":
+        return _park(queues, args.queue, args.message_id, args.reason.strip())
     elif args.command == "anomalies":
         cases = queues.parked(ANOMALY_PK)
         for record in cases.values():
@@ -248,6 +302,20 @@ def main(argv: list[str] | None = None) -> int:
         for message_id, reason in result.refused.items():
             print(f"left {message_id}: {reason}", file=sys.stderr)
         print(f"redrove {result.moved} message(s) from {args.queue}")
+    return 0
+
+
+def _park(queues: DeadLetterQueues, dlq: str, message_id: str, reason: str) -> int:
+    """`park`: 0 when the message is parked (now, or already: its first record is kept and shown), 2 when the DLQ
+    holds no message with that id."""
+    letter = queues.find(dlq, message_id)
+    if letter is None:
+        return refuse("tools.dlq", f"park: {dlq} holds no message {message_id!r} (`show {dlq}` lists its ids)")
+    earlier = queues.park(dlq, letter, reason, datetime.now(UTC).isoformat())
+    if earlier is None:
+        print(f"parked {message_id} in {dlq}: {reason}")
+    else:
+        print(f"already parked {message_id} in {dlq} at {earlier.get('parked_at')}: {earlier.get('reason')} (kept)")
     return 0
 
 

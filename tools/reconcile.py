@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 # The reconciler's CodeUri, as Lambda's /var/task: the tool reads the state with the reconciler's own parsers.
@@ -43,14 +41,7 @@ from reconciler.health import (  # noqa: E402
 )
 from reconciler.passes import ReconcilerState  # noqa: E402
 from reconciler.store import ANOMALY_PK, PARKED_PK, STATE_KEY, SWEEP_KEY, state_of  # noqa: E402
-
-LOCAL_ENDPOINT = "http://127.0.0.1:5000"
-LOCAL_STACK_NAME = "converge"  # localcloud.cloud.LocalCloud's default
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from tools.target import BadInput, add_target_options, local_default, resolve, session  # noqa: E402
 
 
 class NotTheStack(LookupError):
@@ -219,10 +210,6 @@ def lines(report: dict[str, Any]) -> Iterator[str]:
         yield f"poison letter: {where}, parked {letter['parked_at']}: {letter['reason']}"
 
 
-class BadInput(Exception):
-    """The command line cannot be used (argparse's message, one line)."""
-
-
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadInput(message)
@@ -234,16 +221,7 @@ def parser() -> Parser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    root.add_argument("--stack", help=f"CloudFormation stack name (with --local: {LOCAL_STACK_NAME})")
-    root.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:4566 for LocalStack")
-    root.add_argument(
-        "--local",
-        nargs="?",
-        const=LOCAL_ENDPOINT,
-        metavar="URL",
-        help=f"localcloud deployed into the moto server at URL ({LOCAL_ENDPOINT} if none is given)",
-    )
-    root.add_argument("--region", default=None, help="the stack's region (default: the AWS configuration's)")
+    add_target_options(root)
     commands = root.add_subparsers(dest="command", required=True, parser_class=Parser)
     status = commands.add_parser("status", help="the reconciler's last pass, watermark, sweep, suspects, parked cases")
     status.add_argument("--json", action="store_true", help="one JSON document instead of one fact per line")
@@ -253,23 +231,15 @@ def parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser().parse_args(argv)
+        args = parser().parse_args(local_default(argv, ["status"]))
         if args.limit < 0:
             raise BadInput(f"--limit must be 0 or more, not {args.limit}")
-        if args.local is None and args.stack is None:
-            raise BadInput("say which stack: --stack NAME, or --local [URL] for localcloud")
+        stack = resolve(args)
     except BadInput as exc:
         print(f"tools.reconcile: {exc}", file=sys.stderr)
         return 2
-    stack = args.stack or LOCAL_STACK_NAME
-    endpoint = args.local or args.endpoint_url
-    if args.local is not None:
-        for name, value in LOCAL_CREDENTIALS.items():  # moto accepts any; a real profile must not be sent there
-            os.environ.setdefault(name, value)
-    if endpoint:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint  # read by every client boto3 creates
     try:
-        reader = ReconcilerStatus.from_stack(stack, boto3.session.Session(region_name=args.region))
+        reader = ReconcilerStatus.from_stack(stack, session(args))
         report = reader.report(datetime.now(UTC), args.limit)
     except (BotoCoreError, ClientError, NotTheStack) as exc:
         # No region, no credentials, no such stack or output: one line that says which, not a traceback.

@@ -18,9 +18,12 @@ from localcloud.__main__ import fault_plan, parser
 from localcloud.__main__ import main as localcloud_main
 from localcloud.faults import FaultPlan
 from localcloud.template import ROOT
+from tools.dlq import COMMANDS as DLQ_COMMANDS
 from tools.dlq import main as dlq_main
+from tools.dlq import parser as dlq_parser
 from tools.rebuild import main as rebuild_main
 from tools.reconcile_cost import main as reconcile_cost_main
+from tools.target import local_default
 
 Main = Callable[[list[str]], int]
 
@@ -56,6 +59,9 @@ BAD_INPUT: list[tuple[Main, list[str], str]] = [
     (bench_main, ["--quick", "--update-docs"], "only a full run may"),
     (bench_main, ["--quick", "--tiny"], "not allowed with argument --quick"),
     (dlq_main, ["--stack", "s", "show", "OrdersDLQ", "--limit", "-1"], "--limit: must be 1 or more, not -1"),
+    (dlq_main, ["--stack", "s", "show", "NoSuchDLQ"], "argument queue: invalid choice: 'NoSuchDLQ'"),
+    (dlq_main, ["--local", "park", "NoSuchDLQ", "id", "--reason", "r"], "argument queue: invalid choice: 'NoSuchDLQ'"),
+    (dlq_main, ["--stack", "s", "park", "OrdersDLQ", "id"], "the following arguments are required: --reason"),
     (reconcile_cost_main, ["--drift", "2"], "--drift: must be a fraction from 0 to 1, not 2"),
     (reconcile_cost_main, ["--entities", "-1"], "--entities: must be 1 or more, not -1"),
     (rebuild_main, ["nothing"], "invalid choice: 'nothing'"),
@@ -78,6 +84,45 @@ def test_bad_input_is_refused_at_parse_time_in_one_line_with_exit_code_2(
     assert out == ""
     assert len(err.splitlines()) == 1, err
     assert says in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["list"], "say which stack: --stack NAME, or --local [URL] for localcloud"),
+        (["--stack", "s", "park", "OrdersDLQ", "id", "--reason", " "], "park: --reason must say why, not be empty"),
+        (["--local", "localhost:5000", "list"], "--local: 'localhost:5000' is not a URL (http://HOST:PORT)"),
+    ],
+)
+def test_dlq_input_refused_after_parsing_is_one_line_with_exit_code_2_before_any_aws_call(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    # GIVEN a tools.dlq command line that parses but cannot be used: no stack named, or an empty reason to park
+    # WHEN the tool runs it
+    code = dlq_main(argv)
+    # THEN it exits 2 with that one line on stderr, printing nothing else
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [f"tools.dlq: {says}"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "local", "command"),
+    [
+        (["--local", "list"], "http://127.0.0.1:5000", "list"),
+        (["--local", "http://127.0.0.1:5001", "show", "OrdersDLQ"], "http://127.0.0.1:5001", "show"),
+        (["--stack", "converge", "list"], None, "list"),
+    ],
+)
+def test_dlq_local_without_a_url_is_the_default_server_not_the_command(
+    argv: list[str], local: str | None, command: str
+) -> None:
+    # GIVEN `--local` followed by a command, or by a URL, or a named stack
+    # WHEN tools.dlq parses the command line
+    args = dlq_parser().parse_args(local_default(argv, DLQ_COMMANDS))
+    # THEN a bare --local is localcloud's default server, and the command is still the command
+    assert (args.local, args.command) == (local, command)
 
 
 def test_rebuild_without_a_region_or_credentials_says_so_in_one_line(
