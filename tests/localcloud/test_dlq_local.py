@@ -3,6 +3,7 @@ against a deployed one."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,6 +110,7 @@ def test_the_local_flag_reads_localcloud_served_into_a_moto_server(capsys: pytes
     with LocalCloud(REAL_TEMPLATE, endpoint="server") as served:
         assert served.endpoint is not None
         message_id = served.send_message("OrdersDLQ", "not json at all")
+        os.environ.pop("AWS_ENDPOINT_URL")  # only --local points the tool there (LocalCloud restores it when it stops)
         # WHEN the operator parks it and lists the DLQs with --local URL (no --stack: localcloud's is converge)
         parked, _, _ = run(capsys, "--local", served.endpoint, "park", "OrdersDLQ", message_id, "--reason", "r")
         code, listing, err = run(capsys, "--local", served.endpoint, "list")
