@@ -145,3 +145,24 @@ def test_without_a_region_the_tool_says_so_in_one_line(
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "region" in err
+
+
+def test_an_event_a_person_parked_is_left_in_its_dlq_by_the_reconciler(stack: Stack, functions: FunctionRunner) -> None:
+    # GIVEN a readable event in the orders DLQ, which a pass would send back to the inbox
+    sqs = boto3.client("sqs")
+    reserved = domain_event(
+        "StockReserved", {"order_id": "o7", "lines": [{"product_id": "p1", "quantity": 1}], "status": "RESERVED"}
+    )
+    sqs.send_message(QueueUrl=stack.queues["OrdersDLQ"], MessageBody=json.dumps(eventbridge_event(reserved)))
+    dlqs = tool(stack)
+    (letter,) = dlqs.letters("OrdersDLQ")
+    # AND a person parked it (the cause is theirs to fix)
+    assert dlqs.park("OrdersDLQ", letter, "waiting for the p1 fix", "2026-12-07T16:00:00+00:00") is None
+    # WHEN the reconciler's pass drains the dead letters, twice
+    reports = [functions.invoke("ReconcilerFunction", SCHEDULED) for _ in range(2)]
+    # THEN the event stays in its DLQ, parked with the person's reason, and no pass redrove it
+    assert [r["dead_letters"]["already_parked"] for r in reports] == [1, 1]
+    assert [r["dead_letters"]["event"] for r in reports] == [0, 0]
+    assert sqs.receive_message(QueueUrl=stack.queues["OrdersInbox"]).get("Messages", []) == []
+    (kept,) = dlqs.letters("OrdersDLQ")
+    assert kept.parked_reason == "waiting for the p1 fix"

@@ -217,6 +217,11 @@ def drain_dead_letters(cfg: ReconcilerConfig, sender: EventSender, bus_name: str
     for dlq_url, inbox_url in cfg.dead_letter_queues.items():
         parked: list[store.DeadLetter] = []
         for letter in store.receive_dead_letters(dlq_url):
+            if store.is_parked(cfg.state_table, letter):
+                # Parked by an earlier pass or by a person: it stays in its DLQ for a person, judged no more.
+                parked.append(letter)
+                report.dead_letters["already_parked"] += 1
+                continue
             body: dict[str, Any] | None = None
             parse_error: str | None = None
             event_id: str | None = None

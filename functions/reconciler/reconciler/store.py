@@ -237,6 +237,14 @@ def park(state_table: str, letter: DeadLetter, reason: str, parked_at: str) -> b
     )
 
 
+def is_parked(state_table: str, letter: DeadLetter) -> bool:
+    """Whether the letter was parked already, by a pass or by a person (`python -m tools.dlq park`)."""
+    queue_name = letter.queue_url.rsplit("/", 1)[-1]
+    key = {"pk": {"S": PARKED_PK}, "sk": {"S": f"{queue_name}#{letter.message_id}"}}
+    found = aws.dynamodb().get_item(TableName=state_table, Key=key, ProjectionExpression="pk", ConsistentRead=True)
+    return "Item" in found
+
+
 ANOMALY_PK = "ANOMALY"
 
 
