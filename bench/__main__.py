@@ -100,7 +100,12 @@ def load_in_subprocess(operations: int) -> dict[str, Any]:
 
 
 def run(
-    mode: str, only: set[str], command: str, sweep_sizes: list[int] | None = None, sweep_pages: int = 20
+    mode: str,
+    only: set[str],
+    command: str,
+    sweep_sizes: list[int] | None = None,
+    sweep_pages: int = 20,
+    sweep_segments: tuple[int, ...] = (1, 4),
 ) -> dict[str, Any]:
     from bench import machine
 
@@ -145,7 +150,7 @@ def run(
     if "sweep" in only:
         from bench import sweep
 
-        results["sweep"] = sweep.measure(sizes["sweep_sizes"], sweep_pages)
+        results["sweep"] = sweep.measure(sizes["sweep_sizes"], sweep_pages, sweep_segments)
     results["seconds"] = time.perf_counter() - started
     from bench import analysis
 
@@ -191,6 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the sweep's two sizes, in entities",
     )
     parser.add_argument("--sweep-pages", type=whole(1), default=20, help="pages a sweep worker reads per invocation")
+    parser.add_argument(
+        "--sweep-segments",
+        type=whole(1),
+        nargs="+",
+        default=[1, 4],
+        metavar="N",
+        help="the segment counts the sweep runs with at each size",
+    )
     parser.add_argument("--load-size", type=whole(1), help=argparse.SUPPRESS)  # internal: one pipeline size, JSON out
     args = parser.parse_args(argv)
     if args.update_docs and (args.quick or args.tiny):
@@ -204,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
     command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
-    results = run(mode, only, command, args.sweep_sizes, args.sweep_pages)
+    results = run(mode, only, command, args.sweep_sizes, args.sweep_pages, tuple(args.sweep_segments))
     from bench import report
 
     out, out_json = Path(BENCH_DOC if args.update_docs else args.out), Path(args.json)

@@ -214,7 +214,9 @@ def summarise(run: SweepRun, entities: int, items: int, segments: int, baseline:
     }
 
 
-def measure_size(entities: int, pages: int = PAGES_PER_INVOCATION) -> list[dict[str, Any]]:
+def measure_size(
+    entities: int, pages: int = PAGES_PER_INVOCATION, segment_counts: tuple[int, ...] = SEGMENTS
+) -> list[dict[str, Any]]:
     """Seed `entities` (no drift) in a fresh moto backend and sweep it with each segment count."""
     from bench.moto_at_scale import served
     from converge import aws
@@ -227,7 +229,7 @@ def measure_size(entities: int, pages: int = PAGES_PER_INVOCATION) -> list[dict[
         stack = create_stack()
         service_tables = {role: stack.tables[role] for role in SERVICE_TABLES}
         seed(stack.tables, entities, datetime.now(UTC) - timedelta(hours=1))
-        for segments in SEGMENTS:
+        for segments in segment_counts:
             stack.parameters["SweepSegments"] = segments
             runner = FunctionRunner(stack)
             baseline = bare_scan(service_tables, segments, pages)
@@ -242,13 +244,15 @@ def measure_size(entities: int, pages: int = PAGES_PER_INVOCATION) -> list[dict[
     return rows
 
 
-def measure(sizes: list[int], pages: int = PAGES_PER_INVOCATION) -> dict[str, Any]:
+def measure(
+    sizes: list[int], pages: int = PAGES_PER_INVOCATION, segment_counts: tuple[int, ...] = SEGMENTS
+) -> dict[str, Any]:
     """Every size with every segment count, `pages` pages per worker invocation, and the memory ratio larger/smaller
     per segment count."""
     started = time.perf_counter()
-    rows = [row for entities in sizes for row in measure_size(entities, pages)]
+    rows = [row for entities in sizes for row in measure_size(entities, pages, segment_counts)]
     ratios = []
-    for segments in SEGMENTS:
+    for segments in segment_counts:
         mine = [r for r in rows if r["segments"] == segments]
         small, large = min(mine, key=lambda r: r["entities"]), max(mine, key=lambda r: r["entities"])
         ratios.append(
@@ -270,7 +274,7 @@ def measure(sizes: list[int], pages: int = PAGES_PER_INVOCATION) -> dict[str, An
     return {
         "model": model(largest["items_read_per_item"], largest["scanned_per_item"], largest["largest_table_share"]),
         "sizes": sizes,
-        "segments": list(SEGMENTS),
+        "segments": list(segment_counts),
         "pages_per_invocation": pages,
         "page_items": PAGE_ITEMS,
         "rows": rows,

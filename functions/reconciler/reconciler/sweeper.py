@@ -342,40 +342,8 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
     first = True
     while not state.done:
         began = time.monotonic()
-        page = _Page(Report(mode="full", mode_reason=header.reason))
-        items, cursor = sweep_store.scan_page(
-            cfg.table_of(task.table),
-            task.segment,
-            task.total_segments,
-            state.cursor,
-            tuning.page_items,
-            page.cost,
-            task.table,
-        )
-        if phase == COMPARE:
-            _compare_page(cfg, header, task, state, items, page, sender)
-        elif phase == COUNTERS:
-            _recount_page(cfg, header, items, page, sender)
-        else:
-            _retally_page(cfg, task, state, items, pending)
-        report = page.report
-        report.items_read = page.cost.total_items
-        after = replace(
-            state,
-            cursor=cursor,
-            done=cursor is None,
-            pages=state.pages + 1,
-            invocations=state.invocations + (1 if first else 0),
-            items_read=state.items_read + report.items_read,
-            counts=_summed(state.counts, _counts(report)),
-        )
-        sweep_store.checkpoint(cfg.state_table, state, after)
-        progress_at = datetime.now(UTC).isoformat()
-        sweep_store.add_to_header(
-            cfg.state_table, task.sweep_id, progress_at, items_read=report.items_read, segments_done=int(after.done)
-        )
-        metrics.add_metric(name="SweepItemsRead", unit=MetricUnit.Count, value=report.items_read)
-        state, first = after, False
+        state = _advance(cfg, header, task, state, sender, pending, first)
+        first = False
         budget.page_took(time.monotonic() - began)
         if not budget.another_page():
             break
@@ -384,6 +352,54 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
         extra={"sweep_id": task.sweep_id, "segment": state.key["sk"], "done": state.done, "pages": budget.pages},
     )
     return {"done": state.done, "pages": state.pages, "items_read": state.items_read}
+
+
+def _advance(
+    cfg: ReconcilerConfig,
+    header: SweepHeader,
+    task: SegmentTask,
+    state: SegmentState,
+    sender: EventSender,
+    pending: frozenset[str],
+    first: bool,
+) -> SegmentState:
+    """One page of the segment: read, compare (or tally, or recount), checkpoint; the segment's state after it.
+    A function of its own so that the page and its neighbourhood are freed before the next page is read: a worker
+    holds one page at a time, not the last one and the next."""
+    page = _Page(Report(mode="full", mode_reason=header.reason))
+    items, cursor = sweep_store.scan_page(
+        cfg.table_of(task.table),
+        task.segment,
+        task.total_segments,
+        state.cursor,
+        sweep_settings().page_items,
+        page.cost,
+        task.table,
+    )
+    if task.phase == COMPARE:
+        _compare_page(cfg, header, task, state, items, page, sender)
+    elif task.phase == COUNTERS:
+        _recount_page(cfg, header, items, page, sender)
+    else:
+        _retally_page(cfg, task, state, items, pending)
+    report = page.report
+    report.items_read = page.cost.total_items
+    after = replace(
+        state,
+        cursor=cursor,
+        done=cursor is None,
+        pages=state.pages + 1,
+        invocations=state.invocations + (1 if first else 0),
+        items_read=state.items_read + report.items_read,
+        counts=_summed(state.counts, _counts(report)),
+    )
+    sweep_store.checkpoint(cfg.state_table, state, after)
+    progress_at = datetime.now(UTC).isoformat()
+    sweep_store.add_to_header(
+        cfg.state_table, task.sweep_id, progress_at, items_read=report.items_read, segments_done=int(after.done)
+    )
+    metrics.add_metric(name="SweepItemsRead", unit=MetricUnit.Count, value=report.items_read)
+    return after
 
 
 def page_scope(role: str, items: list[dict[str, Any]]) -> Scope:
