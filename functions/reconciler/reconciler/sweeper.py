@@ -342,7 +342,7 @@ def segment(task: SegmentTask, remaining_ms: Callable[[], int]) -> dict[str, Any
     first = True
     while not state.done:
         began = time.monotonic()
-        state = _advance(cfg, header, task, state, sender, pending, first)
+        state = _advance(cfg, header, task, state, sender, pending, first, tuning.page_items)
         first = False
         budget.page_took(time.monotonic() - began)
         if not budget.another_page():
@@ -362,6 +362,7 @@ def _advance(
     sender: EventSender,
     pending: frozenset[str],
     first: bool,
+    page_items: int,
 ) -> SegmentState:
     """One page of the segment: read, compare (or tally, or recount), checkpoint; the segment's state after it.
     A function of its own so that the page and its neighbourhood are freed before the next page is read: a worker
@@ -372,7 +373,7 @@ def _advance(
         task.segment,
         task.total_segments,
         state.cursor,
-        sweep_settings().page_items,
+        page_items,
         page.cost,
         task.table,
     )

@@ -26,6 +26,7 @@ from converge.bus import EventSender, to_entry
 from converge.dynamo import plain
 from converge.envelope import event_from_item
 from converge.errors import ConvergeError, UnexpectedEventError
+from converge.events import Metadata
 from converge.observability import logger, metrics
 
 
@@ -61,6 +62,17 @@ def stream_records(event: DynamoDBStreamEvent) -> list[DynamoDBRecord]:
     return list(event.records)
 
 
+def _story(meta: Metadata) -> dict[str, Any]:
+    """What an operator follows a published event by (docs/deploy.md, "Following one entity in the logs")."""
+    return {
+        "event_type": meta.event_type,
+        "entity": meta.entity,
+        "entity_id": meta.entity_id,
+        "entity_version": meta.entity_version,
+        "correlation_id": meta.correlation_id,
+    }
+
+
 def publish_records(
     records: list[DynamoDBRecord],
     sender: EventSender,
@@ -77,7 +89,7 @@ def publish_records(
         raise UnexpectedEventError(STREAM_BATCH, {"Records": [r.raw_event for r in records]})
     result = PublishResult()
     entries: list[tuple[str, dict[str, Any]]] = []
-    stories: dict[str, dict[str, Any]] = {}  # sequence -> what an operator follows the event by
+    published: dict[str, Metadata] = {}  # sequence -> the event's metadata, for the batch's log line
     for record in records:
         sequence = record.dynamodb.sequence_number if record.dynamodb else None
         if record.dynamodb is None or sequence is None:
@@ -102,14 +114,7 @@ def publish_records(
             result.skipped += 1
             continue
         entries.append((sequence, to_entry(event, bus_name)))
-        meta = event.metadata
-        stories[sequence] = {
-            "event_type": meta.event_type,
-            "entity": meta.entity,
-            "entity_id": meta.entity_id,
-            "entity_version": meta.entity_version,
-            "correlation_id": meta.correlation_id,
-        }
+        published[sequence] = event.metadata
 
     report = sender.send(entries)
     assert report.failed is not None
@@ -118,7 +123,7 @@ def publish_records(
         result.failures.append(failed.key)
     result.published = report.sent
     refused = set(result.failures)
-    sent = [story for sequence, story in stories.items() if sequence not in refused]
+    sent = [_story(meta) for sequence, meta in published.items() if sequence not in refused]
     if sent:
         # One line a batch (not a record: the publisher is the hot path), naming each event it put on the bus.
         logger.info("published events", extra={"outcome": "published", "events": sent})
